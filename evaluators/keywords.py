@@ -1,0 +1,56 @@
+"""Keyword relevance: does a proposal mention the keywords a task expects?
+
+Matching rule, per keyword:
+- case-insensitive and on whole words (``queue`` does not match ``queueless``);
+- words of a multi-word keyword may be joined by spaces or hyphens
+  (``edge case`` matches ``edge-case``, ``edge cases`` and ``Edge  Case``);
+- the last word may carry a simple English inflection: ``-s``, ``-es``,
+  ``-ed``, ``-ing``, with a final ``e`` dropped before ``-ed``/``-ing``
+  (``queue`` matches ``queues``, ``queued``, ``queuing``) and a final ``y``
+  turned into ``-ies``/``-ied`` (``dependency`` matches ``dependencies``).
+
+Derivations that change the word (``deploy`` vs ``deployment``) are not
+matched: they often change the meaning, and a task that accepts both can
+list the keyword that way.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from functools import lru_cache
+
+_SEPARATOR = r"[\s\-_]+"
+
+
+def _inflected(word: str) -> str:
+    """Regex for one word and its simple inflections."""
+    forms = [re.escape(word) + r"(?:s|es|ed|ing)?"]
+    if word.endswith("e") and len(word) > 2:
+        forms.append(re.escape(word[:-1]) + r"(?:ed|ing)")
+    if word.endswith("y") and len(word) > 2:
+        forms.append(re.escape(word[:-1]) + r"(?:ies|ied)")
+    return "(?:" + "|".join(forms) + ")"
+
+
+@lru_cache(maxsize=4096)
+def keyword_pattern(keyword: str) -> re.Pattern[str]:
+    """Compiled pattern matching ``keyword`` by the module's rule."""
+    words = [w for w in re.split(_SEPARATOR, keyword.strip().lower()) if w]
+    if not words:
+        raise ValueError(f"empty keyword: {keyword!r}")
+    parts = [re.escape(w) for w in words[:-1]] + [_inflected(words[-1])]
+    return re.compile(r"(?<![\w])" + _SEPARATOR.join(parts) + r"(?![\w])", re.IGNORECASE)
+
+
+def keyword_hits(proposal: str, keywords: Sequence[str]) -> list[bool]:
+    """Whether each keyword occurs in ``proposal`` (same order as ``keywords``)."""
+    return [keyword_pattern(k).search(proposal) is not None for k in keywords]
+
+
+def keyword_relevance(proposal: str, keywords: Sequence[str]) -> float:
+    """Share of ``keywords`` found in ``proposal``: hits / len(keywords), in [0, 1]."""
+    if not keywords:
+        return 0.0
+    hits = keyword_hits(proposal, keywords)
+    return sum(hits) / len(hits)

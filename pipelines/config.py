@@ -1,0 +1,89 @@
+"""Structured Hydra config: the schema every ``conf/`` file is merged into.
+
+Types are checked by OmegaConf when Hydra composes the config; ranges are
+checked when :func:`pipelines.settings.from_config` builds the typed objects.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Dict, Optional  # noqa: UP035 - OmegaConf needs typing generics
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, OmegaConf
+
+from pipelines import PROJECT_ROOT
+
+
+@dataclass
+class RoleConf:
+    name: str = MISSING
+    system_prompt: str = MISSING
+
+
+@dataclass
+class ModelConf:
+    name: str = MISSING
+    # Local folder or hub id handed to the engine.
+    path: str = MISSING
+    dtype: str = "bfloat16"
+    max_model_len: int = 2048
+
+
+@dataclass
+class EngineConf:
+    name: str = MISSING
+    enforce_eager: bool = True
+    gpu_memory_utilization: float = 0.3
+    enable_chunked_prefill: bool = False
+    # GPUs per engine replica; null: 1 when the cluster has GPUs, else 0.
+    num_gpus: Optional[float] = None  # noqa: UP045
+    extra_engine_kwargs: Dict[str, Any] = field(default_factory=dict)  # noqa: UP006
+    # Environment for the engine process, set unless already set.
+    env: Dict[str, str] = field(default_factory=dict)  # noqa: UP006
+
+
+@dataclass
+class ExecutorConf:
+    name: str = MISSING
+    concurrency: int = 1
+    batch_size: int = 32
+    address: Optional[str] = None  # noqa: UP045
+    num_cpus: Optional[float] = None  # noqa: UP045
+
+
+@dataclass
+class SinkConf:
+    name: str = "none"
+
+
+@dataclass
+class TrackingConf:
+    name: str = "none"
+
+
+@dataclass
+class Config:
+    role: RoleConf = MISSING
+    model: ModelConf = MISSING
+    engine: EngineConf = MISSING
+    executor: ExecutorConf = MISSING
+    sink: SinkConf = MISSING
+    tracking: TrackingConf = MISSING
+    # JSONL task file; null: datasets/<role>.jsonl (every role's file for role=all).
+    dataset: Optional[str] = None  # noqa: UP045
+    agents: int = 3
+    temperature: float = 0.7
+    diversity_factor: float = 1.3
+    max_temperature: float = 2.0
+    max_tokens: int = 256
+    seed: int = 0
+    # Only the first `limit` tasks (per role for role=all).
+    limit: Optional[int] = None  # noqa: UP045
+
+
+def register() -> None:
+    """Register the schema and the ``project_root`` resolver (idempotent)."""
+    if not OmegaConf.has_resolver("project_root"):
+        OmegaConf.register_new_resolver("project_root", lambda: str(PROJECT_ROOT))
+    ConfigStore.instance().store(name="schema", node=Config)

@@ -1,0 +1,127 @@
+"""Council expansion: every task times every agent, with temperatures and seeds.
+
+Agent ``i`` (1-based) of role ``r`` is ``agent-r-00i``. Agent 1 runs at the base
+temperature; agents 2..N at ``base * diversity_factor``, capped at
+``max_temperature`` (the "diversity mode"). Each (task, agent) gets a seed
+derived from (run seed, task_id, agent_id), so a rerun reproduces its outputs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import pandas as pd
+
+from pipelines import UserError
+from pipelines.tasks import Task
+
+REQUEST_COLUMNS = [
+    "row",
+    "batch_id",
+    "task_id",
+    "role",
+    "agent_id",
+    "agent_index",
+    "temperature",
+    "seed",
+    "system_prompt",
+    "prompt",
+    "max_tokens",
+]
+
+
+@dataclass(frozen=True)
+class CouncilSpec:
+    """How a council answers: size, temperature schedule, budget, seed."""
+
+    agents: int = 3
+    temperature: float = 0.7
+    diversity_factor: float = 1.3
+    max_temperature: float = 2.0
+    max_tokens: int = 256
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.agents < 1:
+            raise UserError(f"agents must be >= 1, got {self.agents}")
+        if self.temperature < 0:
+            raise UserError(f"temperature must be >= 0, got {self.temperature}")
+        if self.diversity_factor <= 0:
+            raise UserError(f"diversity_factor must be > 0, got {self.diversity_factor}")
+        if self.max_temperature < self.temperature:
+            raise UserError(
+                f"max_temperature ({self.max_temperature}) is below temperature "
+                f"({self.temperature})"
+            )
+        if self.max_tokens < 1:
+            raise UserError(f"max_tokens must be >= 1, got {self.max_tokens}")
+
+
+def agent_id(role: str, index: int) -> str:
+    """Agent id of the ``index``-th (1-based) agent of ``role``."""
+    return f"agent-{role}-{index:03d}"
+
+
+def agent_temperature(spec: CouncilSpec, index: int) -> float:
+    """Temperature of the ``index``-th (1-based) agent under ``spec``."""
+    if index == 1:
+        return spec.temperature
+    return round(min(spec.temperature * spec.diversity_factor, spec.max_temperature), 6)
+
+
+def request_seed(run_seed: int, task_id: str, agent: str) -> int:
+    """Deterministic 31-bit seed for one (task, agent) of a run."""
+    digest = hashlib.blake2b(f"{run_seed}\x1f{task_id}\x1f{agent}".encode(), digest_size=8)
+    return int.from_bytes(digest.digest(), "big") & 0x7FFFFFFF
+
+
+def user_message(task: Task) -> str:
+    """The user turn put to every agent: context (if any), then the prompt."""
+    return f"{task.context}\n\n{task.prompt}" if task.context else task.prompt
+
+
+def expand(
+    tasks: list[Task],
+    spec: CouncilSpec,
+    system_prompts: Mapping[str, str],
+    batch_size: int,
+) -> pd.DataFrame:
+    """The request table: one row per (task, agent), task-major, stable order.
+
+    The pipeline, not the executor, cuts the table into batches (``batch_id``):
+    the numerics of a CPU engine depend on batch composition, so every executor
+    must run exactly these batches to give the same text.
+    """
+    if batch_size < 1:
+        raise UserError(f"batch_size must be >= 1, got {batch_size}")
+    missing = sorted({t.role for t in tasks} - set(system_prompts))
+    if missing:
+        raise UserError(f"no system prompt for role(s) {missing}")
+    rows = []
+    for task in tasks:
+        budget = min(task.max_tokens or spec.max_tokens, spec.max_tokens)
+        for index in range(1, spec.agents + 1):
+            agent = agent_id(task.role, index)
+            rows.append(
+                {
+                    "row": len(rows),
+                    "batch_id": len(rows) // batch_size,
+                    "task_id": task.task_id,
+                    "role": task.role,
+                    "agent_id": agent,
+                    "agent_index": index,
+                    "temperature": agent_temperature(spec, index),
+                    "seed": request_seed(spec.seed, task.task_id, agent),
+                    "system_prompt": system_prompts[task.role],
+                    "prompt": user_message(task),
+                    "max_tokens": budget,
+                }
+            )
+    return pd.DataFrame(rows, columns=REQUEST_COLUMNS)
+
+
+def batches(requests: pd.DataFrame) -> list[pd.DataFrame]:
+    """The request table split by ``batch_id``, in order."""
+    return [b.reset_index(drop=True) for _, b in requests.groupby("batch_id", sort=True)]

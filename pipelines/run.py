@@ -1,0 +1,42 @@
+"""Hydra entry point: ``python -m pipelines.run role=devops [overrides]``.
+
+Config groups (``conf/``): role, model, engine, executor, sink, tracking.
+Outputs go to the Hydra run dir (``runs/<time>-<role>/``); ``--help`` lists
+every option, ``--cfg job`` prints the composed config.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig
+
+from pipelines import UserError
+from pipelines.config import register
+
+log = logging.getLogger("pipelines.run")
+
+register()
+
+
+@hydra.main(config_path="../conf", config_name="config", version_base="1.3")
+def main(cfg: DictConfig) -> None:
+    from pipelines.pipeline import run_pipeline, summary
+    from pipelines.settings import check_model, from_config
+
+    try:
+        settings = from_config(cfg)
+        check_model(settings.engine.model)
+        outcome = run_pipeline(settings, Path(HydraConfig.get().runtime.output_dir))
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+    print(summary(outcome), flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,112 @@
+"""Turn the composed Hydra config into typed settings, once, with clear errors."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from pipelines import PROJECT_ROOT, UserError
+from pipelines.council import CouncilSpec
+from pipelines.engines import EngineConfig
+from pipelines.executors import ExecutorConfig
+
+ROLE_DIR = PROJECT_ROOT / "conf" / "role"
+DATASET_DIR = PROJECT_ROOT / "datasets"
+ALL_ROLES = "all"
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """Everything a pipeline run needs, typed and checked."""
+
+    role: str
+    system_prompts: dict[str, str]
+    datasets: tuple[Path, ...]
+    council: CouncilSpec
+    limit: int | None
+    engine: EngineConfig
+    executor: ExecutorConfig
+    sink: str
+    tracking: str
+
+    @property
+    def roles(self) -> list[str]:
+        """The roles whose tasks this run evaluates."""
+        return sorted(self.system_prompts)
+
+
+def known_roles() -> list[str]:
+    """Roles with a config file in ``conf/role/`` (``all`` excluded)."""
+    return sorted(p.stem for p in ROLE_DIR.glob("*.yaml") if p.stem != ALL_ROLES)
+
+
+def role_prompts(role: str, system_prompt: str) -> dict[str, str]:
+    """System prompt per role evaluated: one role, or every role for ``all``."""
+    if role != ALL_ROLES:
+        return {role: system_prompt}
+    return {r: str(OmegaConf.load(ROLE_DIR / f"{r}.yaml").system_prompt) for r in known_roles()}
+
+
+def check_model(path: str) -> None:
+    """A local model folder must exist (hub ids are left to the engine)."""
+    local = Path(path).is_absolute() or path.startswith(".")
+    if local and not (Path(path) / "config.json").is_file():
+        raise UserError(
+            f"model folder {path} not found (or has no config.json); build the "
+            "embedded model with `python -m pipelines.prepare_model` (or `make model`)"
+        )
+
+
+def from_config(cfg: DictConfig) -> RunSettings:
+    """Typed, validated settings from a composed config."""
+    role = cfg.role.name
+    if role not in (*known_roles(), ALL_ROLES):
+        raise UserError(f"unknown role {role!r}; known: {[*known_roles(), ALL_ROLES]}")
+    prompts = role_prompts(role, cfg.role.system_prompt)
+    if cfg.dataset is not None:
+        datasets: tuple[Path, ...] = (Path(cfg.dataset),)
+    else:
+        datasets = tuple(DATASET_DIR / f"{r}.jsonl" for r in sorted(prompts))
+    if cfg.limit is not None and cfg.limit < 1:
+        raise UserError(f"limit must be >= 1 (or null), got {cfg.limit}")
+    council = CouncilSpec(
+        agents=cfg.agents,
+        temperature=cfg.temperature,
+        diversity_factor=cfg.diversity_factor,
+        max_temperature=cfg.max_temperature,
+        max_tokens=cfg.max_tokens,
+        seed=cfg.seed,
+    )
+    engine = EngineConfig(
+        name=cfg.engine.name,
+        model=cfg.model.path,
+        served_model_name=cfg.model.name,
+        dtype=cfg.model.dtype,
+        max_model_len=cfg.model.max_model_len,
+        enforce_eager=cfg.engine.enforce_eager,
+        gpu_memory_utilization=cfg.engine.gpu_memory_utilization,
+        enable_chunked_prefill=cfg.engine.enable_chunked_prefill,
+        num_gpus=cfg.engine.num_gpus,
+        extra_engine_kwargs=OmegaConf.to_container(cfg.engine.extra_engine_kwargs),
+        env={k: str(v) for k, v in cfg.engine.env.items()},
+    )
+    executor = ExecutorConfig(
+        name=cfg.executor.name,
+        concurrency=cfg.executor.concurrency,
+        batch_size=cfg.executor.batch_size,
+        address=cfg.executor.address,
+        num_cpus=cfg.executor.num_cpus,
+    )
+    return RunSettings(
+        role=role,
+        system_prompts=prompts,
+        datasets=datasets,
+        council=council,
+        limit=cfg.limit,
+        engine=engine,
+        executor=executor,
+        sink=cfg.sink.name,
+        tracking=cfg.tracking.name,
+    )

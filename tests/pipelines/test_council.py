@@ -1,0 +1,64 @@
+import pytest
+
+from pipelines import UserError
+from pipelines.council import CouncilSpec, agent_temperature, batches, expand, request_seed
+from pipelines.tasks import Task
+
+pytestmark = pytest.mark.unit
+
+TASKS = [
+    Task(task_id=f"devops-00{i}", role="devops", prompt=f"p{i}", keywords=["k"]) for i in (1, 2)
+]
+PROMPTS = {"devops": "sys"}
+
+
+def test_expansion_is_task_major_with_diversity_schedule() -> None:
+    table = expand(TASKS, CouncilSpec(agents=3), PROMPTS, batch_size=4)
+    assert len(table) == 6
+    assert table["task_id"].tolist() == ["devops-001"] * 3 + ["devops-002"] * 3
+    assert table["agent_id"].tolist()[:3] == [
+        "agent-devops-001",
+        "agent-devops-002",
+        "agent-devops-003",
+    ]
+    assert table["temperature"].tolist()[:3] == [0.7, 0.91, 0.91]
+    assert table["batch_id"].tolist() == [0, 0, 0, 0, 1, 1]
+    assert [len(b) for b in batches(table)] == [4, 2]
+    assert table["seed"].nunique() == 6
+
+
+def test_temperature_is_capped() -> None:
+    spec = CouncilSpec(temperature=1.5, diversity_factor=1.3, max_temperature=1.8)
+    assert agent_temperature(spec, 1) == 1.5
+    assert agent_temperature(spec, 2) == 1.8
+
+
+def test_seeds_are_deterministic_and_depend_on_every_part() -> None:
+    assert request_seed(0, "t", "a") == request_seed(0, "t", "a")
+    assert (
+        len({request_seed(0, "t", "a"), request_seed(1, "t", "a"), request_seed(0, "t", "b")}) == 3
+    )
+    assert 0 <= request_seed(7, "t", "a") < 2**31
+
+
+def test_task_budget_and_context() -> None:
+    task = Task(
+        task_id="t", role="devops", prompt="do it", keywords=["k"], context="ctx", max_tokens=8
+    )
+    (row, *_) = expand([task], CouncilSpec(agents=1, max_tokens=64), PROMPTS, 8).itertuples()
+    assert row.max_tokens == 8
+    assert row.prompt == "ctx\n\ndo it"
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"agents": 0}, "agents must be >= 1"),
+        ({"temperature": -0.1}, "temperature must be >= 0"),
+        ({"max_tokens": 0}, "max_tokens must be >= 1"),
+        ({"temperature": 1.0, "max_temperature": 0.5}, "max_temperature"),
+    ],
+)
+def test_bad_council(kwargs: dict, message: str) -> None:
+    with pytest.raises(UserError, match=message):
+        CouncilSpec(**kwargs)
