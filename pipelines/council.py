@@ -90,7 +90,8 @@ def expand(
 ) -> pd.DataFrame:
     """The request table: one row per (task, agent), task-major, stable order.
 
-    The pipeline, not the executor, cuts the table into batches (``batch_id``):
+    The pipeline, not the executor, cuts the table into balanced batches of at
+    most ``batch_size`` (``batch_id``):
     the numerics of a CPU engine depend on batch composition, so every executor
     must run exactly these batches to give the same text.
     """
@@ -99,6 +100,10 @@ def expand(
     missing = sorted({t.role for t in tasks} - set(system_prompts))
     if missing:
         raise UserError(f"no system prompt for role(s) {missing}")
+    total = len(tasks) * spec.agents
+    # Balanced contiguous batches of at most batch_size: 36 requests at 32 give
+    # 18 + 18, not 32 + 4 (a nearly empty batch costs as many decode steps).
+    n_batches = -(-total // batch_size)
     rows = []
     for task in tasks:
         budget = min(task.max_tokens or spec.max_tokens, spec.max_tokens)
@@ -107,7 +112,7 @@ def expand(
             rows.append(
                 {
                     "row": len(rows),
-                    "batch_id": len(rows) // batch_size,
+                    "batch_id": len(rows) * n_batches // total,
                     "task_id": task.task_id,
                     "role": task.role,
                     "agent_id": agent,

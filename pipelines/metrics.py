@@ -1,60 +1,128 @@
-"""Run-level and per-agent figures from the results table.
+"""Per-proposal, per-task and run-level figures from the results table.
 
-Scoring lives in :mod:`evaluators` (pure functions); this module only applies
-them to the table and aggregates.
+Scoring lives in :mod:`evaluators` (pure functions); this module applies them
+to tables and aggregates. Metric names are part of the interface (metrics.json,
+console, trackers): keep them stable.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
-from evaluators import keyword_relevance, unique_ratio
+from evaluators import (
+    coverage,
+    distinct_1,
+    distinct_2,
+    full_coverage,
+    keyword_hit_rates,
+    keyword_hits,
+    mean_pairwise_cosine_distance,
+    self_bleu,
+    unique_ratio,
+)
+
+Embed = Callable[[Sequence[str]], np.ndarray]
+DIVERSITY = {
+    "unique_ratio": unique_ratio,
+    "distinct_1": distinct_1,
+    "distinct_2": distinct_2,
+    "self_bleu": self_bleu,
+}
 
 
 def score_rows(results: pd.DataFrame, keywords: dict[tuple[str, str], list[str]]) -> pd.DataFrame:
-    """``results`` plus a per-proposal ``keyword_relevance`` column.
+    """``results`` plus per-proposal keyword columns.
+
+    Adds ``keywords`` (expected), ``keyword_hits`` (bool per keyword),
+    ``keyword_relevance`` and ``keyword_full`` (every keyword hit). A failed
+    request scores no hit.
 
     Args:
         results: the results table.
         keywords: expected keywords by (role, task_id).
     """
     scored = results.copy()
-    scored["keyword_relevance"] = [
-        keyword_relevance(p, keywords[(r, t)]) if not e else 0.0
-        for p, r, t, e in zip(
-            scored["proposal"],
-            scored["role"],
-            scored["task_id"],
-            scored["error"].notna(),
-            strict=True,
-        )
+    expected = [keywords[(r, t)] for r, t in zip(scored["role"], scored["task_id"], strict=True)]
+    hits = [
+        keyword_hits(p, k) if e is None or pd.isna(e) else [False] * len(k)
+        for p, k, e in zip(scored["proposal"], expected, scored["error"], strict=True)
     ]
+    scored["keywords"] = expected
+    scored["keyword_hits"] = hits
+    scored["keyword_relevance"] = [coverage(h) for h in hits]
+    scored["keyword_full"] = [bool(h) and all(h) for h in hits]
     return scored
 
 
-def _figures(scored: pd.DataFrame, wall_s: float) -> dict[str, float]:
+def task_diversity(scored: pd.DataFrame, embed: Embed | None = None) -> pd.DataFrame:
+    """One row per (role, task_id): diversity of its successful proposals."""
     ok = scored[scored["error"].isna()]
-    per_task = ok.groupby(["role", "task_id"])["proposal"].agg(lambda s: s.tolist())
+    rows = []
+    for (role, task_id), part in ok.groupby(["role", "task_id"], sort=False):
+        proposals = part["proposal"].tolist()
+        row = {"role": role, "task_id": task_id, "proposals": len(proposals)}
+        row.update({name: fn(proposals) for name, fn in DIVERSITY.items()})
+        if embed is not None:
+            row["embedding_diversity"] = mean_pairwise_cosine_distance(embed(proposals))
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def task_metrics(scored: pd.DataFrame, diversity: pd.DataFrame) -> pd.DataFrame:
+    """Per (task, agent): keyword scores, with the task's diversity alongside."""
+    cols = [
+        "run_id",
+        "role",
+        "task_id",
+        "agent_id",
+        "agent_index",
+        "temperature",
+        "keywords",
+        "keyword_hits",
+        "keyword_relevance",
+        "keyword_full",
+        "completion_tokens",
+        "error",
+    ]
+    per_agent = scored[[c for c in cols if c in scored.columns]]
+    return per_agent.merge(diversity.drop(columns="proposals"), on=["role", "task_id"], how="left")
+
+
+def _figures(scored: pd.DataFrame, diversity: pd.DataFrame, wall_s: float) -> dict[str, Any]:
+    ok = scored[scored["error"].isna()]
     tokens = int(scored["completion_tokens"].sum())
     # Engine time only (no load, no scheduling): each batch counted once.
     engine_s = float(scored.groupby("batch_id")["batch_s"].first().sum())
-    return {
+    figures: dict[str, Any] = {
         "requests": len(scored),
-        "errors": int(scored["error"].notna().sum()),
-        "keyword_relevance": float(ok["keyword_relevance"].mean()) if len(ok) else 0.0,
-        "unique_ratio": float(per_task.map(unique_ratio).mean()) if len(per_task) else 0.0,
-        "completion_tokens": tokens,
-        "tokens_per_s": tokens / wall_s if wall_s > 0 else 0.0,
-        "generation_tokens_per_s": tokens / engine_s if engine_s > 0 else 0.0,
-        "requests_per_s": len(scored) / wall_s if wall_s > 0 else 0.0,
-        "latency_p50_s": float(scored["latency"].quantile(0.5)),
-        "latency_p95_s": float(scored["latency"].quantile(0.95)),
+        "errors": len(scored) - len(ok),
+        "keyword_relevance": float(scored["keyword_relevance"].mean()),
+        "keyword_full_coverage": full_coverage(scored["keyword_hits"].tolist()),
     }
+    for name in [*DIVERSITY, "embedding_diversity"]:
+        if name in diversity:
+            figures[name] = float(diversity[name].mean()) if len(diversity) else 0.0
+    figures.update(
+        {
+            "completion_tokens": tokens,
+            "tokens_per_s": tokens / wall_s if wall_s > 0 else 0.0,
+            "generation_tokens_per_s": tokens / engine_s if engine_s > 0 else 0.0,
+            "requests_per_s": len(scored) / wall_s if wall_s > 0 else 0.0,
+            "latency_p50_s": float(scored["latency"].quantile(0.5)),
+            "latency_p95_s": float(scored["latency"].quantile(0.95)),
+            "keyword_hit_rates": keyword_hit_rates(
+                scored["keywords"].tolist(), scored["keyword_hits"].tolist()
+            ),
+        }
+    )
+    return figures
 
 
-def run_metrics(scored: pd.DataFrame, wall_s: float) -> dict[str, Any]:
+def run_metrics(scored: pd.DataFrame, diversity: pd.DataFrame, wall_s: float) -> dict[str, Any]:
     """Overall figures, plus per role when the run holds several roles.
 
     ``tokens_per_s`` divides by ``wall_s``, the generation wall time with the
@@ -62,19 +130,23 @@ def run_metrics(scored: pd.DataFrame, wall_s: float) -> dict[str, Any]:
     the engines' busy time alone (summed over batches, so with several replicas
     it is the per-replica rate).
     """
-    metrics: dict[str, Any] = {"overall": _figures(scored, wall_s)}
+    metrics: dict[str, Any] = {"overall": _figures(scored, diversity, wall_s)}
     roles = sorted(scored["role"].unique())
     if len(roles) > 1:
         # Per-role throughput would need per-role wall time: share it by rows.
         metrics["roles"] = {
-            role: _figures(part, wall_s * len(part) / len(scored))
+            role: _figures(
+                part,
+                diversity[diversity["role"] == role],
+                wall_s * len(part) / len(scored),
+            )
             for role, part in scored.groupby("role")
         }
     return metrics
 
 
 def agent_table(scored: pd.DataFrame) -> pd.DataFrame:
-    """One row per agent: temperature, proposals, errors, relevance, tokens."""
+    """One row per agent: temperature, proposals, errors, keyword scores, tokens."""
     return (
         scored.groupby(["role", "agent_id"])
         .agg(
@@ -82,6 +154,7 @@ def agent_table(scored: pd.DataFrame) -> pd.DataFrame:
             proposals=("proposal", "size"),
             errors=("error", lambda e: int(e.notna().sum())),
             keyword_relevance=("keyword_relevance", "mean"),
+            keyword_full_coverage=("keyword_full", "mean"),
             mean_tokens=("completion_tokens", "mean"),
         )
         .reset_index()

@@ -14,8 +14,17 @@ from typing import Any
 import pandas as pd
 
 from pipelines.council import batches, expand
+from pipelines.embeddings import load_embedder
 from pipelines.executors import Executor, build_executor
-from pipelines.metrics import agent_table, run_metrics, score_rows
+from pipelines.metrics import (
+    Embed,
+    agent_table,
+    run_metrics,
+    score_rows,
+    task_diversity,
+    task_metrics,
+)
+from pipelines.scaling import SCALING_FILE, expand_arms, scaling_table
 from pipelines.settings import RunSettings
 from pipelines.tasks import Task, load_tasks
 
@@ -39,6 +48,7 @@ RESULT_COLUMNS = [
 ]
 RESULTS_FILE = "results.parquet"
 METRICS_FILE = "metrics.json"
+TASK_METRICS_FILE = "task_metrics.parquet"
 
 
 @dataclass(frozen=True)
@@ -98,6 +108,15 @@ def generate(
     return results, wall
 
 
+def evaluate(
+    results: pd.DataFrame, tasks: list[Task], wall_s: float, embed: Embed | None
+) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
+    """Score a results table: per row, per task, and run-level metrics."""
+    scored = score_rows(results, {(t.role, t.task_id): t.keywords for t in tasks})
+    diversity = task_diversity(scored, embed)
+    return scored, diversity, run_metrics(scored, diversity, wall_s)
+
+
 def run_pipeline(
     settings: RunSettings, out_dir: Path, executor: Executor | None = None
 ) -> RunOutcome:
@@ -112,14 +131,23 @@ def run_pipeline(
     run_id = new_run_id(settings.role)
     out_dir.mkdir(parents=True, exist_ok=True)
     tasks = load_run_tasks(settings)
-    requests = expand(
-        tasks, settings.council, settings.system_prompts, settings.executor.batch_size
-    )
+    scaling = settings.experiment == "scaling"
+    if scaling:
+        requests = expand_arms(
+            tasks,
+            settings.council,
+            settings.system_prompts,
+            settings.executor.batch_size,
+            list(settings.scaling_sizes),
+        )
+    else:
+        requests = expand(
+            tasks, settings.council, settings.system_prompts, settings.executor.batch_size
+        )
     log.info(
-        "run %s: %d tasks x %d agents = %d requests (%s, %s engine, %s executor)",
+        "run %s: %d tasks, %d requests (%s, %s engine, %s executor)",
         run_id,
         len(tasks),
-        settings.council.agents,
         len(requests),
         settings.engine.served_model_name,
         settings.engine.name,
@@ -131,32 +159,68 @@ def run_pipeline(
     else:
         results, wall = generate(executor, settings, requests)
     results["run_id"] = run_id
+    columns = [*RESULT_COLUMNS, "council_size"] if scaling else RESULT_COLUMNS
     # The outbox: results reach disk before anything is scored or published.
-    results[RESULT_COLUMNS].to_parquet(out_dir / RESULTS_FILE, index=False)
+    results[columns].to_parquet(out_dir / RESULTS_FILE, index=False)
 
-    scored = score_rows(results, {(t.role, t.task_id): t.keywords for t in tasks})
-    metrics = {"run_id": run_id, "wall_s": wall, **run_metrics(scored, wall)}
+    start = time.perf_counter()
+    embed = load_embedder() if settings.embeddings else None
+    if scaling:
+        # Quality figures describe the full council (the largest arm).
+        full = results[results["council_size"] == max(settings.scaling_sizes)]
+        scored, diversity, metrics = evaluate(full, tasks, wall, embed)
+        arms, _, _ = evaluate(results, tasks, wall, None)
+        table = scaling_table(arms)
+        table.to_parquet(out_dir / SCALING_FILE, index=False)
+        metrics["scaling"] = table.to_dict(orient="records")
+    else:
+        scored, diversity, metrics = evaluate(results, tasks, wall, embed)
+    metrics = {"run_id": run_id, "wall_s": wall, "scoring_s": 0.0, **metrics}
+    task_metrics(scored, diversity).to_parquet(out_dir / TASK_METRICS_FILE, index=False)
+    metrics["scoring_s"] = time.perf_counter() - start
     (out_dir / METRICS_FILE).write_text(json.dumps(metrics, indent=2) + "\n")
-    return RunOutcome(run_id, out_dir, results[RESULT_COLUMNS], metrics, agent_table(scored))
+    return RunOutcome(run_id, out_dir, results[columns], metrics, agent_table(scored))
 
 
 def summary(outcome: RunOutcome) -> str:
-    """Console summary: per-agent table, overall figures, where the files are."""
-    o = outcome.metrics["overall"]
+    """Console summary: per-agent table, run figures, where the files are."""
+    m = outcome.metrics
+    o = m["overall"]
+    quality = "  ".join(
+        f"{k} {o[k]:.3f}"
+        for k in [
+            "keyword_relevance",
+            "keyword_full_coverage",
+            "unique_ratio",
+            "distinct_1",
+            "distinct_2",
+            "self_bleu",
+            "embedding_diversity",
+        ]
+        if k in o
+    )
     lines = [
         f"run {outcome.run_id}",
         outcome.agents.to_string(index=False, float_format=lambda x: f"{x:.3f}"),
         "",
+        quality,
         f"requests {o['requests']} (errors {o['errors']})  "
-        f"keyword_relevance {o['keyword_relevance']:.3f}  unique_ratio {o['unique_ratio']:.3f}  "
         f"tokens/s {o['tokens_per_s']:.1f} (engine busy: {o['generation_tokens_per_s']:.1f})  "
-        f"wall {outcome.metrics['wall_s']:.1f} s",
+        f"latency p50 {o['latency_p50_s']:.2f} s p95 {o['latency_p95_s']:.2f} s  "
+        f"wall {m['wall_s']:.1f} s  scoring {m['scoring_s']:.2f} s",
     ]
-    for role, r in outcome.metrics.get("roles", {}).items():
+    missed = sorted(o["keyword_hit_rates"].items(), key=lambda kv: kv[1])[:5]
+    lines.append("least-hit keywords: " + ", ".join(f"{k} {v:.2f}" for k, v in missed))
+    for role, r in m.get("roles", {}).items():
         lines.append(
             f"  {role:<10} keyword_relevance {r['keyword_relevance']:.3f}  "
             f"unique_ratio {r['unique_ratio']:.3f}  requests {r['requests']}"
         )
-    lines.append(f"results: {outcome.out_dir / RESULTS_FILE}")
-    lines.append(f"metrics: {outcome.out_dir / METRICS_FILE}")
+    if "scaling" in m:
+        table = pd.DataFrame(m["scaling"])
+        lines += ["", "scaling:", table.to_string(index=False, float_format=lambda x: f"{x:.3f}")]
+    for name in (RESULTS_FILE, TASK_METRICS_FILE, METRICS_FILE):
+        lines.append(f"{name}: {outcome.out_dir / name}")
+    if "scaling" in m:
+        lines.append(f"{SCALING_FILE}: {outcome.out_dir / SCALING_FILE}")
     return "\n".join(lines)

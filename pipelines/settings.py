@@ -30,6 +30,9 @@ class RunSettings:
     executor: ExecutorConfig
     sink: str
     tracking: str
+    experiment: str = "none"
+    scaling_sizes: tuple[int, ...] = ()
+    embeddings: bool = True
 
     @property
     def roles(self) -> list[str]:
@@ -79,6 +82,9 @@ def from_config(cfg: DictConfig) -> RunSettings:
         max_tokens=cfg.max_tokens,
         seed=cfg.seed,
     )
+    sizes = tuple(cfg.experiment.agents)
+    if cfg.experiment.name == "scaling" and (not sizes or min(sizes) < 1):
+        raise UserError(f"experiment.agents must be council sizes >= 1, got {list(sizes)}")
     engine = EngineConfig(
         name=cfg.engine.name,
         model=cfg.model.path,
@@ -109,4 +115,7 @@ def from_config(cfg: DictConfig) -> RunSettings:
         executor=executor,
         sink=cfg.sink.name,
         tracking=cfg.tracking.name,
+        experiment=cfg.experiment.name,
+        scaling_sizes=sizes,
+        embeddings=cfg.embeddings,
     )

@@ -1,6 +1,8 @@
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from evaluators.keywords import keyword_hits, keyword_relevance
+from evaluators.keywords import full_coverage, keyword_hit_rates, keyword_hits, keyword_relevance
 
 pytestmark = pytest.mark.unit
 
@@ -39,3 +41,27 @@ def test_keyword_relevance_is_share_of_hits() -> None:
     assert keyword_relevance(text, ["kubernetes", "redis", "queue", "worker"]) == 0.75
     assert keyword_relevance("", ["redis"]) == 0.0
     assert keyword_relevance("anything", []) == 0.0
+
+
+keyword_lists = st.lists(
+    st.sampled_from(["redis", "queue", "worker", "edge case", "pod"]), min_size=1, max_size=5
+)
+
+
+@given(st.text(max_size=200), keyword_lists)
+def test_relevance_in_unit_interval(text: str, keywords: list[str]) -> None:
+    assert 0.0 <= keyword_relevance(text, keywords) <= 1.0
+    assert len(keyword_hits(text, keywords)) == len(keywords)
+
+
+@given(keyword_lists)
+def test_text_of_the_keywords_hits_all(keywords: list[str]) -> None:
+    assert keyword_relevance(" and ".join(keywords).upper(), keywords) == 1.0
+
+
+def test_aggregates_worked_example() -> None:
+    hits = [[True, True], [True, False], [False, False]]
+    assert full_coverage(hits) == pytest.approx(1 / 3)
+    assert full_coverage([]) == 0.0
+    rates = keyword_hit_rates([["Redis", "queue"]] * 3, hits)
+    assert rates == {"queue": pytest.approx(1 / 3), "redis": pytest.approx(2 / 3)}

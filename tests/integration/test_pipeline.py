@@ -53,9 +53,20 @@ def test_ray_pipeline_runs_council_and_rerun_reproduces(tmp_path: Path, model_di
     assert first["error"].isna().all()
     assert (first["completion_tokens"] > 0).all() and (first["completion_tokens"] <= 16).all()
     assert first["run_id"].nunique() == 1
-    metrics = json.loads((tmp_path / "a" / "metrics.json").read_text())
-    assert metrics["overall"]["requests"] == 6
-    assert 0 <= metrics["overall"]["keyword_relevance"] <= 1
+    metrics = json.loads((tmp_path / "a" / "metrics.json").read_text())["overall"]
+    assert metrics["requests"] == 6
+    for name in (
+        "keyword_relevance",
+        "keyword_full_coverage",
+        "unique_ratio",
+        "distinct_1",
+        "distinct_2",
+        "self_bleu",
+        "embedding_diversity",
+    ):
+        assert 0 <= metrics[name] <= 1, name
+    task_metrics = pd.read_parquet(tmp_path / "a" / "task_metrics.parquet")
+    assert len(task_metrics) == 6 and task_metrics["self_bleu"].notna().all()
 
     second = run_cli(tmp_path / "b", "role=devops", "executor=ray", *TINY)
     assert second["proposal"].tolist() == first["proposal"].tolist()
@@ -110,3 +121,18 @@ def test_many_seeded_requests_in_one_batch_are_stable(compose_cfg, local: LocalE
     assert first["error"].isna().all()
     assert (first["completion_tokens"] > 0).all()
     assert first["proposal"].tolist() == again["proposal"].tolist()
+
+
+def test_scaling_experiment_one_engine_row_per_council_size(
+    compose_cfg, local: LocalExecutor, tmp_path: Path
+) -> None:
+    settings = from_config(compose_cfg("experiment=scaling", "role=dev", "limit=2", "max_tokens=8"))
+    outcome = run_pipeline(settings, tmp_path, executor=local)
+
+    table = pd.read_parquet(tmp_path / "scaling.parquet")
+    assert table["agents"].tolist() == [1, 3, 5]
+    assert table["requests"].tolist() == [2, 6, 10]
+    assert table["scaling_factor"].iloc[0] == 1.0
+    assert (table["time_per_task_s"] > 0).all()
+    assert outcome.results.groupby("council_size").size().tolist() == [2, 6, 10]
+    assert [row["agents"] for row in outcome.metrics["scaling"]] == [1, 3, 5]

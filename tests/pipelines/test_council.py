@@ -22,8 +22,10 @@ def test_expansion_is_task_major_with_diversity_schedule() -> None:
         "agent-devops-003",
     ]
     assert table["temperature"].tolist()[:3] == [0.7, 0.91, 0.91]
-    assert table["batch_id"].tolist() == [0, 0, 0, 0, 1, 1]
-    assert [len(b) for b in batches(table)] == [4, 2]
+    assert table["batch_id"].tolist() == [0, 0, 0, 1, 1, 1]  # balanced: 3 + 3, not 4 + 2
+    assert [len(b) for b in batches(table)] == [3, 3]
+    sizes = [len(b) for b in batches(expand(TASKS * 18, CouncilSpec(agents=1), PROMPTS, 32))]
+    assert sizes == [18, 18]
     assert table["seed"].nunique() == 6
 
 

