@@ -20,7 +20,7 @@ INPUT_COLUMNS = {
     "seed": "per-request sampling seed (int)",
     "max_tokens": "generation cap (int)",
 }
-OUTPUT_COLUMNS = [*(f.name for f in fields(Completion)), "batch_s"]
+OUTPUT_COLUMNS = [*(f.name for f in fields(Completion)), "batch_s", "load_s"]
 
 
 class GenerateStage:
@@ -32,7 +32,9 @@ class GenerateStage:
     """
 
     def __init__(self, engine: EngineConfig) -> None:
+        start = time.perf_counter()
         self.engine: Engine = build_engine(engine)
+        self._load_s = time.perf_counter() - start  # reported once, on the first batch
         self._checked = False
 
     def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
@@ -51,6 +53,7 @@ class GenerateStage:
             completions = self.engine.generate(part)
             out = pd.DataFrame([asdict(c) for c in completions], index=part.index)
             out["batch_s"] = time.perf_counter() - start  # engine time of this batch
+            out["load_s"], self._load_s = self._load_s, 0.0
             parts.append(pd.concat([part, out], axis=1))
         return pd.concat(parts).reset_index(drop=True)
 

@@ -20,6 +20,7 @@ from pipelines.engines import EngineConfig
 EXECUTORS = {
     "ray": "pipelines.executors.ray:RayExecutor",
     "local": "pipelines.executors.local:LocalExecutor",
+    "dask": "pipelines.executors.dask:DaskExecutor",
 }
 """Executor name (``conf/executor/<name>.yaml``) → ``module:class``."""
 

@@ -74,12 +74,39 @@ def test_ray_pipeline_runs_council_and_rerun_reproduces(tmp_path: Path, model_di
     assert second["run_id"][0] != first["run_id"][0]
 
 
+EQUIVALENT = ["task_id", "agent_id", "temperature", "seed", "proposal", "completion_tokens"]
+
+
+@pytest.fixture(scope="module")
+def ray_data_run(tmp_path_factory: pytest.TempPathFactory, model_dir: Path) -> pd.DataFrame:
+    """The reference table for executor equivalence: role=data on Ray."""
+    return run_cli(tmp_path_factory.mktemp("ray"), "role=data", "executor=ray", *TINY)
+
+
+def test_dask_gives_the_same_table_as_ray(
+    compose_cfg, ray_data_run: pd.DataFrame, tmp_path: Path
+) -> None:
+    settings = from_config(compose_cfg("role=data", "executor=dask", *TINY))
+    dask_run = run_pipeline(settings, tmp_path).results
+
+    assert list(dask_run.columns) == list(ray_data_run.columns)
+    pd.testing.assert_frame_equal(dask_run[EQUIVALENT], ray_data_run[EQUIVALENT])
+
+
 @pytest.fixture(scope="module")
 def local(model_dir: Path) -> Iterator[LocalExecutor]:
     """One in-process engine shared by the tests below."""
     executor = LocalExecutor(ExecutorConfig(name="local"))
     yield executor
     executor.close()
+
+
+def test_local_gives_the_same_table_as_ray(
+    compose_cfg, ray_data_run: pd.DataFrame, local: LocalExecutor, tmp_path: Path
+) -> None:
+    settings = from_config(compose_cfg("role=data", "executor=local", *TINY))
+    local_run = run_pipeline(settings, tmp_path, executor=local).results
+    pd.testing.assert_frame_equal(local_run[EQUIVALENT], ray_data_run[EQUIVALENT])
 
 
 def test_role_all_runs_every_role_through_one_engine(

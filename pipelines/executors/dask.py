@@ -1,0 +1,103 @@
+"""Dask executor: one GenerateStage per Dask worker, batches as futures.
+
+With no address (``executor.address`` or ``DASK_SCHEDULER_ADDRESS``) it starts
+a ``LocalCluster`` of ``concurrency`` single-threaded worker processes and
+closes it at the end; otherwise it connects to that scheduler and leaves it up.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator
+from typing import Any
+
+import pandas as pd
+
+from pipelines.engines import EngineConfig
+from pipelines.executors import ExecutorConfig
+from pipelines.stage import GenerateStage
+
+log = logging.getLogger(__name__)
+
+SCHEDULER_ENV = "DASK_SCHEDULER_ADDRESS"
+_STAGE_ATTR = "_council_eval_stages"
+
+
+def run_batch(engine: EngineConfig, batch: pd.DataFrame) -> pd.DataFrame:
+    """Task body: run ``batch`` through this worker's stage, built on first use."""
+    from distributed import get_worker
+
+    worker = get_worker()
+    stages: dict[str, GenerateStage] = worker.__dict__.setdefault(_STAGE_ATTR, {})
+    key = repr(engine)  # EngineConfig holds dicts, so it is not hashable itself
+    if key not in stages:
+        for old in stages.values():  # one engine per worker: free the previous one
+            old.close()
+        stages.clear()
+        stages[key] = GenerateStage(engine)
+    return stages[key](batch)
+
+
+class DaskExecutor:
+    """Maps the stage over the batches with ``Client.submit``, in batch order."""
+
+    def __init__(self, cfg: ExecutorConfig) -> None:
+        self.cfg = cfg
+        self._cluster: Any = None
+        self._client: Any = None
+
+    def __enter__(self) -> DaskExecutor:
+        import dask
+        from distributed import Client, LocalCluster
+
+        address = self.cfg.address or os.environ.get(SCHEDULER_ENV)
+        if address:
+            self._client = Client(address)
+            return self
+        # vLLM's engine starts a child process: a daemonic worker may not.
+        # Dask also caps OMP/MKL threads at 1 in workers; the engine binds its
+        # own threads, as it does under Ray and in-process.
+        with dask.config.set(
+            {
+                "distributed.worker.daemon": False,
+                "distributed.nanny.pre-spawn-environ": {"MALLOC_TRIM_THRESHOLD_": 65536},
+            }
+        ):
+            self._cluster = LocalCluster(
+                n_workers=self.cfg.concurrency,
+                threads_per_worker=1,
+                processes=True,
+                dashboard_address=None,
+                resources={"GPU": 1} if self._want_gpus() else None,
+            )
+        self._client = Client(self._cluster)
+        return self
+
+    def _want_gpus(self) -> bool:
+        import shutil
+
+        return shutil.which("nvidia-smi") is not None
+
+    def __exit__(self, *exc: object) -> None:
+        if self._client is not None:
+            self._client.close()
+        if self._cluster is not None:
+            self._cluster.close()
+        self._client = self._cluster = None
+
+    def map(self, engine: EngineConfig, batches: list[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        from distributed import as_completed
+
+        num_gpus = engine.num_gpus
+        if num_gpus is None:
+            workers = self._client.scheduler_info()["workers"].values()
+            num_gpus = 1 if any(w.get("resources", {}).get("GPU") for w in workers) else 0
+        resources = {"GPU": num_gpus} if num_gpus else None
+        log.info("dask: %d batches on %s, GPU per engine: %s", len(batches), self._client, num_gpus)
+        futures = [
+            self._client.submit(run_batch, engine, b, resources=resources, pure=False)
+            for b in batches
+        ]
+        for future in as_completed(futures):
+            yield future.result()
