@@ -55,6 +55,13 @@ class ExecutorConf:
 @dataclass
 class SinkConf:
     name: str = "none"
+    # NATS server URL; null: NATS_URL, else an embedded server in the run folder.
+    url: Optional[str] = None  # noqa: UP045
+    stream: str = "COUNCIL"
+    max_in_flight: int = 1024
+    ack_timeout_s: float = 30.0
+    duplicate_window_s: float = 86400.0
+    deliberation_timeout_s: float = 300.0
 
 
 @dataclass

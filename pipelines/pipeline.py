@@ -90,6 +90,7 @@ def generate(
     start = time.perf_counter()
     rows = tokens = 0
     for part in executor.map(settings.engine, todo):
+        part["done_s"] = time.perf_counter() - start  # when this batch came back
         done.append(part)
         rows += len(part)
         tokens += int(part["completion_tokens"].sum())
@@ -176,10 +177,54 @@ def run_pipeline(
     else:
         scored, diversity, metrics = evaluate(results, tasks, wall, embed)
     metrics = {"run_id": run_id, "wall_s": wall, "scoring_s": 0.0, **metrics}
-    task_metrics(scored, diversity).to_parquet(out_dir / TASK_METRICS_FILE, index=False)
+    per_task = task_metrics(scored, diversity)
+    per_task.to_parquet(out_dir / TASK_METRICS_FILE, index=False)
     metrics["scoring_s"] = time.perf_counter() - start
+    if settings.sink.name == "nats":
+        metrics["nats"] = publish_results(settings, out_dir, scored, diversity)
     (out_dir / METRICS_FILE).write_text(json.dumps(metrics, indent=2) + "\n")
     return RunOutcome(run_id, out_dir, results[columns], metrics, agent_table(scored))
+
+
+def task_scores(scored: pd.DataFrame, diversity: pd.DataFrame) -> pd.DataFrame:
+    """Per task: keyword figures over its agents, and its diversity."""
+    keywords = (
+        scored.groupby(["role", "task_id"], sort=False)
+        .agg(
+            keyword_relevance=("keyword_relevance", "mean"),
+            keyword_full_coverage=("keyword_full", "mean"),
+        )
+        .reset_index()
+    )
+    return keywords.merge(diversity, on=["role", "task_id"], how="left")
+
+
+def publish_results(
+    settings: RunSettings, out_dir: Path, scored: pd.DataFrame, diversity: pd.DataFrame
+) -> dict[str, Any]:
+    """Publish every agent's result and every deliberation; never raises."""
+    from pipelines.sinks.messages import agent_messages, deliberation_messages, now_iso
+    from pipelines.sinks.nats import publish_run
+
+    created = now_iso()
+    model = settings.engine.served_model_name
+    messages = agent_messages(scored, model, created) + deliberation_messages(
+        scored,
+        task_scores(scored, diversity),
+        model,
+        settings.sink.deliberation_timeout_s,
+        created,
+    )
+    start = time.perf_counter()
+    report = publish_run(settings.sink, out_dir, messages)
+    return {
+        "messages": len(messages),
+        "acked": report.acked,
+        "duplicate": report.duplicate,
+        "unpublished": report.unpublished,
+        "error": report.error,
+        "publish_s": time.perf_counter() - start,
+    }
 
 
 def summary(outcome: RunOutcome) -> str:
@@ -223,4 +268,16 @@ def summary(outcome: RunOutcome) -> str:
         lines.append(f"{name}: {outcome.out_dir / name}")
     if "scaling" in m:
         lines.append(f"{SCALING_FILE}: {outcome.out_dir / SCALING_FILE}")
+    if "nats" in m:
+        n = m["nats"]
+        lines.append(
+            f"nats: {n['messages']} messages, acked {n['acked']} "
+            f"(duplicate {n['duplicate']}), unpublished {n['unpublished']}"
+        )
+        if n["unpublished"]:
+            lines.append(
+                f"  NOT PUBLISHED: {n['unpublished']} messages ({n['error']}); they are in "
+                f"{outcome.out_dir / 'outbox.jsonl'}: "
+                f"python -m pipelines.replay {outcome.out_dir}"
+            )
     return "\n".join(lines)

@@ -11,6 +11,7 @@ from pipelines import PROJECT_ROOT, UserError
 from pipelines.council import CouncilSpec
 from pipelines.engines import EngineConfig
 from pipelines.executors import ExecutorConfig
+from pipelines.sinks import SinkConfig
 
 ROLE_DIR = PROJECT_ROOT / "conf" / "role"
 DATASET_DIR = PROJECT_ROOT / "datasets"
@@ -28,7 +29,7 @@ class RunSettings:
     limit: int | None
     engine: EngineConfig
     executor: ExecutorConfig
-    sink: str
+    sink: SinkConfig
     tracking: str
     experiment: str = "none"
     scaling_sizes: tuple[int, ...] = ()
@@ -113,7 +114,7 @@ def from_config(cfg: DictConfig) -> RunSettings:
         limit=cfg.limit,
         engine=engine,
         executor=executor,
-        sink=cfg.sink.name,
+        sink=SinkConfig(**OmegaConf.to_container(cfg.sink)),
         tracking=cfg.tracking.name,
         experiment=cfg.experiment.name,
         scaling_sizes=sizes,

@@ -24,6 +24,16 @@ SCHEDULER_ENV = "DASK_SCHEDULER_ADDRESS"
 _STAGE_ATTR = "_council_eval_stages"
 
 
+def close_stages() -> int:
+    """Worker-side: close this worker's engines (their processes exit with them)."""
+    from distributed import get_worker
+
+    stages = get_worker().__dict__.pop(_STAGE_ATTR, {})
+    for stage in stages.values():
+        stage.close()
+    return len(stages)
+
+
 def run_batch(engine: EngineConfig, batch: pd.DataFrame) -> pd.DataFrame:
     """Task body: run ``batch`` through this worker's stage, built on first use."""
     from distributed import get_worker
@@ -81,6 +91,11 @@ class DaskExecutor:
 
     def __exit__(self, *exc: object) -> None:
         if self._client is not None:
+            # Engines run child processes that would outlive a killed worker.
+            try:
+                self._client.run(close_stages)
+            except Exception as e:  # noqa: BLE001 - closing must go on
+                log.warning("dask: closing engines on workers failed: %s", e)
             self._client.close()
         if self._cluster is not None:
             self._cluster.close()

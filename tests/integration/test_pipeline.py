@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,9 +20,12 @@ from pipelines import PROJECT_ROOT
 from pipelines.council import CouncilSpec, expand
 from pipelines.executors import ExecutorConfig
 from pipelines.executors.local import LocalExecutor
+from pipelines.nats_server import embedded_server
 from pipelines.pipeline import RESULT_COLUMNS, run_pipeline
+from pipelines.replay import main as replay_main
 from pipelines.settings import from_config
 from pipelines.tasks import Task
+from tests.nats_helpers import stream_contents
 
 pytestmark = pytest.mark.integration
 
@@ -77,6 +81,11 @@ def test_ray_pipeline_runs_council_and_rerun_reproduces(tmp_path: Path, model_di
 EQUIVALENT = ["task_id", "agent_id", "temperature", "seed", "proposal", "completion_tokens"]
 
 
+def same_rows(a: pd.DataFrame, b: pd.DataFrame) -> bool:
+    """Equal (task, agent) -> proposal tables, whatever the column dtypes."""
+    return a[EQUIVALENT].to_dict("records") == b[EQUIVALENT].to_dict("records")
+
+
 @pytest.fixture(scope="module")
 def ray_data_run(tmp_path_factory: pytest.TempPathFactory, model_dir: Path) -> pd.DataFrame:
     """The reference table for executor equivalence: role=data on Ray."""
@@ -90,7 +99,7 @@ def test_dask_gives_the_same_table_as_ray(
     dask_run = run_pipeline(settings, tmp_path).results
 
     assert list(dask_run.columns) == list(ray_data_run.columns)
-    pd.testing.assert_frame_equal(dask_run[EQUIVALENT], ray_data_run[EQUIVALENT])
+    assert same_rows(dask_run, ray_data_run)
 
 
 @pytest.fixture(scope="module")
@@ -106,7 +115,7 @@ def test_local_gives_the_same_table_as_ray(
 ) -> None:
     settings = from_config(compose_cfg("role=data", "executor=local", *TINY))
     local_run = run_pipeline(settings, tmp_path, executor=local).results
-    pd.testing.assert_frame_equal(local_run[EQUIVALENT], ray_data_run[EQUIVALENT])
+    assert same_rows(local_run, ray_data_run)
 
 
 def test_role_all_runs_every_role_through_one_engine(
@@ -163,3 +172,47 @@ def test_scaling_experiment_one_engine_row_per_council_size(
     assert (table["time_per_task_s"] > 0).all()
     assert outcome.results.groupby("council_size").size().tolist() == [2, 6, 10]
     assert [row["agents"] for row in outcome.metrics["scaling"]] == [1, 3, 5]
+
+
+def test_nats_sink_publishes_every_agent_and_deliberation(
+    compose_cfg, local: LocalExecutor, tmp_path: Path
+) -> None:
+    """Embedded server; one task's prompt is longer than the model's context, so
+    its agents fail for real and land on agent.response.failed."""
+    dataset = tmp_path / "tasks.jsonl"
+    long = {"context": "word " * 3000}
+    dataset.write_text(
+        "\n".join(
+            json.dumps(
+                {
+                    "task_id": f"dev-{i}",
+                    "role": "dev",
+                    "prompt": "Design a cache.",
+                    "keywords": ["cache"],
+                    **(long if i == 2 else {}),
+                }
+            )
+            for i in (1, 2)
+        )
+    )
+    settings = from_config(
+        compose_cfg(f"dataset={dataset}", "role=dev", "sink=nats", "max_tokens=8")
+    )
+    outcome = run_pipeline(settings, tmp_path / "run", executor=local)
+
+    assert outcome.metrics["nats"]["acked"] == outcome.metrics["nats"]["messages"] == 6 + 2
+    with embedded_server(tmp_path / "run" / "nats") as url:
+        got = stream_contents(url)
+    subjects = Counter(s for s, _ in got)
+    assert subjects == {
+        "agent.response.completed": 3,
+        "agent.response.failed": 3,
+        "deliberation.completed": 1,
+        "deliberation.failed": 1,
+    }
+    failed = [p for s, p in got if s == "agent.response.failed"]
+    assert {p["task_id"] for p in failed} == {"dev-2"} and all(p["error"] for p in failed)
+    # Replaying the run publishes nothing new.
+    assert replay_main([str(tmp_path / "run")]) == 0
+    with embedded_server(tmp_path / "run" / "nats") as url:
+        assert len(stream_contents(url)) == 8

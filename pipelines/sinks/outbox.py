@@ -1,0 +1,52 @@
+"""The run folder's outbox: every message to publish, and which were acked.
+
+``outbox.jsonl`` (written before any publish) holds one message a line;
+``acked.txt`` grows with the ids the server confirmed. ``pipelines.replay``
+publishes what is in the first and not in the second.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+
+from pipelines.sinks.messages import Message
+
+OUTBOX_FILE = "outbox.jsonl"
+ACKED_FILE = "acked.txt"
+
+
+def write_outbox(run_dir: Path, messages: list[Message]) -> Path:
+    path = run_dir / OUTBOX_FILE
+    tmp = path.with_suffix(".tmp")
+    with tmp.open("w") as f:
+        for m in messages:
+            f.write(json.dumps(asdict(m), separators=(",", ":")) + "\n")
+    tmp.replace(path)
+    return path
+
+
+def read_outbox(run_dir: Path) -> list[Message]:
+    path = run_dir / OUTBOX_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no outbox (was the run made with sink=nats?)")
+    with path.open() as f:
+        return [Message(**json.loads(line)) for line in f if line.strip()]
+
+
+def acked_ids(run_dir: Path) -> set[str]:
+    path = run_dir / ACKED_FILE
+    return set(path.read_text().split()) if path.is_file() else set()
+
+
+def record_acked(run_dir: Path, ids: list[str]) -> None:
+    if ids:
+        with (run_dir / ACKED_FILE).open("a") as f:
+            f.write("\n".join(ids) + "\n")
+
+
+def pending(run_dir: Path) -> list[Message]:
+    """Messages of the outbox the server has not confirmed yet."""
+    done = acked_ids(run_dir)
+    return [m for m in read_outbox(run_dir) if m.msg_id not in done]

