@@ -67,6 +67,10 @@ class SinkConf:
 @dataclass
 class TrackingConf:
     name: str = "none"
+    # Tracking URI; null: MLFLOW_TRACKING_URI, else sqlite:///<project>/mlflow.db.
+    uri: Optional[str] = None  # noqa: UP045
+    # Experiment name; null: council-eval/<role>.
+    experiment: Optional[str] = None  # noqa: UP045
 
 
 @dataclass

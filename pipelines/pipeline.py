@@ -6,6 +6,7 @@ import json
 import logging
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,6 +25,8 @@ from pipelines.metrics import (
     task_diversity,
     task_metrics,
 )
+from pipelines.report import REPORT_FILE, write_report
+from pipelines.runinfo import write_run_info
 from pipelines.scaling import SCALING_FILE, expand_arms, scaling_table
 from pipelines.settings import RunSettings
 from pipelines.tasks import Task, load_tasks
@@ -132,6 +135,7 @@ def run_pipeline(
     run_id = new_run_id(settings.role)
     out_dir.mkdir(parents=True, exist_ok=True)
     tasks = load_run_tasks(settings)
+    write_run_info(out_dir, run_id, settings)
     scaling = settings.experiment == "scaling"
     if scaling:
         requests = expand_arms(
@@ -154,18 +158,22 @@ def run_pipeline(
         settings.engine.name,
         settings.executor.name,
     )
-    if executor is None:
-        with build_executor(settings.executor) as own:
-            results, wall = generate(own, settings, requests)
-    else:
-        results, wall = generate(executor, settings, requests)
+    # The embedding model loads in the background while the council generates
+    # (the driver mostly waits then), keeping it out of the scoring time.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        embedder = pool.submit(load_embedder) if settings.embeddings else None
+        if executor is None:
+            with build_executor(settings.executor) as own:
+                results, wall = generate(own, settings, requests)
+        else:
+            results, wall = generate(executor, settings, requests)
+        embed = embedder.result() if embedder is not None else None
     results["run_id"] = run_id
     columns = [*RESULT_COLUMNS, "council_size"] if scaling else RESULT_COLUMNS
     # The outbox: results reach disk before anything is scored or published.
     results[columns].to_parquet(out_dir / RESULTS_FILE, index=False)
 
     start = time.perf_counter()
-    embed = load_embedder() if settings.embeddings else None
     if scaling:
         # Quality figures describe the full council (the largest arm).
         full = results[results["council_size"] == max(settings.scaling_sizes)]
@@ -183,6 +191,9 @@ def run_pipeline(
     if settings.sink.name == "nats":
         metrics["nats"] = publish_results(settings, out_dir, scored, diversity)
     (out_dir / METRICS_FILE).write_text(json.dumps(metrics, indent=2) + "\n")
+    write_report(out_dir)
+    if settings.tracking.name == "mlflow":
+        metrics["tracking"] = track(settings, out_dir, wall)
     return RunOutcome(run_id, out_dir, results[columns], metrics, agent_table(scored))
 
 
@@ -227,6 +238,25 @@ def publish_results(
     }
 
 
+def track(settings: RunSettings, out_dir: Path, wall_s: float) -> dict[str, Any]:
+    """Log the run to MLflow; a tracking failure is reported, never raised."""
+    from pipelines.tracking import track_run
+
+    try:
+        tracked = track_run(out_dir, settings.tracking)
+    except Exception as e:  # noqa: BLE001 - the run's files are safe on disk
+        log.error("tracking failed: %s: %s", type(e).__name__, e)
+        return {"ok": False, "error": f"{type(e).__name__}: {e}"}
+    return {
+        "ok": True,
+        "uri": settings.tracking.resolved_uri(),
+        "experiment": tracked.experiment,
+        "mlflow_run_id": tracked.mlflow_run_id,
+        "seconds": tracked.seconds,
+        "share_of_run": tracked.seconds / wall_s if wall_s else 0.0,
+    }
+
+
 def summary(outcome: RunOutcome) -> str:
     """Console summary: per-agent table, run figures, where the files are."""
     m = outcome.metrics
@@ -264,10 +294,22 @@ def summary(outcome: RunOutcome) -> str:
     if "scaling" in m:
         table = pd.DataFrame(m["scaling"])
         lines += ["", "scaling:", table.to_string(index=False, float_format=lambda x: f"{x:.3f}")]
-    for name in (RESULTS_FILE, TASK_METRICS_FILE, METRICS_FILE):
+    for name in (RESULTS_FILE, TASK_METRICS_FILE, METRICS_FILE, REPORT_FILE):
         lines.append(f"{name}: {outcome.out_dir / name}")
     if "scaling" in m:
         lines.append(f"{SCALING_FILE}: {outcome.out_dir / SCALING_FILE}")
+    if "tracking" in m:
+        t = m["tracking"]
+        if t["ok"]:
+            lines.append(
+                f"mlflow: run {t['mlflow_run_id']} in {t['experiment']!r} at {t['uri']} "
+                f"({t['seconds']:.2f} s, {100 * t['share_of_run']:.1f}% of the run)"
+            )
+        else:
+            lines.append(
+                f"mlflow: TRACKING FAILED ({t['error']}); the run's files are on disk: "
+                f"python -m pipelines.track {outcome.out_dir}"
+            )
     if "nats" in m:
         n = m["nats"]
         lines.append(

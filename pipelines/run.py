@@ -7,9 +7,11 @@ every option, ``--cfg job`` prints the composed config.
 
 from __future__ import annotations
 
+import atexit
 import logging
 import sys
 from pathlib import Path
+from typing import Any
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
@@ -22,6 +24,23 @@ log = logging.getLogger("pipelines.run")
 
 register()
 
+# Hydra multirun runs its jobs one after another in this process: with
+# executor=local they share one in-process engine instead of loading it per job.
+_local_executor: Any = None
+
+
+def local_executor(settings: Any) -> Any:
+    """The process-wide LocalExecutor for executor=local, else None."""
+    global _local_executor
+    if settings.executor.name != "local":
+        return None
+    if _local_executor is None:
+        from pipelines.executors.local import LocalExecutor
+
+        _local_executor = LocalExecutor(settings.executor)
+        atexit.register(_local_executor.close)
+    return _local_executor
+
 
 @hydra.main(config_path="../conf", config_name="config", version_base="1.3")
 def main(cfg: DictConfig) -> None:
@@ -31,7 +50,11 @@ def main(cfg: DictConfig) -> None:
     try:
         settings = from_config(cfg)
         check_model(settings.engine.model)
-        outcome = run_pipeline(settings, Path(HydraConfig.get().runtime.output_dir))
+        outcome = run_pipeline(
+            settings,
+            Path(HydraConfig.get().runtime.output_dir),
+            executor=local_executor(settings),
+        )
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)

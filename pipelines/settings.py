@@ -12,6 +12,7 @@ from pipelines.council import CouncilSpec
 from pipelines.engines import EngineConfig
 from pipelines.executors import ExecutorConfig
 from pipelines.sinks import SinkConfig
+from pipelines.tracking import TrackingConfig
 
 ROLE_DIR = PROJECT_ROOT / "conf" / "role"
 DATASET_DIR = PROJECT_ROOT / "datasets"
@@ -30,7 +31,7 @@ class RunSettings:
     engine: EngineConfig
     executor: ExecutorConfig
     sink: SinkConfig
-    tracking: str
+    tracking: TrackingConfig
     experiment: str = "none"
     scaling_sizes: tuple[int, ...] = ()
     embeddings: bool = True
@@ -114,8 +115,8 @@ def from_config(cfg: DictConfig) -> RunSettings:
         limit=cfg.limit,
         engine=engine,
         executor=executor,
-        sink=SinkConfig(**OmegaConf.to_container(cfg.sink)),
-        tracking=cfg.tracking.name,
+        sink=SinkConfig(**OmegaConf.to_container(cfg.sink, resolve=True)),
+        tracking=TrackingConfig(**OmegaConf.to_container(cfg.tracking, resolve=True)),
         experiment=cfg.experiment.name,
         scaling_sizes=sizes,
         embeddings=cfg.embeddings,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -14,6 +14,23 @@ from pipelines.config import register
 from pipelines.prepare_model import DEFAULT_OUT, is_built
 
 CONF_DIR = PROJECT_ROOT / "conf"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def isolated_stores(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Runs made by tests log to a throw-away MLflow store, never the project's."""
+    import os
+
+    uri = f"sqlite:///{tmp_path_factory.mktemp('mlflow') / 'mlflow.db'}"
+    saved = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "NATS_URL")}
+    os.environ["MLFLOW_TRACKING_URI"] = uri
+    os.environ.pop("NATS_URL", None)  # sink=nats starts its own server per run
+    yield
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
 
 
 @pytest.fixture(scope="session")

@@ -15,16 +15,19 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from mlflow import MlflowClient
 
 from pipelines import PROJECT_ROOT
 from pipelines.council import CouncilSpec, expand
 from pipelines.executors import ExecutorConfig
 from pipelines.executors.local import LocalExecutor
-from pipelines.nats_server import embedded_server
+from pipelines.nats_server import embedded_server, free_port
 from pipelines.pipeline import RESULT_COLUMNS, run_pipeline
 from pipelines.replay import main as replay_main
 from pipelines.settings import from_config
 from pipelines.tasks import Task
+from pipelines.track import main as track_main
+from tests.mlflow_helpers import mlflow_server
 from tests.nats_helpers import stream_contents
 
 pytestmark = pytest.mark.integration
@@ -100,6 +103,53 @@ def test_dask_gives_the_same_table_as_ray(
 
     assert list(dask_run.columns) == list(ray_data_run.columns)
     assert same_rows(dask_run, ray_data_run)
+
+
+def test_multirun_logs_one_mlflow_run_per_role_and_compare_lists_them(tmp_path: Path) -> None:
+    """Hydra multirun over every role, executor=local (one engine for all jobs)."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pipelines.run",
+            "-m",
+            "role=dev,qa,architect,devops,data",
+            "executor=local",
+            "limit=1",
+            "agents=2",
+            "max_tokens=4",
+            "sink=none",
+            f"tracking.uri={uri}",
+            f"hydra.sweep.dir={tmp_path / 'multi'}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        cwd=PROJECT_ROOT,
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert proc.stderr.count("vllm: loaded") == 1  # one engine for the five jobs
+    runs = sorted((tmp_path / "multi").glob("*/metrics.json"))
+    assert len(runs) == 5
+
+    out = subprocess.run(
+        [sys.executable, "-m", "pipelines.compare", "--uri", uri, "--csv", str(tmp_path / "c.csv")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=PROJECT_ROOT,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    table = pd.read_csv(tmp_path / "c.csv")
+    assert sorted(table["role"]) == ["architect", "data", "dev", "devops", "qa"]
+    for path in runs:
+        m = json.loads(path.read_text())
+        row = table[table["run"] == m["run_id"]].iloc[0]
+        assert row["keyword_relevance"] == pytest.approx(m["overall"]["keyword_relevance"])
+    best = table["keyword_relevance"].max()
+    (best_line,) = [line for line in out.stdout.splitlines() if f"{best:.3f}*" in line]
+    assert table.loc[table["keyword_relevance"].idxmax(), "run"] in best_line
 
 
 @pytest.fixture(scope="module")
@@ -216,3 +266,40 @@ def test_nats_sink_publishes_every_agent_and_deliberation(
     assert replay_main([str(tmp_path / "run")]) == 0
     with embedded_server(tmp_path / "run" / "nats") as url:
         assert len(stream_contents(url)) == 8
+
+
+def test_mlflow_down_then_track_later_logs_once_over_http(
+    compose_cfg, local: LocalExecutor, tmp_path: Path
+) -> None:
+    down = f"http://127.0.0.1:{free_port()}"
+    settings = from_config(
+        compose_cfg(
+            "role=qa",
+            "limit=1",
+            "max_tokens=8",
+            "sink=none",
+            "tracking=mlflow",
+            f"tracking.uri={down}",
+        )
+    )
+    outcome = run_pipeline(settings, tmp_path / "run", executor=local)
+    assert outcome.metrics["tracking"]["ok"] is False
+    assert (tmp_path / "run" / "results.parquet").is_file()
+    assert (tmp_path / "run" / "report.html").is_file()
+
+    with mlflow_server(tmp_path / "mlflow") as url:
+        assert track_main([str(tmp_path / "run"), "--uri", url]) == 0
+        assert track_main([str(tmp_path / "run"), "--uri", url]) == 0  # idempotent
+        client = MlflowClient(tracking_uri=url)
+        (run,) = client.search_runs(
+            [client.get_experiment_by_name("council-eval/qa").experiment_id]
+        )
+        artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())["overall"]
+    for name in ("keyword_relevance", "unique_ratio", "self_bleu", "tokens_per_s"):
+        assert run.data.metrics[name] == pytest.approx(metrics[name])
+    assert run.data.params["agents"] == "3" and run.data.params["role"] == "qa"
+    assert run.data.tags["council.run_id"] == outcome.run_id
+    assert {"results.parquet", "metrics.json", "report.html", "task_metrics.json"} <= artifacts
+    assert any(k.startswith("agent/agent-qa-002/") for k in run.data.metrics)

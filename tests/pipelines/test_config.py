@@ -72,3 +72,24 @@ def test_missing_model_folder_says_how_to_build(tmp_path: Path) -> None:
     with pytest.raises(UserError, match="prepare_model"):
         check_model(str(tmp_path / "none"))
     check_model("Qwen/Qwen3-0.6B")  # hub ids are the engine's business
+
+
+def test_environment_reaches_sink_and_tracking(compose_cfg, monkeypatch) -> None:
+    monkeypatch.setenv("NATS_URL", "nats://nats:4222")
+    monkeypatch.setenv("DELIBERATION_TIMEOUT", "12.5")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://mlflow:5000")
+    s = from_config(compose_cfg())
+    assert (s.sink.name, s.sink.url, s.sink.deliberation_timeout_s) == (
+        "nats",
+        "nats://nats:4222",
+        12.5,
+    )
+    assert (s.tracking.name, s.tracking.resolved_uri()) == ("mlflow", "http://mlflow:5000")
+
+
+def test_unset_environment_gives_embedded_defaults(compose_cfg, monkeypatch) -> None:
+    for var in ("NATS_URL", "DELIBERATION_TIMEOUT", "MLFLOW_TRACKING_URI"):
+        monkeypatch.delenv(var, raising=False)
+    s = from_config(compose_cfg())
+    assert s.sink.url is None and s.sink.deliberation_timeout_s == 300.0
+    assert s.tracking.resolved_uri() == f"sqlite:///{PROJECT_ROOT / 'mlflow.db'}"

@@ -1,0 +1,166 @@
+"""MLflow tracking: one MLflow run per pipeline run, logged from the run folder.
+
+Everything logged comes from the run's files (``run.json``, ``metrics.json``,
+the parquet tables, ``report.html``), so ``python -m pipelines.track
+<run_dir>`` can log a run later exactly as the pipeline would have. Logging is
+idempotent: a run whose ``council.run_id`` tag is already in the experiment is
+not logged twice.
+
+Metric keys: the run-level figures by their names (``keyword_relevance``, …),
+``agent/<agent_id>/<metric>`` per agent, ``role/<role>/<metric>`` per role
+(``role=all``), ``scaling/<n>_agents/<column>`` for the scaling experiment and
+``keyword/<keyword>/hit_rate``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from pipelines import PROJECT_ROOT, UserError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_URI = f"sqlite:///{PROJECT_ROOT / 'mlflow.db'}"
+RUN_TAG = "council.run_id"
+ARTIFACTS = [
+    "run.json",
+    "metrics.json",
+    "results.parquet",
+    "task_metrics.parquet",
+    "scaling.parquet",
+    "report.html",
+    ".hydra/config.yaml",
+    ".hydra/overrides.yaml",
+]
+AGENT_METRICS = ["keyword_relevance", "keyword_full", "completion_tokens"]
+
+
+@dataclass(frozen=True)
+class TrackingConfig:
+    """Typed tracking settings (see ``conf/tracking/``)."""
+
+    name: str = "none"
+    uri: str | None = None
+    experiment: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.name not in ("none", "mlflow"):
+            raise UserError(f"unknown tracking {self.name!r}; known: ['mlflow', 'none']")
+
+    def resolved_uri(self) -> str:
+        return self.uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_URI
+
+
+@dataclass(frozen=True)
+class Tracked:
+    mlflow_run_id: str
+    experiment: str
+    created: bool
+    seconds: float
+
+
+def _key(text: str) -> str:
+    """An MLflow-safe key fragment."""
+    return re.sub(r"[^\w\-./ ]", "_", text)
+
+
+def flatten_metrics(metrics: dict[str, Any], task_metrics: pd.DataFrame) -> dict[str, float]:
+    """Every numeric figure of a run under its MLflow key."""
+    out: dict[str, float] = {}
+
+    def put(prefix: str, figures: dict[str, Any]) -> None:
+        for k, v in figures.items():
+            if isinstance(v, bool) or not isinstance(v, int | float):
+                continue
+            out[f"{prefix}{k}"] = float(v)
+
+    put("", {k: metrics[k] for k in ("wall_s", "scoring_s") if k in metrics})
+    put("", metrics["overall"])
+    for kw, rate in metrics["overall"].get("keyword_hit_rates", {}).items():
+        out[f"keyword/{_key(kw)}/hit_rate"] = float(rate)
+    for role, figures in metrics.get("roles", {}).items():
+        put(f"role/{role}/", figures)
+    for row in metrics.get("scaling", []):
+        put(f"scaling/{row['agents']}_agents/", row)
+    if "nats" in metrics:
+        put("nats/", metrics["nats"])
+    per_agent = task_metrics.groupby("agent_id")[AGENT_METRICS].mean()
+    for agent, row in per_agent.iterrows():
+        put(f"agent/{agent}/", row.to_dict())
+    return out
+
+
+def _table_for_mlflow(task_metrics: pd.DataFrame) -> pd.DataFrame:
+    """MLflow tables hold scalars: list columns become comma-joined text."""
+    out = task_metrics.copy()
+    for col in ("keywords", "keyword_hits"):
+        if col in out:
+            out[col] = out[col].map(lambda v: ",".join(map(str, v)))
+    return out
+
+
+def track_run(run_dir: Path, cfg: TrackingConfig) -> Tracked:
+    """Log the run in ``run_dir`` to MLflow (once); return where it is."""
+    # Fail within seconds on an unreachable server instead of minutes of retries.
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
+    from mlflow import MlflowClient
+    from mlflow.entities import Metric, Param, RunTag
+
+    start = time.perf_counter()
+    info = json.loads((run_dir / "run.json").read_text())
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    task_metrics = pd.read_parquet(run_dir / "task_metrics.parquet")
+    run_id = info["run_id"]
+    experiment = cfg.experiment or f"council-eval/{info['role']}"
+
+    client = MlflowClient(tracking_uri=cfg.resolved_uri())
+    exp = client.get_experiment_by_name(experiment)
+    exp_id = exp.experiment_id if exp else client.create_experiment(experiment)
+    found = client.search_runs([exp_id], filter_string=f"tags.`{RUN_TAG}` = '{run_id}'")
+    if found:
+        return Tracked(found[0].info.run_id, experiment, False, time.perf_counter() - start)
+
+    tags = {
+        RUN_TAG: run_id,
+        "council.role": info["role"],
+        "council.model": info["model"],
+        "council.executor": info["executor"],
+        "council.host_kind": info["host_kind"],
+        "council.experiment": info.get("experiment", "none"),
+    }
+    run = client.create_run(exp_id, run_name=run_id, tags=tags)
+    mlflow_id = run.info.run_id
+    try:
+        now = int(time.time() * 1000)
+        flat = flatten_metrics(metrics, task_metrics)
+        params = [Param(k, str(v)[:6000]) for k, v in info["params"].items()]
+        items = [Metric(k, v, now, 0) for k, v in flat.items()]
+        for i in range(0, max(len(items), len(params)), 1000):  # MLflow's batch limits
+            client.log_batch(
+                mlflow_id,
+                metrics=items[i : i + 1000],
+                params=params[i // 10 : i // 10 + 100] if i == 0 else [],
+                tags=[RunTag(k, v) for k, v in tags.items()] if i == 0 else [],
+            )
+        for i in range(100, len(params), 100):
+            client.log_batch(mlflow_id, params=params[i : i + 100])
+        for name in ARTIFACTS:
+            path = run_dir / name
+            if path.is_file():
+                client.log_artifact(mlflow_id, str(path), os.path.dirname(name) or None)
+        client.log_table(mlflow_id, _table_for_mlflow(task_metrics), "task_metrics.json")
+        client.set_terminated(mlflow_id, "FINISHED")
+    except Exception:
+        client.set_terminated(mlflow_id, "FAILED")
+        raise
+    return Tracked(mlflow_id, experiment, True, time.perf_counter() - start)
