@@ -26,6 +26,16 @@ from evaluators import (
 )
 
 Embed = Callable[[Sequence[str]], np.ndarray]
+QUALITY_METRICS = [
+    "keyword_relevance",
+    "keyword_full_coverage",
+    "unique_ratio",
+    "distinct_1",
+    "distinct_2",
+    "self_bleu",
+    "embedding_diversity",
+]
+"""Quality figures, run-level and per task; names are part of the interface."""
 DIVERSITY = {
     "unique_ratio": unique_ratio,
     "distinct_1": distinct_1,
@@ -146,12 +156,15 @@ def run_metrics(scored: pd.DataFrame, diversity: pd.DataFrame, wall_s: float) ->
 
 
 def agent_table(scored: pd.DataFrame) -> pd.DataFrame:
-    """One row per agent: temperature, proposals, errors, keyword scores, tokens."""
+    """One row per agent: temperature, proposals, errors, keyword scores, tokens.
+
+    Works on the scored results and on ``task_metrics.parquet`` alike.
+    """
     return (
         scored.groupby(["role", "agent_id"])
         .agg(
             temperature=("temperature", "first"),
-            proposals=("proposal", "size"),
+            proposals=("task_id", "size"),
             errors=("error", lambda e: int(e.notna().sum())),
             keyword_relevance=("keyword_relevance", "mean"),
             keyword_full_coverage=("keyword_full", "mean"),

@@ -18,6 +18,7 @@ from pipelines.council import batches, expand
 from pipelines.embeddings import load_embedder
 from pipelines.executors import Executor, build_executor
 from pipelines.metrics import (
+    QUALITY_METRICS,
     Embed,
     agent_table,
     run_metrics,
@@ -261,19 +262,7 @@ def summary(outcome: RunOutcome) -> str:
     """Console summary: per-agent table, run figures, where the files are."""
     m = outcome.metrics
     o = m["overall"]
-    quality = "  ".join(
-        f"{k} {o[k]:.3f}"
-        for k in [
-            "keyword_relevance",
-            "keyword_full_coverage",
-            "unique_ratio",
-            "distinct_1",
-            "distinct_2",
-            "self_bleu",
-            "embedding_diversity",
-        ]
-        if k in o
-    )
+    quality = "  ".join(f"{k} {o[k]:.3f}" for k in QUALITY_METRICS if k in o)
     lines = [
         f"run {outcome.run_id}",
         outcome.agents.to_string(index=False, float_format=lambda x: f"{x:.3f}"),

@@ -15,16 +15,10 @@ from typing import Any
 
 import pandas as pd
 
+from pipelines.metrics import QUALITY_METRICS, agent_table
+
 REPORT_FILE = "report.html"
-QUALITY = [
-    "keyword_relevance",
-    "keyword_full_coverage",
-    "unique_ratio",
-    "distinct_1",
-    "distinct_2",
-    "self_bleu",
-    "embedding_diversity",
-]
+QUALITY = QUALITY_METRICS
 THROUGHPUT = [
     "requests",
     "errors",
@@ -109,20 +103,13 @@ def render(run_dir: Path) -> str:
     tm = pd.read_parquet(run_dir / "task_metrics.parquet")
     overall = metrics["overall"]
     summary = pd.DataFrame(
-        [{"metric": k, "value": overall[k]} for k in QUALITY + THROUGHPUT if k in overall]
+        [
+            {"metric": k, "value": f"{v:.3f}" if isinstance(v, float) else str(v)}
+            for k in QUALITY + THROUGHPUT
+            if (v := overall.get(k)) is not None
+        ]
     )
-    agents = (
-        tm.groupby(["role", "agent_id"])
-        .agg(
-            temperature=("temperature", "first"),
-            proposals=("task_id", "size"),
-            errors=("error", lambda e: int(e.notna().sum())),
-            keyword_relevance=("keyword_relevance", "mean"),
-            keyword_full_coverage=("keyword_full", "mean"),
-            mean_tokens=("completion_tokens", "mean"),
-        )
-        .reset_index()
-    )
+    agents = agent_table(tm)
     diversity_cols = [c for c in QUALITY[2:] if c in tm]
     per_task = tm.groupby(["role", "task_id"])[diversity_cols].first().reset_index()
     sections = [

@@ -17,21 +17,15 @@ from typing import Any
 
 import pandas as pd
 
+from pipelines.metrics import QUALITY_METRICS
+
 SCHEMA_VERSION = 1
 AGENT_COMPLETED = "agent.response.completed"
 AGENT_FAILED = "agent.response.failed"
 DELIBERATION_COMPLETED = "deliberation.completed"
 DELIBERATION_FAILED = "deliberation.failed"
 STREAM_SUBJECTS = ["agent.response.>", "deliberation.>"]
-TASK_SCORES = [
-    "keyword_relevance",
-    "keyword_full_coverage",
-    "unique_ratio",
-    "distinct_1",
-    "distinct_2",
-    "self_bleu",
-    "embedding_diversity",
-]
+TASK_SCORES = QUALITY_METRICS
 
 
 @dataclass(frozen=True)
