@@ -159,16 +159,21 @@ def run_pipeline(
         settings.engine.name,
         settings.executor.name,
     )
-    # The embedding model loads in the background while the council generates
-    # (the driver mostly waits then), keeping it out of the scoring time.
+    # The embedding model loads in the background while a Ray or Dask council
+    # generates (the driver mostly waits then), keeping it out of the scoring
+    # time. Not beside an in-process engine: concurrent transformers imports
+    # in two threads of one process can fail.
+    in_process = executor is not None or settings.executor.name == "local"
     with ThreadPoolExecutor(max_workers=1) as pool:
-        embedder = pool.submit(load_embedder) if settings.embeddings else None
+        embedder = pool.submit(load_embedder) if settings.embeddings and not in_process else None
         if executor is None:
             with build_executor(settings.executor) as own:
                 results, wall = generate(own, settings, requests)
         else:
             results, wall = generate(executor, settings, requests)
         embed = embedder.result() if embedder is not None else None
+    if settings.embeddings and in_process:
+        embed = load_embedder()
     results["run_id"] = run_id
     columns = [*RESULT_COLUMNS, "council_size"] if scaling else RESULT_COLUMNS
     # The outbox: results reach disk before anything is scored or published.
