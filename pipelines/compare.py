@@ -81,6 +81,8 @@ def best_marks(table: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
                 "" if pd.isna(v) else f"{v:.3f}" + ("*" if i == best else "")
                 for i, v in col.items()
             ]
+        else:
+            shown[m] = ""
         d = pd.to_numeric(table[f"Δ{m}"], errors="coerce")
         shown[f"Δ{m}"] = ["" if pd.isna(v) else f"{v:+.3f}" for v in d]
     return shown

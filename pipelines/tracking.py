@@ -114,7 +114,7 @@ def track_run(run_dir: Path, cfg: TrackingConfig) -> Tracked:
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
     from mlflow import MlflowClient
-    from mlflow.entities import Metric, Param, RunTag
+    from mlflow.entities import Metric, Param
 
     start = time.perf_counter()
     info = json.loads((run_dir / "run.json").read_text())
@@ -145,15 +145,11 @@ def track_run(run_dir: Path, cfg: TrackingConfig) -> Tracked:
         flat = flatten_metrics(metrics, task_metrics)
         params = [Param(k, str(v)[:6000]) for k, v in info["params"].items()]
         items = [Metric(k, v, now, 0) for k, v in flat.items()]
-        for i in range(0, max(len(items), len(params)), 1000):  # MLflow's batch limits
-            client.log_batch(
-                mlflow_id,
-                metrics=items[i : i + 1000],
-                params=params[i // 10 : i // 10 + 100] if i == 0 else [],
-                tags=[RunTag(k, v) for k, v in tags.items()] if i == 0 else [],
-            )
-        for i in range(100, len(params), 100):
+        # Tags went with create_run; MLflow caps a batch at 100 params / 1000 metrics.
+        for i in range(0, len(params), 100):
             client.log_batch(mlflow_id, params=params[i : i + 100])
+        for i in range(0, len(items), 1000):
+            client.log_batch(mlflow_id, metrics=items[i : i + 1000])
         for name in ARTIFACTS:
             path = run_dir / name
             if path.is_file():
