@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import time
 from dataclasses import asdict
 from importlib import metadata
 from pathlib import Path
@@ -74,6 +75,7 @@ def run_info(run_id: str, settings: RunSettings) -> dict[str, Any]:
     }
     return {
         "run_id": run_id,
+        "started_at_ms": int(time.time() * 1000),
         "role": settings.role,
         "model": e.served_model_name,
         "executor": x.name,

@@ -138,7 +138,10 @@ def track_run(run_dir: Path, cfg: TrackingConfig) -> Tracked:
         "council.host_kind": info["host_kind"],
         "council.experiment": info.get("experiment", "none"),
     }
-    run = client.create_run(exp_id, run_name=run_id, tags=tags)
+    # Dated by the pipeline run, not by when it was logged (track may come later).
+    run = client.create_run(
+        exp_id, start_time=info.get("started_at_ms"), run_name=run_id, tags=tags
+    )
     mlflow_id = run.info.run_id
     try:
         now = int(time.time() * 1000)
