@@ -24,11 +24,10 @@ SCHEDULER_ENV = "DASK_SCHEDULER_ADDRESS"
 _STAGE_ATTR = "_council_eval_stages"
 
 
-def close_stages() -> int:
-    """Worker-side: close this worker's engines (their processes exit with them)."""
-    from distributed import get_worker
-
-    stages = get_worker().__dict__.pop(_STAGE_ATTR, {})
+def close_stages(dask_worker: Any) -> int:
+    """Worker-side, via ``Client.run``: close this worker's engines (their
+    processes would otherwise outlive the worker)."""
+    stages = dask_worker.__dict__.pop(_STAGE_ATTR, {})
     for stage in stages.values():
         stage.close()
     return len(stages)

@@ -100,6 +100,9 @@ def test_dask_gives_the_same_table_as_ray(
 ) -> None:
     settings = from_config(compose_cfg("role=data", "executor=dask", *TINY))
     dask_run = run_pipeline(settings, tmp_path).results
+    # The worker's engine is closed with the cluster, not left running as an orphan.
+    left = subprocess.run(["pgrep", "-f", "VLLM::EngineCore"], capture_output=True, text=True)
+    assert left.stdout.split() == []
 
     assert list(dask_run.columns) == list(ray_data_run.columns)
     assert same_rows(dask_run, ray_data_run)
