@@ -4,9 +4,11 @@ from evaluators.diversity import (
     distinct_1,
     distinct_2,
     distinct_n,
+    lexical_diversity,
     mean_pairwise_cosine_distance,
     normalize,
     self_bleu,
+    tokenize,
     unique_ratio,
 )
 from evaluators.keywords import (
@@ -26,8 +28,10 @@ __all__ = [
     "keyword_hit_rates",
     "keyword_hits",
     "keyword_relevance",
+    "lexical_diversity",
     "mean_pairwise_cosine_distance",
     "normalize",
     "self_bleu",
+    "tokenize",
     "unique_ratio",
 ]

@@ -7,12 +7,16 @@ Every function takes the N proposals of one task and returns a value in
 from __future__ import annotations
 
 from collections.abc import Sequence
-from itertools import pairwise
+
+
+def tokenize(text: str) -> list[str]:
+    """The words of ``text``: lower-cased, split on whitespace."""
+    return text.lower().split()
 
 
 def normalize(text: str) -> str:
     """Lower-case ``text`` and collapse runs of whitespace to one space."""
-    return " ".join(text.lower().split())
+    return " ".join(tokenize(text))
 
 
 def unique_ratio(proposals: Sequence[str]) -> float:
@@ -21,30 +25,16 @@ def unique_ratio(proposals: Sequence[str]) -> float:
     1.0 means every agent answered differently; 1/N means all N agreed.
     An empty list scores 0.0.
     """
-    if len(proposals) == 0:
-        return 0.0
-    return len({normalize(p) for p in proposals}) / len(proposals)
+    return _unique_ratio([tokenize(p) for p in proposals])
 
 
 def distinct_n(proposals: Sequence[str], n: int) -> float:
     """Distinct n-grams / total n-grams over all proposals (Li et al., 2016).
 
-    Tokens are the lower-cased whitespace-separated words. 0.0 when the
-    proposals hold no n-gram at all.
+    Tokens are the words of :func:`tokenize`; n-grams do not cross proposals.
+    0.0 when the proposals hold no n-gram at all.
     """
-    total = 0
-    distinct: set[tuple[str, ...]] = set()
-    for p in proposals:
-        tokens = p.lower().split()
-        if n == 1:
-            grams = [(t,) for t in tokens]
-        elif n == 2:
-            grams = list(pairwise(tokens))
-        else:
-            grams = [tuple(tokens[i : i + n]) for i in range(len(tokens) - n + 1)]
-        total += len(grams)
-        distinct.update(grams)
-    return len(distinct) / total if total else 0.0
+    return _distinct([tokenize(p) for p in proposals], n)
 
 
 def distinct_1(proposals: Sequence[str]) -> float:
@@ -55,6 +45,46 @@ def distinct_1(proposals: Sequence[str]) -> float:
 def distinct_2(proposals: Sequence[str]) -> float:
     """:func:`distinct_n` with n = 2."""
     return distinct_n(proposals, 2)
+
+
+def lexical_diversity(proposals: Sequence[str]) -> dict[str, float]:
+    """``unique_ratio``, ``distinct_1`` and ``distinct_2`` of one task at once.
+
+    Same values as the three functions, from one tokenization of each
+    proposal (splitting is most of the cost).
+    """
+    tokens = [tokenize(p) for p in proposals]
+    return {
+        "unique_ratio": _unique_ratio(tokens),
+        "distinct_1": _distinct(tokens, 1),
+        "distinct_2": _distinct(tokens, 2),
+    }
+
+
+def _unique_ratio(tokens: Sequence[list[str]]) -> float:
+    if not tokens:
+        return 0.0
+    # Compare word lists of equal length: a list comparison stops at the first
+    # differing word, cheaper than joining or hashing whole proposals.
+    by_length: dict[int, list[list[str]]] = {}
+    for words in tokens:
+        seen = by_length.setdefault(len(words), [])
+        if words not in seen:
+            seen.append(words)
+    return sum(map(len, by_length.values())) / len(tokens)
+
+
+def _distinct(tokens: Sequence[list[str]], n: int) -> float:
+    total = 0
+    distinct: set[str | tuple[str, ...]] = set()
+    for words in tokens:
+        if n == 1:
+            distinct.update(words)
+            total += len(words)
+        else:
+            distinct.update(zip(*(words[i:] for i in range(n)), strict=False))
+            total += max(len(words) - n + 1, 0)
+    return len(distinct) / total if total else 0.0
 
 
 def self_bleu(proposals: Sequence[str]) -> float:

@@ -5,6 +5,7 @@ from hypothesis import strategies as st
 from evaluators.diversity import (
     distinct_1,
     distinct_2,
+    lexical_diversity,
     mean_pairwise_cosine_distance,
     normalize,
     self_bleu,
@@ -67,3 +68,12 @@ def test_mean_pairwise_cosine_distance() -> None:
     assert mean_pairwise_cosine_distance([[1, 0], [1, 0], [0, 1]]) == pytest.approx(2 / 3)
     assert mean_pairwise_cosine_distance([[1, 0]]) == 0.0
     assert mean_pairwise_cosine_distance([[0, 0], [1, 0]]) == 1.0  # a zero vector is unlike all
+
+
+@given(councils)
+def test_lexical_diversity_equals_the_separate_metrics(proposals: list[str]) -> None:
+    assert lexical_diversity(proposals) == {
+        "unique_ratio": unique_ratio(proposals),
+        "distinct_1": distinct_1(proposals),
+        "distinct_2": distinct_2(proposals),
+    }

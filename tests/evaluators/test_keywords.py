@@ -1,8 +1,16 @@
+import re
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from evaluators.keywords import full_coverage, keyword_hit_rates, keyword_hits, keyword_relevance
+from evaluators.keywords import (
+    full_coverage,
+    keyword_hit_rates,
+    keyword_hits,
+    keyword_pattern,
+    keyword_relevance,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -24,6 +32,7 @@ pytestmark = pytest.mark.unit
         ("deploy", "a deployment", False),
         ("time series", "time-series data", True),
         ("hmac", "HMAC-SHA256 signatures", True),
+        ("a a", "ba a a", True),  # a candidate inside a word, then a real hit overlapping it
     ],
 )
 def test_keyword_rule(keyword: str, text: str, hit: bool) -> None:
@@ -65,3 +74,25 @@ def test_aggregates_worked_example() -> None:
     assert full_coverage([]) == 0.0
     rates = keyword_hit_rates([["Redis", "queue"]] * 3, hits)
     assert rates == {"queue": pytest.approx(1 / 3), "redis": pytest.approx(2 / 3)}
+
+
+def lookbehind_hits(text: str, keywords: list[str]) -> list[bool]:
+    """The rule as one plain regex per keyword (slow, obviously right)."""
+    out = []
+    for k in keywords:
+        fast = keyword_pattern(k).pattern
+        out.append(re.search(r"(?<!\w)" + fast, text.lower()) is not None)
+    return out
+
+
+# Texts built from keyword fragments, separators and letters exercise the
+# boundary check: overlapping candidates, words inside words, joined words.
+fragments = st.sampled_from(["a", "a a", "queue", "s", "re", "edge", "-", "_", " ", "case", "ing"])
+
+
+@given(
+    st.lists(fragments, max_size=20).map("".join),
+    st.lists(st.sampled_from(["a a", "queue", "edge case", "a"]), min_size=1),
+)
+def test_literal_search_agrees_with_lookbehind_regex(text: str, keywords: list[str]) -> None:
+    assert keyword_hits(text, keywords) == lookbehind_hits(text, keywords)
