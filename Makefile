@@ -10,7 +10,7 @@ ROLE ?= devops
 ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: setup model run test lint format bench clean
+.PHONY: setup model run serve-model test lint format bench clean
 
 setup: $(STAMP)
 
@@ -33,6 +33,11 @@ model: $(STAMP)
 
 run: model
 	$(PY) -m pipelines.run role=$(ROLE) $(ARGS)
+
+# The embedded model over the OpenAI API (for engine=openai); PORT=8000 by default.
+PORT ?= 8000
+serve-model: model
+	$(PY) -m pipelines.serve_model --port $(PORT) $(ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -45,11 +45,24 @@ def settings_for(requests: int, max_tokens: int, batch_size: int) -> RunSettings
     return from_config(cfg)
 
 
+def bench_requests(
+    requests: int, max_tokens: int, batch_size: int
+) -> tuple[RunSettings, list[pd.DataFrame]]:
+    """Settings and the batches of the first ``requests`` council requests (all roles)."""
+    settings = settings_for(requests, max_tokens, batch_size)
+    tasks = load_run_tasks(settings)
+    table = expand(tasks, settings.council, settings.system_prompts, batch_size).head(requests)
+    parts = batches(table)
+    log.info("bench: %d requests in %d batches", len(table), len(parts))
+    return settings, parts
+
+
 def raw_vllm(settings: RunSettings, parts: list[pd.DataFrame]) -> dict[str, float]:
     """The reference: ``vllm.LLM.chat`` called directly on each batch."""
     from vllm import SamplingParams
 
-    from pipelines.engines.vllm import VLLMEngine, chat_messages
+    from pipelines.engines import chat_messages
+    from pipelines.engines.vllm import VLLMEngine
 
     start = time.perf_counter()
     engine = VLLMEngine(settings.engine)
@@ -99,12 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
 
-    settings = settings_for(args.requests, args.max_tokens, args.batch_size)
-    tasks = load_run_tasks(settings)
-    requests = expand(tasks, settings.council, settings.system_prompts, args.batch_size)
-    requests = requests.head(args.requests)
-    parts = batches(requests)
-    log.info("bench: %d requests in %d batches", len(requests), len(parts))
+    settings, parts = bench_requests(args.requests, args.max_tokens, args.batch_size)
 
     runs = {"raw": raw_vllm(settings, parts)}
     for name in args.executors:

@@ -41,6 +41,14 @@ class EngineConf:
     extra_engine_kwargs: Dict[str, Any] = field(default_factory=dict)  # noqa: UP006
     # Environment for the engine process, set unless already set.
     env: Dict[str, str] = field(default_factory=dict)  # noqa: UP006
+    # engine=openai only: the server, its model name (null: model.name) and client.
+    url: Optional[str] = None  # noqa: UP045
+    served_model: Optional[str] = None  # noqa: UP045
+    api_key_env: str = "VLLM_API_KEY"
+    max_concurrency: int = 16
+    timeout_s: float = 120.0
+    retries: int = 3
+    extra_body: Dict[str, Any] = field(default_factory=dict)  # noqa: UP006
 
 
 @dataclass

@@ -44,12 +44,13 @@ def local_executor(settings: Any) -> Any:
 
 @hydra.main(config_path="../conf", config_name="config", version_base="1.3")
 def main(cfg: DictConfig) -> None:
+    from pipelines.engines import preflight
     from pipelines.pipeline import run_pipeline, summary
-    from pipelines.settings import check_model, from_config
+    from pipelines.settings import from_config
 
     try:
         settings = from_config(cfg)
-        check_model(settings.engine.model)
+        preflight(settings.engine)
         outcome = run_pipeline(
             settings,
             Path(HydraConfig.get().runtime.output_dir),

@@ -54,16 +54,6 @@ def role_prompts(role: str, system_prompt: str) -> dict[str, str]:
     return {r: str(OmegaConf.load(ROLE_DIR / f"{r}.yaml").system_prompt) for r in known_roles()}
 
 
-def check_model(path: str) -> None:
-    """A local model folder must exist (hub ids are left to the engine)."""
-    local = Path(path).is_absolute() or path.startswith(".")
-    if local and not (Path(path) / "config.json").is_file():
-        raise UserError(
-            f"model folder {path} not found (or has no config.json); build the "
-            "embedded model with `python -m pipelines.prepare_model` (or `make model`)"
-        )
-
-
 def from_config(cfg: DictConfig) -> RunSettings:
     """Typed, validated settings from a composed config."""
     role = cfg.role.name
@@ -90,7 +80,7 @@ def from_config(cfg: DictConfig) -> RunSettings:
     engine = EngineConfig(
         name=cfg.engine.name,
         model=cfg.model.path,
-        served_model_name=cfg.model.name,
+        served_model_name=cfg.engine.served_model or cfg.model.name,
         dtype=cfg.model.dtype,
         max_model_len=cfg.model.max_model_len,
         enforce_eager=cfg.engine.enforce_eager,
@@ -99,7 +89,17 @@ def from_config(cfg: DictConfig) -> RunSettings:
         num_gpus=cfg.engine.num_gpus,
         extra_engine_kwargs=OmegaConf.to_container(cfg.engine.extra_engine_kwargs),
         env={k: str(v) for k, v in cfg.engine.env.items()},
+        url=cfg.engine.url,
+        api_key_env=cfg.engine.api_key_env,
+        max_concurrency=cfg.engine.max_concurrency,
+        timeout_s=cfg.engine.timeout_s,
+        retries=cfg.engine.retries,
+        extra_body=OmegaConf.to_container(cfg.engine.extra_body),
     )
+    if engine.max_concurrency < 1 or engine.timeout_s <= 0 or engine.retries < 0:
+        raise UserError(
+            "engine.max_concurrency must be >= 1, engine.timeout_s > 0 and engine.retries >= 0"
+        )
     executor = ExecutorConfig(
         name=cfg.executor.name,
         concurrency=cfg.executor.concurrency,

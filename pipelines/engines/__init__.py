@@ -8,13 +8,17 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 import pandas as pd
 
 from pipelines import UserError
 
-ENGINES = {"vllm": "pipelines.engines.vllm:VLLMEngine"}
+ENGINES = {
+    "vllm": "pipelines.engines.vllm:VLLMEngine",
+    "openai": "pipelines.engines.openai:OpenAIEngine",
+}
 """Engine name (``conf/engine/<name>.yaml``) → ``module:class``."""
 
 
@@ -33,6 +37,13 @@ class EngineConfig:
     num_gpus: float | None = None
     extra_engine_kwargs: dict[str, Any] = field(default_factory=dict)
     env: dict[str, str] = field(default_factory=dict)
+    # engine=openai: a running OpenAI-compatible server (e.g. `vllm serve`).
+    url: str | None = None
+    api_key_env: str = "VLLM_API_KEY"
+    max_concurrency: int = 16
+    timeout_s: float = 120.0
+    retries: int = 3
+    extra_body: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -61,6 +72,34 @@ class Engine(Protocol):
     def close(self) -> None:
         """Release the engine's resources."""
         ...
+
+
+def chat_messages(row: Any) -> list[dict[str, str]]:
+    """The chat turns of one request row."""
+    messages = []
+    if row.system_prompt:
+        messages.append({"role": "system", "content": row.system_prompt})
+    messages.append({"role": "user", "content": row.prompt})
+    return messages
+
+
+def preflight(cfg: EngineConfig) -> None:
+    """Fail fast, before any cluster or engine starts, on what would fail later.
+
+    Raises :class:`UserError` when the local model folder is missing
+    (``vllm``) or the server is unreachable or lacks the model (``openai``).
+    """
+    if cfg.name == "openai":
+        from pipelines.engines.openai import check_server
+
+        check_server(cfg)
+        return
+    local = Path(cfg.model).is_absolute() or cfg.model.startswith(".")
+    if local and not (Path(cfg.model) / "config.json").is_file():
+        raise UserError(
+            f"model folder {cfg.model} not found (or has no config.json); build the "
+            "embedded model with `python -m pipelines.prepare_model` (or `make model`)"
+        )
 
 
 def build_engine(cfg: EngineConfig) -> Engine:

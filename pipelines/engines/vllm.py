@@ -9,18 +9,9 @@ from typing import Any
 
 import pandas as pd
 
-from pipelines.engines import Completion, EngineConfig
+from pipelines.engines import Completion, EngineConfig, chat_messages
 
 log = logging.getLogger(__name__)
-
-
-def chat_messages(row: Any) -> list[dict[str, str]]:
-    """The chat turns of one request row."""
-    messages = []
-    if row.system_prompt:
-        messages.append({"role": "system", "content": row.system_prompt})
-    messages.append({"role": "user", "content": row.prompt})
-    return messages
 
 
 class VLLMEngine:

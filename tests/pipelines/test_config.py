@@ -5,7 +5,8 @@ from hydra.errors import ConfigCompositionException
 from omegaconf.errors import ValidationError
 
 from pipelines import PROJECT_ROOT, UserError
-from pipelines.settings import DATASET_DIR, check_model, from_config, known_roles
+from pipelines.engines import EngineConfig, preflight
+from pipelines.settings import DATASET_DIR, from_config, known_roles
 
 pytestmark = pytest.mark.unit
 
@@ -70,8 +71,9 @@ def test_bad_values(compose_cfg, override: str, message: str) -> None:
 
 def test_missing_model_folder_says_how_to_build(tmp_path: Path) -> None:
     with pytest.raises(UserError, match="prepare_model"):
-        check_model(str(tmp_path / "none"))
-    check_model("Qwen/Qwen3-0.6B")  # hub ids are the engine's business
+        preflight(EngineConfig(name="vllm", model=str(tmp_path / "none"), served_model_name="m"))
+    # Hub ids are the engine's business.
+    preflight(EngineConfig(name="vllm", model="Qwen/Qwen3-0.6B", served_model_name="m"))
 
 
 def test_environment_reaches_sink_and_tracking(compose_cfg, monkeypatch) -> None:

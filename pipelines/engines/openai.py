@@ -1,0 +1,130 @@
+"""Remote engine: chat completions from a running OpenAI-compatible server.
+
+Any executor can run it: each worker sends its batch's requests concurrently
+(at most ``max_concurrency`` in flight) with the official ``openai`` client,
+which retries connection errors, 408, 409, 429 and 5xx with exponential
+backoff. A request that still fails becomes a row with ``error`` set.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pandas as pd
+
+from pipelines import UserError
+from pipelines.engines import Completion, EngineConfig, chat_messages
+
+log = logging.getLogger(__name__)
+
+PROBE_TIMEOUT_S = 5.0
+"""How long the start-up check waits for the server."""
+
+
+def base_url(cfg: EngineConfig) -> str:
+    """The server root, without a trailing ``/`` or ``/v1``."""
+    if not cfg.url:
+        raise UserError("engine=openai needs a server: set VLLM_URL or engine.url")
+    url = cfg.url.rstrip("/")
+    return url.removesuffix("/v1")
+
+
+def api_key(cfg: EngineConfig) -> str:
+    """The key from ``cfg.api_key_env``; vLLM without ``--api-key`` takes any."""
+    return os.environ.get(cfg.api_key_env) or "EMPTY"
+
+
+def check_server(cfg: EngineConfig) -> None:
+    """Raise :class:`UserError` within seconds unless the server serves the model."""
+    import httpx
+
+    url = base_url(cfg)
+    try:
+        resp = httpx.get(
+            f"{url}/v1/models",
+            headers={"Authorization": f"Bearer {api_key(cfg)}"},
+            timeout=PROBE_TIMEOUT_S,
+        )
+        resp.raise_for_status()
+        served = [m["id"] for m in resp.json().get("data", [])]
+    except (httpx.HTTPError, ValueError, KeyError) as e:
+        raise UserError(
+            f"cannot reach an OpenAI-compatible server at {url} ({type(e).__name__}: {e}); "
+            "start one with `make serve-model`, or point VLLM_URL (or engine.url) at one"
+        ) from e
+    if cfg.served_model_name not in served:
+        raise UserError(
+            f"the server at {url} serves {served}, not {cfg.served_model_name!r}; "
+            "set VLLM_MODEL (or engine.served_model) to one of them"
+        )
+
+
+class OpenAIEngine:
+    """Sends each request as one ``/v1/chat/completions`` call."""
+
+    def __init__(self, cfg: EngineConfig) -> None:
+        check_server(cfg)
+        self.cfg = cfg
+        self.url = base_url(cfg)
+
+    def generate(self, requests: pd.DataFrame) -> list[Completion]:
+        rows = list(requests.itertuples(index=False))
+        return _run(self._generate(rows))
+
+    async def _generate(self, rows: list[Any]) -> list[Completion]:
+        from openai import AsyncOpenAI
+
+        # One client per batch: its connection pool belongs to this event loop.
+        async with AsyncOpenAI(
+            base_url=f"{self.url}/v1",
+            api_key=api_key(self.cfg),
+            timeout=self.cfg.timeout_s,
+            max_retries=self.cfg.retries,
+        ) as client:
+            slots = asyncio.Semaphore(self.cfg.max_concurrency)
+            return await asyncio.gather(*(self._one(client, slots, r) for r in rows))
+
+    async def _one(self, client: Any, slots: asyncio.Semaphore, row: Any) -> Completion:
+        async with slots:
+            start = time.perf_counter()
+            try:
+                resp = await client.chat.completions.create(
+                    model=self.cfg.served_model_name,
+                    messages=chat_messages(row),
+                    temperature=float(row.temperature),
+                    seed=int(row.seed),
+                    max_tokens=int(row.max_tokens),
+                    extra_body=self.cfg.extra_body or None,
+                )
+            except Exception as e:  # noqa: BLE001 - the row carries the error, the run goes on
+                return Completion(
+                    error=f"{type(e).__name__}: {e}", latency=time.perf_counter() - start
+                )
+            latency = time.perf_counter() - start
+        choice = resp.choices[0]
+        usage = resp.usage
+        return Completion(
+            proposal=choice.message.content or "",
+            prompt_tokens=usage.prompt_tokens if usage else 0,
+            completion_tokens=usage.completion_tokens if usage else 0,
+            finish_reason=choice.finish_reason or "",
+            latency=latency,
+        )
+
+    def close(self) -> None:
+        """Nothing held between batches."""
+
+
+def _run(coro: Any) -> Any:
+    """Run ``coro`` to completion from sync code, even under a running loop."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coro).result()
