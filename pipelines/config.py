@@ -45,7 +45,7 @@ class EngineConf:
     url: Optional[str] = None  # noqa: UP045
     served_model: Optional[str] = None  # noqa: UP045
     api_key_env: str = "VLLM_API_KEY"
-    max_concurrency: int = 16
+    max_concurrency: int = 64
     timeout_s: float = 120.0
     retries: int = 3
     extra_body: Dict[str, Any] = field(default_factory=dict)  # noqa: UP006
@@ -70,6 +70,8 @@ class SinkConf:
     ack_timeout_s: float = 30.0
     duplicate_window_s: float = 86400.0
     deliberation_timeout_s: float = 300.0
+    # Atomic batches, one ack each (nats-server >= 2.12); else one ack per message.
+    atomic_batches: bool = True
 
 
 @dataclass

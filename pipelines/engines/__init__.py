@@ -40,7 +40,7 @@ class EngineConfig:
     # engine=openai: a running OpenAI-compatible server (e.g. `vllm serve`).
     url: str | None = None
     api_key_env: str = "VLLM_API_KEY"
-    max_concurrency: int = 16
+    max_concurrency: int = 64
     timeout_s: float = 120.0
     retries: int = 3
     extra_body: dict[str, Any] = field(default_factory=dict)

@@ -23,6 +23,7 @@ class SinkConfig:
     ack_timeout_s: float = 30.0
     duplicate_window_s: float = 86400.0
     deliberation_timeout_s: float = 300.0
+    atomic_batches: bool = True
 
     def __post_init__(self) -> None:
         if self.name not in SINKS:

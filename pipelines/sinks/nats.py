@@ -26,6 +26,7 @@ def publish_pending(cfg: SinkConfig, run_dir: Path) -> PublishReport:
             max_in_flight=cfg.max_in_flight,
             ack_timeout_s=cfg.ack_timeout_s,
             duplicate_window_s=cfg.duplicate_window_s,
+            atomic=cfg.atomic_batches,
         )
     record_acked(run_dir, report.acked_ids)
     elapsed = time.perf_counter() - start

@@ -122,7 +122,22 @@ def test_replay_of_a_published_run_publishes_nothing_new(tmp_path: Path) -> None
         assert len(stream_contents(url)) == 16
 
 
-def test_server_killed_mid_publish_then_replay_gives_exact_stream(tmp_path: Path) -> None:
+def test_partly_published_batch_falls_back_to_one_by_one(tmp_path: Path) -> None:
+    todo = messages(results())
+    with server(tmp_path / "nats") as url:
+        first = publish(url, "COUNCIL", todo[:5])
+        # The atomic batch holding the 5 stored ids is refused; each message
+        # then goes alone and the server drops exactly those 5.
+        rest = publish(url, "COUNCIL", todo)
+        assert len(stream_contents(url)) == 16
+    assert (first.acked, first.duplicate) == (5, 0)
+    assert (rest.acked, rest.duplicate, rest.unpublished) == (16, 5, 0)
+
+
+@pytest.mark.parametrize("atomic", [True, False], ids=["atomic-batches", "one-by-one"])
+def test_server_killed_mid_publish_then_replay_gives_exact_stream(
+    tmp_path: Path, atomic: bool
+) -> None:
     store, port = tmp_path / "nats", free_port()
     many = messages(results(tasks=300))  # 1,200 messages
     with embedded_server(store, port) as url:
@@ -130,12 +145,20 @@ def test_server_killed_mid_publish_then_replay_gives_exact_stream(tmp_path: Path
 
         def kill_after_100(acks: int) -> None:
             # Fault injection: the real server dies once the first acks are in.
-            if acks == 100:
+            if acks >= 100 and not killed:
+                killed.append(pid)
                 os.kill(pid, signal.SIGKILL)
 
+        killed: list[int] = []
         write_outbox(tmp_path, many)
         report = publish(
-            url, "COUNCIL", many, max_in_flight=64, ack_timeout_s=5, on_ack=kill_after_100
+            url,
+            "COUNCIL",
+            many,
+            max_in_flight=64,
+            ack_timeout_s=5,
+            on_ack=kill_after_100,
+            atomic=atomic,
         )
         record_acked(tmp_path, report.acked_ids)
     assert report.acked >= 100
