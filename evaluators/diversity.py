@@ -106,7 +106,8 @@ def self_bleu(proposals: Sequence[str]) -> float:
         if normalize(hyp) in {normalize(r) for r in refs}:
             scores.append(1.0)
         else:
-            scores.append(bleu.sentence_score(hyp, refs).score / 100)
+            # sacrebleu can return 100.00000000000001: keep the [0, 1] promise.
+            scores.append(min(bleu.sentence_score(hyp, refs).score / 100, 1.0))
     return sum(scores) / len(scores)
 
 

@@ -77,24 +77,15 @@ def from_config(cfg: DictConfig) -> RunSettings:
     sizes = tuple(cfg.experiment.agents)
     if cfg.experiment.name == "scaling" and (not sizes or min(sizes) < 1):
         raise UserError(f"experiment.agents must be council sizes >= 1, got {list(sizes)}")
+    # conf/engine mirrors EngineConfig; the model group adds what it fixes.
+    engine_conf = OmegaConf.to_container(cfg.engine, resolve=True)
+    served_model = engine_conf.pop("served_model") or cfg.model.name
     engine = EngineConfig(
-        name=cfg.engine.name,
+        **engine_conf,
         model=cfg.model.path,
-        served_model_name=cfg.engine.served_model or cfg.model.name,
+        served_model_name=served_model,
         dtype=cfg.model.dtype,
         max_model_len=cfg.model.max_model_len,
-        enforce_eager=cfg.engine.enforce_eager,
-        gpu_memory_utilization=cfg.engine.gpu_memory_utilization,
-        enable_chunked_prefill=cfg.engine.enable_chunked_prefill,
-        num_gpus=cfg.engine.num_gpus,
-        extra_engine_kwargs=OmegaConf.to_container(cfg.engine.extra_engine_kwargs),
-        env={k: str(v) for k, v in cfg.engine.env.items()},
-        url=cfg.engine.url,
-        api_key_env=cfg.engine.api_key_env,
-        max_concurrency=cfg.engine.max_concurrency,
-        timeout_s=cfg.engine.timeout_s,
-        retries=cfg.engine.retries,
-        extra_body=OmegaConf.to_container(cfg.engine.extra_body),
     )
     if engine.max_concurrency < 1 or engine.timeout_s <= 0 or engine.retries < 0:
         raise UserError(

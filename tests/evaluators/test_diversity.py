@@ -77,3 +77,9 @@ def test_lexical_diversity_equals_the_separate_metrics(proposals: list[str]) -> 
         "distinct_1": distinct_1(proposals),
         "distinct_2": distinct_2(proposals),
     }
+
+
+def test_self_bleu_never_exceeds_one() -> None:
+    # sacrebleu scored this council 100.00000000000002 (found by hypothesis).
+    long = "redis redis redis redis redis queue redis redis queue redis redis queue redis queue"
+    assert self_bleu(["redis", "queue", long, long]) == 1.0
