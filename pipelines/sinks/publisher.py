@@ -17,6 +17,8 @@ log = logging.getLogger(__name__)
 
 BATCH_SIZE = 256
 """Messages per atomic batch (the server takes at most 1000)."""
+_ENCODE = json.JSONEncoder(separators=(",", ":")).encode
+"""Compact JSON; one encoder for all messages (json.dumps with options builds one per call)."""
 
 
 @dataclass
@@ -130,16 +132,17 @@ async def _publish_atomic(
             fut = asyncio.get_running_loop().create_future()
             waiting[token] = fut
             fut.add_done_callback(lambda f, c=chunk: acked(c, f))
+            batch_id = f"{batch_prefix}-{token}"
             for seq, m in enumerate(chunk, 1):
                 headers = {
                     "Nats-Msg-Id": m.msg_id,
-                    "Nats-Batch-Id": f"{batch_prefix}-{token}",
+                    "Nats-Batch-Id": batch_id,
                     "Nats-Batch-Sequence": str(seq),
                 }
                 last = seq == len(chunk)
                 if last:
                     headers["Nats-Batch-Commit"] = "1"
-                data = json.dumps(m.payload, separators=(",", ":")).encode()
+                data = _ENCODE(m.payload).encode()
                 await nc.publish(
                     m.subject, data, reply=f"{inbox}.{token}" if last else "", headers=headers
                 )
@@ -191,7 +194,7 @@ async def _publish_each(
                 except TimeoutError:
                     report.error = f"no ack for {ack_timeout_s:g} s, {in_flight} in flight"
                     break
-            data = json.dumps(m.payload, separators=(",", ":")).encode()
+            data = _ENCODE(m.payload).encode()
             fut = await js.publish_async(m.subject, data, headers={"Nats-Msg-Id": m.msg_id})
             in_flight += 1
             fut.add_done_callback(count)
