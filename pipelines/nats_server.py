@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -66,11 +68,24 @@ def embedded_server(store_dir: Path, port: int | None = None) -> Iterator[str]:
         log_file.close()
 
 
-def stop_process(proc: subprocess.Popen, timeout: float = 10.0) -> None:
-    """SIGTERM, then SIGKILL if it has not exited within ``timeout`` seconds."""
-    proc.terminate()
+def stop_process(proc: subprocess.Popen, timeout: float = 10.0, group: bool = False) -> None:
+    """SIGTERM, then SIGKILL if it has not exited within ``timeout`` seconds.
+
+    ``group``: signal the process group ``proc`` leads (started with
+    ``start_new_session=True``), so its children stop with it.
+    """
+    if proc.poll() is not None:
+        return
+
+    def send(sig: signal.Signals) -> None:
+        if group:
+            os.killpg(proc.pid, sig)
+        else:
+            proc.send_signal(sig)
+
+    send(signal.SIGTERM)
     try:
         proc.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
-        proc.kill()
+        send(signal.SIGKILL)
         proc.wait()

@@ -76,18 +76,6 @@ def wait_healthy(url: str, proc: subprocess.Popen, timeout_s: float, log_file: P
     raise TimeoutError(f"vLLM server at {url} not healthy after {timeout_s:.0f} s")
 
 
-def stop_group(proc: subprocess.Popen, timeout_s: float = 30.0) -> None:
-    """SIGTERM the server's process group (API server + engine core), then SIGKILL."""
-    if proc.poll() is not None:
-        return
-    os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=timeout_s)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-
-
 @contextmanager
 def served(
     engine: EngineConfig,
@@ -100,7 +88,7 @@ def served(
 
     The server's output goes to ``log_file``, or to this terminal when None.
     """
-    from pipelines.nats_server import free_port
+    from pipelines.nats_server import free_port, stop_process
 
     port = port or free_port()
     url = f"http://{host}:{port}"
@@ -111,7 +99,7 @@ def served(
         env=env,
         stdout=out,
         stderr=subprocess.STDOUT if log_file else None,
-        start_new_session=True,  # one group: stop_group reaches the engine core too
+        start_new_session=True,  # its own group: stopping it reaches the engine core too
     )
     try:
         start = time.perf_counter()
@@ -119,7 +107,7 @@ def served(
         log.info("vLLM server ready at %s in %.0f s", url, time.perf_counter() - start)
         yield url
     finally:
-        stop_group(proc)
+        stop_process(proc, timeout=30.0, group=True)
         if out is not None:
             out.close()
 

@@ -9,7 +9,6 @@ backoff. A request that still fails becomes a row with ``error`` set.
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -19,8 +18,6 @@ import pandas as pd
 
 from pipelines import UserError
 from pipelines.engines import Completion, EngineConfig, chat_messages
-
-log = logging.getLogger(__name__)
 
 PROBE_TIMEOUT_S = 5.0
 """How long the start-up check waits for the server."""
