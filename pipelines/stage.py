@@ -20,7 +20,7 @@ INPUT_COLUMNS = {
     "seed": "per-request sampling seed (int)",
     "max_tokens": "generation cap (int)",
 }
-OUTPUT_COLUMNS = [*(f.name for f in fields(Completion)), "batch_s", "load_s"]
+OUTPUT_COLUMNS = [*(f.name for f in fields(Completion)), "batch_s", "started_at", "load_s"]
 
 
 class GenerateStage:
@@ -49,10 +49,11 @@ class GenerateStage:
         # still sees exactly one pipeline batch per call (determinism).
         parts = []
         for _, part in batch.groupby("batch_id", sort=True):
-            start = time.perf_counter()
+            started_at, start = time.time(), time.perf_counter()
             completions = self.engine.generate(part)
             out = pd.DataFrame([asdict(c) for c in completions], index=part.index)
             out["batch_s"] = time.perf_counter() - start  # engine time of this batch
+            out["started_at"] = started_at  # Unix time the engine call began (timelines)
             out["load_s"], self._load_s = self._load_s, 0.0
             parts.append(pd.concat([part, out], axis=1))
         return pd.concat(parts).reset_index(drop=True)

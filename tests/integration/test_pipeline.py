@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,13 +19,14 @@ import pytest
 from mlflow import MlflowClient
 
 from pipelines import PROJECT_ROOT
-from pipelines.council import CouncilSpec, expand
+from pipelines.council import CouncilSpec, batches, expand
 from pipelines.executors import ExecutorConfig
 from pipelines.executors.local import LocalExecutor
 from pipelines.nats_server import embedded_server, free_port
-from pipelines.pipeline import RESULT_COLUMNS, run_pipeline
+from pipelines.pipeline import RESULT_COLUMNS, load_run_tasks, run_pipeline
 from pipelines.replay import main as replay_main
 from pipelines.settings import from_config
+from pipelines.stage import OUTPUT_COLUMNS
 from pipelines.tasks import Task
 from pipelines.track import main as track_main
 from tests.mlflow_helpers import mlflow_server
@@ -210,6 +212,34 @@ def test_many_seeded_requests_in_one_batch_are_stable(compose_cfg, local: LocalE
     assert first["error"].isna().all()
     assert (first["completion_tokens"] > 0).all()
     assert first["proposal"].tolist() == again["proposal"].tolist()
+
+
+def test_stage_output_times_each_batch_on_one_engine(compose_cfg, local: LocalExecutor) -> None:
+    """The stage adds OUTPUT_COLUMNS to each row; batch stamps follow one engine's timeline."""
+    settings = from_config(compose_cfg("role=all", "limit=1", "agents=2", "max_tokens=4"))
+    requests = expand(load_run_tasks(settings), settings.council, settings.system_prompts, 4)
+    parts = batches(requests)
+    assert [len(p) for p in parts] == [4, 3, 3]
+
+    before = time.time()
+    outs = list(local.map(settings.engine, parts))
+    after = time.time()
+
+    assert [len(o) for o in outs] == [4, 3, 3]
+    assert all(set(OUTPUT_COLUMNS) <= set(o.columns) for o in outs)
+    per_batch = (
+        pd.concat(outs)
+        .groupby("batch_id")
+        .agg(at=("started_at", "first"), busy=("batch_s", "first"), load=("load_s", "max"))
+    )
+    assert per_batch.index.tolist() == [0, 1, 2]
+    assert per_batch["at"].iloc[0] >= before
+    # One engine runs the batches one after the other, inside the map call.
+    ends = per_batch["at"] + per_batch["busy"]
+    assert (per_batch["at"].iloc[1:].to_numpy() >= ends.iloc[:-1].to_numpy()).all()
+    assert ends.iloc[-1] <= after
+    assert (per_batch["busy"] > 0).all()
+    assert (per_batch["load"] > 0).sum() <= 1  # the engine load is reported once
 
 
 def test_scaling_experiment_one_engine_row_per_council_size(
