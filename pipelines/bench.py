@@ -35,62 +35,60 @@ from typing import Any
 
 import pandas as pd
 import psutil
-from hydra import compose, initialize_config_dir
 
 from pipelines import PROJECT_ROOT
-from pipelines.config import register
+from pipelines.config import RunConfig, compose_config
 from pipelines.council import batches, expand
 from pipelines.executors import build_executor
-from pipelines.pipeline import load_run_tasks
-from pipelines.settings import RunSettings, from_config
+from pipelines.pipeline import generate_stage, load_run_tasks
 
 log = logging.getLogger("pipelines.bench")
 
 
-def settings_for(requests: int, max_tokens: int, batch_size: int) -> RunSettings:
-    register()
-    with initialize_config_dir(config_dir=str(PROJECT_ROOT / "conf"), version_base="1.3"):
-        cfg = compose(
-            "config",
-            overrides=[
-                "role=all",
-                f"limit={-(-requests // (3 * 5))}",
-                f"max_tokens={max_tokens}",
-                f"executor.batch_size={batch_size}",
-            ],
-        )
-    return from_config(cfg)
-
-
 def bench_requests(
     requests: int, max_tokens: int, batch_size: int
-) -> tuple[RunSettings, list[pd.DataFrame]]:
-    """Settings and the batches of the first ``requests`` council requests (all roles)."""
-    settings = settings_for(requests, max_tokens, batch_size)
+) -> tuple[RunConfig, list[pd.DataFrame]]:
+    """The config and the batches of the first ``requests`` council requests (all roles)."""
+    settings = compose_config(
+        [
+            "role=all",
+            f"limit={-(-requests // (3 * 5))}",
+            f"max_tokens={max_tokens}",
+            f"batch_size={batch_size}",
+        ]
+    )
     tasks = load_run_tasks(settings)
-    table = expand(tasks, settings.council, settings.system_prompts, batch_size).head(requests)
+    table = expand(tasks, settings, settings.system_prompts, batch_size).head(requests)
     parts = batches(table)
     log.info("bench: %d requests in %d batches", len(table), len(parts))
     return settings, parts
 
 
+def engine_processes() -> list[psutil.Process]:
+    """Live vLLM engine processes this process started (its descendants only)."""
+    alive = []
+    for p in psutil.Process().children(recursive=True):
+        try:
+            if p.name().startswith("VLLM::") and p.status() != psutil.STATUS_ZOMBIE:
+                alive.append(p)  # a zombie has exited and only waits to be reaped
+        except psutil.NoSuchProcess:
+            continue
+    return alive
+
+
 def wait_engines_gone(timeout: float = 60.0) -> None:
-    """Block until no vLLM engine process is left, so contenders never overlap."""
+    """Block until no vLLM engine process of ours is left, so contenders never overlap."""
     deadline = time.monotonic() + timeout
+    alive: list[psutil.Process] = []
     while time.monotonic() < deadline:
-        alive = [
-            p
-            for p in psutil.process_iter(["name", "status"])
-            if (p.info["name"] or "").startswith("VLLM::")
-            and p.info["status"] != psutil.STATUS_ZOMBIE  # exited, not yet reaped
-        ]
+        alive = engine_processes()
         if not alive:
             return
         time.sleep(0.5)
     log.warning("bench: engine processes still alive after %.0f s: %s", timeout, alive)
 
 
-def raw_vllm(settings: RunSettings, parts: list[pd.DataFrame]) -> dict[str, Any]:
+def raw_vllm(settings: RunConfig, parts: list[pd.DataFrame]) -> dict[str, Any]:
     """The reference: ``vllm.LLM.chat`` called directly on each batch."""
     from vllm import SamplingParams
 
@@ -99,7 +97,7 @@ def raw_vllm(settings: RunSettings, parts: list[pd.DataFrame]) -> dict[str, Any]
 
     wait_engines_gone()
     start = time.perf_counter()
-    engine = VLLMEngine(settings.engine)
+    engine = VLLMEngine(settings.engine, settings.model)
     load = time.perf_counter() - start
     busy, tokens, proposals = 0.0, 0, []
     first = time.perf_counter()
@@ -131,16 +129,14 @@ def raw_vllm(settings: RunSettings, parts: list[pd.DataFrame]) -> dict[str, Any]
     }
 
 
-def through_executor(settings: RunSettings, name: str, parts: list[pd.DataFrame]) -> dict:
+def through_executor(settings: RunConfig, name: str, parts: list[pd.DataFrame]) -> dict:
     """The same batches through ``executor=name``; times from the stage's own stamps."""
     wait_engines_gone()
     t0 = time.time()
     with build_executor(replace(settings.executor, name=name)) as executor:
         t_map = time.time()
-        out = pd.concat(list(executor.map(settings.engine, parts)))
+        out = pd.concat(list(executor.map(generate_stage(settings, executor), parts)))
         t_last = time.time()
-        if hasattr(executor, "close"):  # the local executor keeps its engine otherwise
-            executor.close()
     t_end = time.time()
     per_batch = out.groupby("batch_id").agg(busy=("batch_s", "first"), at=("started_at", "first"))
     first_start = float(per_batch["at"].min())

@@ -16,13 +16,13 @@ import json
 import logging
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
 
 from pipelines import PROJECT_ROOT
 from pipelines.bench import bench_requests, raw_vllm
+from pipelines.config import OpenAIEngineConfig
 from pipelines.engines.openai import OpenAIEngine
 from pipelines.serve_model import served
 
@@ -54,10 +54,11 @@ def main(argv: list[str] | None = None) -> int:
     ]
 
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    with served(settings.engine, log_file=args.out.with_suffix(".server.log")) as url:
+    log_file = args.out.with_suffix(".server.log")
+    with served(settings.engine, settings.model, log_file=log_file) as url:
         for concurrency in args.concurrency:
             engine = OpenAIEngine(
-                replace(settings.engine, name="openai", url=url, max_concurrency=concurrency)
+                OpenAIEngineConfig(url=url, max_concurrency=concurrency), settings.model
             )
             start = time.perf_counter()
             completions = [c for part in parts for c in engine.generate(part)]

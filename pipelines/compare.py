@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from pipelines.tracking import TrackingConfig
+from pipelines.config import MlflowTrackingConfig
 
 DEFAULT_METRICS = [
     "keyword_relevance",
@@ -122,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--plot", type=Path, help="write a PNG of the first metric over time")
     args = parser.parse_args(argv)
 
-    uri = TrackingConfig(name="mlflow", uri=args.uri).resolved_uri()
+    uri = MlflowTrackingConfig(uri=args.uri).resolved_uri()
     metrics = args.metric or DEFAULT_METRICS
     runs = fetch_runs(uri, args.experiment, args.role, args.last)
     if runs.empty:

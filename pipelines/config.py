@@ -1,28 +1,100 @@
-"""Structured Hydra config: the schema every ``conf/`` file is merged into.
+"""The config schemas, which are also the runtime types.
 
-Types are checked by OmegaConf when Hydra composes the config; ranges are
-checked when :func:`pipelines.settings.from_config` builds the typed objects.
+One dataclass per config-group option. Hydra registers them (:func:`register`),
+each ``conf/<group>/<option>.yaml`` extends its schema through its defaults
+list and sets only what differs, and :func:`load` turns the composed config
+into these classes with ``OmegaConf.to_object``, which runs each class's
+``__post_init__`` checks: a wrong type fails at composition, a bad value at
+load, both before anything starts. A field and its default are written here
+and nowhere else.
+
+``OmegaConf`` needs ``typing`` generics (``Optional``, ``Dict``, ``List``),
+hence the ``noqa`` marks.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional  # noqa: UP035 - OmegaConf needs typing generics
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional  # noqa: UP035
 
-from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING, OmegaConf
+from omegaconf import MISSING, DictConfig, OmegaConf
 
-from pipelines import PROJECT_ROOT
+from pipelines import PROJECT_ROOT, UserError
+
+ROLE_DIR = PROJECT_ROOT / "conf" / "role"
+DATASET_DIR = PROJECT_ROOT / "datasets"
+ALL_ROLES = "all"
+
+
+def known_roles() -> list[str]:
+    """Roles with a config file in ``conf/role/`` (``all`` excluded)."""
+    return sorted(p.stem for p in ROLE_DIR.glob("*.yaml") if p.stem != ALL_ROLES)
 
 
 @dataclass
-class RoleConf:
+class CouncilSpec:
+    """How a council answers: size, temperature schedule, budget, seed.
+
+    The run config extends it, so these are top-level keys (``agents=5``).
+    """
+
+    agents: int = 3
+    temperature: float = 0.7
+    diversity_factor: float = 1.3
+    max_temperature: float = 2.0
+    # Generation cap per proposal (a task's own max_tokens may lower it).
+    max_tokens: int = 256
+    # Run seed; per-(task, agent) seeds derive from it.
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.agents < 1:
+            raise UserError(f"agents must be >= 1, got {self.agents}")
+        if self.temperature < 0:
+            raise UserError(f"temperature must be >= 0, got {self.temperature}")
+        if self.diversity_factor <= 0:
+            raise UserError(f"diversity_factor must be > 0, got {self.diversity_factor}")
+        if self.max_temperature < self.temperature:
+            raise UserError(
+                f"max_temperature ({self.max_temperature}) is below temperature "
+                f"({self.temperature})"
+            )
+        if self.max_tokens < 1:
+            raise UserError(f"max_tokens must be >= 1, got {self.max_tokens}")
+
+
+@dataclass
+class RolePrompt:
     name: str = MISSING
-    system_prompt: str = MISSING
+    # The agents' system prompt.
+    system_prompt: str = ""
 
 
 @dataclass
-class ModelConf:
+class RoleConfig(RolePrompt):
+    # role=all: every role, composed by Hydra from conf/role/<role>.yaml.
+    members: Dict[str, RolePrompt] = field(default_factory=dict)  # noqa: UP006
+
+    def __post_init__(self) -> None:
+        if self.name == ALL_ROLES:
+            missing = sorted(set(known_roles()) - set(self.members))
+            if missing:
+                raise UserError(f"conf/role/all.yaml lacks role(s) {missing}")
+        elif self.name not in known_roles():
+            raise UserError(f"unknown role {self.name!r}; known: {[*known_roles(), ALL_ROLES]}")
+
+    @property
+    def system_prompts(self) -> dict[str, str]:
+        """System prompt per role evaluated: this role, or every member of ``all``."""
+        if self.members:
+            return {m.name: m.system_prompt for m in self.members.values()}
+        return {self.name: self.system_prompt}
+
+
+@dataclass
+class ModelConfig:
     name: str = MISSING
     # Local folder or hub id handed to the engine.
     path: str = MISSING
@@ -31,90 +103,269 @@ class ModelConf:
 
 
 @dataclass
-class EngineConf:
+class EngineConfig:
+    """What every engine option has; each option extends it."""
+
     name: str = MISSING
-    enforce_eager: bool = True
-    gpu_memory_utilization: float = 0.3
-    enable_chunked_prefill: bool = False
     # GPUs per engine replica; null: 1 when the cluster has GPUs, else 0.
     num_gpus: Optional[float] = None  # noqa: UP045
+
+    def replica_gpus(self, cluster_gpus: float) -> float:
+        """GPUs each replica asks for, on a cluster with ``cluster_gpus`` GPUs.
+
+        The one place where this is decided; executors only honour it.
+        """
+        if self.num_gpus is not None:
+            return float(self.num_gpus)
+        return 1.0 if cluster_gpus > 0 else 0.0
+
+    def served_name(self, model: ModelConfig) -> str:
+        """The model name requests and messages carry."""
+        return model.name
+
+
+@dataclass
+class VLLMEngineConfig(EngineConfig):
+    """In-process ``vllm.LLM``, one per executor replica."""
+
+    name: str = "vllm"
+    enforce_eager: bool = True
+    # Share of device (or, on CPU, host) memory for weights and KV cache; vLLM's
+    # default 0.92 does not start on a 24 GiB host.
+    gpu_memory_utilization: float = 0.3
+    # Seeded requests + chunked prefill crash the CPU build ("CPU Generator does
+    # not use offset") once a prefill is split across steps.
+    enable_chunked_prefill: bool = False
+    # Passed to vllm.LLM as is: +engine.extra_engine_kwargs.max_num_seqs=64
     extra_engine_kwargs: Dict[str, Any] = field(default_factory=dict)  # noqa: UP006
-    # Environment for the engine process, set unless already set.
-    env: Dict[str, str] = field(default_factory=dict)  # noqa: UP006
-    # engine=openai only: the server, its model name (null: model.name) and client.
+    # Set for the engine unless already in the environment. The CPU build keeps
+    # one core for its front end by default, halving decode on two cores.
+    env: Dict[str, str] = field(  # noqa: UP006
+        default_factory=lambda: {"VLLM_CPU_NUM_OF_RESERVED_CPU": "0"}
+    )
+
+    def __post_init__(self) -> None:
+        if not 0 < self.gpu_memory_utilization <= 1:
+            raise UserError(
+                f"engine.gpu_memory_utilization must be in (0, 1], got "
+                f"{self.gpu_memory_utilization}"
+            )
+
+
+@dataclass
+class OpenAIEngineConfig(EngineConfig):
+    """A running OpenAI-compatible server (``vllm serve``); workers send HTTP."""
+
+    name: str = "openai"
+    num_gpus: Optional[float] = 0.0  # noqa: UP045
+    # Server root, with or without /v1.
     url: Optional[str] = None  # noqa: UP045
+    # The model name the server serves; null: model.name.
     served_model: Optional[str] = None  # noqa: UP045
+    # Environment variable holding the API key, if the server wants one.
     api_key_env: str = "VLLM_API_KEY"
+    # Requests in flight per worker: at least batch_size, so a whole batch is in flight.
     max_concurrency: int = 64
+    # Per request; each retry has its own.
     timeout_s: float = 120.0
+    # Retries after the first attempt (connection errors, 408, 409, 429, 5xx).
     retries: int = 3
+    # Extra request fields: +engine.extra_body.top_k=20
     extra_body: Dict[str, Any] = field(default_factory=dict)  # noqa: UP006
 
+    def __post_init__(self) -> None:
+        if self.max_concurrency < 1 or self.timeout_s <= 0 or self.retries < 0:
+            raise UserError(
+                "engine.max_concurrency must be >= 1, engine.timeout_s > 0 and engine.retries >= 0"
+            )
+
+    def served_name(self, model: ModelConfig) -> str:
+        return self.served_model or model.name
+
 
 @dataclass
-class ExecutorConf:
+class ExecutorConfig:
     name: str = MISSING
+    # Engine replicas (Ray actors, Dask LocalCluster workers).
     concurrency: int = 1
-    batch_size: int = 32
+    # Cluster address; null: RAY_ADDRESS / DASK_SCHEDULER_ADDRESS, else a local cluster.
     address: Optional[str] = None  # noqa: UP045
-    num_cpus: Optional[float] = None  # noqa: UP045
+    # CPUs per replica (Ray actors; Dask workers run one thread each).
+    num_cpus: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.concurrency < 1:
+            raise UserError(f"executor.concurrency must be >= 1, got {self.concurrency}")
 
 
 @dataclass
-class SinkConf:
-    name: str = "none"
-    # NATS server URL; null: NATS_URL, else an embedded server in the run folder.
+class SinkConfig:
+    """What every sink option has; ``sink=none`` is this alone."""
+
+    name: str = MISSING
+
+
+@dataclass
+class NatsSinkConfig(SinkConfig):
+    """NATS JetStream: agent.response.completed|failed, deliberation.completed|failed."""
+
+    name: str = "nats"
+    # Server URL; null: an embedded nats-server, its store in <run dir>/nats.
     url: Optional[str] = None  # noqa: UP045
+    # Created if missing, over agent.response.> and deliberation.>.
     stream: str = "COUNCIL"
+    # Unacked publishes at once.
     max_in_flight: int = 1024
+    # Wait for all acks at most this long.
     ack_timeout_s: float = 30.0
+    # Server-side dedupe window for replays (Nats-Msg-Id).
     duplicate_window_s: float = 86400.0
-    deliberation_timeout_s: float = 300.0
     # Atomic batches, one ack each (nats-server >= 2.12); else one ack per message.
     atomic_batches: bool = True
 
+    def __post_init__(self) -> None:
+        if self.max_in_flight < 1:
+            raise UserError(f"sink.max_in_flight must be >= 1, got {self.max_in_flight}")
+
+    def resolved_url(self) -> str | None:
+        """``url``, else ``NATS_URL``; None: start an embedded server."""
+        return self.url or os.environ.get("NATS_URL") or None
+
 
 @dataclass
-class TrackingConf:
-    name: str = "none"
+class TrackingConfig:
+    """What every tracking option has; ``tracking=none`` is this alone."""
+
+    name: str = MISSING
+
+
+@dataclass
+class MlflowTrackingConfig(TrackingConfig):
+    """MLflow: one MLflow run per pipeline run."""
+
+    name: str = "mlflow"
     # Tracking URI; null: MLFLOW_TRACKING_URI, else sqlite:///<project>/mlflow.db.
     uri: Optional[str] = None  # noqa: UP045
-    # Experiment name; null: council-eval/<role>.
+    # Experiment; null: council-eval/<role>.
     experiment: Optional[str] = None  # noqa: UP045
+
+    def resolved_uri(self) -> str:
+        return (
+            self.uri
+            or os.environ.get("MLFLOW_TRACKING_URI")
+            or f"sqlite:///{PROJECT_ROOT / 'mlflow.db'}"
+        )
 
 
 @dataclass
-class ExperimentConf:
+class ExperimentConfig:
     name: str = "none"
     # Council sizes of the scaling experiment.
     agents: List[int] = field(default_factory=list)  # noqa: UP006
 
 
 @dataclass
-class Config:
-    role: RoleConf = MISSING
-    model: ModelConf = MISSING
-    engine: EngineConf = MISSING
-    executor: ExecutorConf = MISSING
-    sink: SinkConf = MISSING
-    tracking: TrackingConf = MISSING
-    experiment: ExperimentConf = field(default_factory=ExperimentConf)
+class RunConfig(CouncilSpec):
+    """A whole run: the council (top-level keys) and every plug-in."""
+
+    role: RoleConfig = MISSING
+    model: ModelConfig = MISSING
+    engine: EngineConfig = MISSING
+    executor: ExecutorConfig = MISSING
+    sink: SinkConfig = MISSING
+    tracking: TrackingConfig = MISSING
+    experiment: ExperimentConfig = field(default_factory=ExperimentConfig)
     # JSONL task file; null: datasets/<role>.jsonl (every role's file for role=all).
     dataset: Optional[str] = None  # noqa: UP045
-    agents: int = 3
-    temperature: float = 0.7
-    diversity_factor: float = 1.3
-    max_temperature: float = 2.0
-    max_tokens: int = 256
-    seed: int = 0
+    # Requests per engine call; the pipeline cuts the batches.
+    batch_size: int = 32
     # Only the first `limit` tasks (per role for role=all).
     limit: Optional[int] = None  # noqa: UP045
     # Compute embedding_diversity when the embedding model is installed.
     embeddings: bool = True
+    # A deliberation whose agents answer further apart than this is TIMEOUT.
+    deliberation_timeout_s: float = 300.0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.limit is not None and self.limit < 1:
+            raise UserError(f"limit must be >= 1 (or null), got {self.limit}")
+        if self.batch_size < 1:
+            raise UserError(f"batch_size must be >= 1, got {self.batch_size}")
+        sizes = self.experiment.agents
+        if self.experiment.name == "scaling" and (not sizes or min(sizes) < 1):
+            raise UserError(f"experiment.agents must be council sizes >= 1, got {list(sizes)}")
+
+    @property
+    def system_prompts(self) -> dict[str, str]:
+        return self.role.system_prompts
+
+    @property
+    def roles(self) -> list[str]:
+        """The roles whose tasks this run evaluates."""
+        return sorted(self.system_prompts)
+
+    @property
+    def datasets(self) -> tuple[Path, ...]:
+        if self.dataset is not None:
+            return (Path(self.dataset),)
+        return tuple(DATASET_DIR / f"{r}.jsonl" for r in self.roles)
+
+    @property
+    def served_model(self) -> str:
+        return self.engine.served_name(self.model)
+
+
+SCHEMAS: dict[str, dict[str, type]] = {
+    "engine": {"vllm": VLLMEngineConfig, "openai": OpenAIEngineConfig},
+    "executor": {"ray": ExecutorConfig, "dask": ExecutorConfig, "local": ExecutorConfig},
+    "sink": {"nats": NatsSinkConfig, "none": SinkConfig},
+    "tracking": {"mlflow": MlflowTrackingConfig, "none": TrackingConfig},
+}
+"""Schema of each option of the plug-in groups; ``conf/<group>/<option>.yaml``
+extends ``/schema/<group>/<option>``."""
 
 
 def register() -> None:
-    """Register the schema and the ``project_root`` resolver (idempotent)."""
+    """Register the schemas and the ``project_root`` resolver (idempotent)."""
+    from hydra.core.config_store import ConfigStore
+
     if not OmegaConf.has_resolver("project_root"):
         OmegaConf.register_new_resolver("project_root", lambda: str(PROJECT_ROOT))
-    ConfigStore.instance().store(name="schema", node=Config)
+    store = ConfigStore.instance()
+    store.store(name="schema", node=RunConfig)
+    for group, options in SCHEMAS.items():
+        for option, schema in options.items():
+            store.store(group=f"schema/{group}", name=option, node=schema)
+
+
+def load(cfg: DictConfig) -> RunConfig:
+    """The typed run config from a composed one; raises :class:`UserError`."""
+    return OmegaConf.to_object(cfg)  # type: ignore[return-value]
+
+
+def compose_config(overrides: list[str] | tuple[str, ...] = ()) -> RunConfig:
+    """Compose ``conf/`` with Hydra overrides, outside a Hydra app."""
+    from hydra import compose, initialize_config_dir
+
+    register()
+    with initialize_config_dir(config_dir=str(PROJECT_ROOT / "conf"), version_base="1.3"):
+        return load(compose("config", overrides=list(overrides)))
+
+
+def to_record(cfg: RunConfig) -> dict[str, Any]:
+    """Every resolved group of ``cfg`` as plain data (for run.json); see
+    :func:`from_record`."""
+    return asdict(cfg)
+
+
+def from_record(record: dict[str, Any]) -> RunConfig:
+    """The run config that :func:`to_record` wrote, typed again."""
+    node = OmegaConf.structured(RunConfig)
+    for group, options in SCHEMAS.items():
+        value = record[group]
+        if value["name"] not in options:
+            raise UserError(f"unknown {group} {value['name']!r}; known: {sorted(options)}")
+        node[group] = OmegaConf.merge(OmegaConf.structured(options[value["name"]]), value)
+    rest = {k: v for k, v in record.items() if k not in SCHEMAS}
+    return load(OmegaConf.merge(node, rest))

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
-from dataclasses import dataclass
 
 import pandas as pd
 
 from pipelines import UserError
+from pipelines.config import CouncilSpec
 from pipelines.tasks import Task
 
 REQUEST_COLUMNS = [
@@ -30,33 +30,6 @@ REQUEST_COLUMNS = [
     "prompt",
     "max_tokens",
 ]
-
-
-@dataclass(frozen=True)
-class CouncilSpec:
-    """How a council answers: size, temperature schedule, budget, seed."""
-
-    agents: int = 3
-    temperature: float = 0.7
-    diversity_factor: float = 1.3
-    max_temperature: float = 2.0
-    max_tokens: int = 256
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        if self.agents < 1:
-            raise UserError(f"agents must be >= 1, got {self.agents}")
-        if self.temperature < 0:
-            raise UserError(f"temperature must be >= 0, got {self.temperature}")
-        if self.diversity_factor <= 0:
-            raise UserError(f"diversity_factor must be > 0, got {self.diversity_factor}")
-        if self.max_temperature < self.temperature:
-            raise UserError(
-                f"max_temperature ({self.max_temperature}) is below temperature "
-                f"({self.temperature})"
-            )
-        if self.max_tokens < 1:
-            raise UserError(f"max_tokens must be >= 1, got {self.max_tokens}")
 
 
 def agent_id(role: str, index: int) -> str:
@@ -95,8 +68,6 @@ def expand(
     the numerics of a CPU engine depend on batch composition, so every executor
     must run exactly these batches to give the same text.
     """
-    if batch_size < 1:
-        raise UserError(f"batch_size must be >= 1, got {batch_size}")
     missing = sorted({t.role for t in tasks} - set(system_prompts))
     if missing:
         raise UserError(f"no system prompt for role(s) {missing}")

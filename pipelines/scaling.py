@@ -1,8 +1,9 @@
 """The scaling experiment: the same tasks with councils of 1, 3, 5 … agents.
 
 All arms go through one executor pass (one engine load); each arm has its own
-batches, and its cost is the engine busy time of those batches, so arms do
-not share a batch and the timing of one arm is not diluted by another.
+batches, and each arm is timed on its own: its cost is the engine busy time of
+its batches, so the timing of one arm is not diluted by another. Arms are
+scored on keywords only (diversity is reported for the full council).
 ``scaling_factor`` = time per task with N agents ÷ time per task with the
 smallest council (the seed system reported 1.13 for 5 agents over 1).
 """
@@ -13,7 +14,8 @@ from dataclasses import replace
 
 import pandas as pd
 
-from pipelines.council import CouncilSpec, expand
+from pipelines.config import CouncilSpec
+from pipelines.council import expand
 from pipelines.tasks import Task
 
 SCALING_FILE = "scaling.parquet"
@@ -38,6 +40,12 @@ def expand_arms(
         offset_batch = int(arm["batch_id"].max()) + 1
         parts.append(arm)
     return pd.concat(parts, ignore_index=True)
+
+
+def arm_window_s(results: pd.DataFrame) -> float:
+    """Wall time of one arm: its first batch's start to its last batch's end."""
+    per_batch = results.groupby("batch_id").agg(at=("started_at", "first"), s=("batch_s", "first"))
+    return float((per_batch["at"] + per_batch["s"]).max() - per_batch["at"].min())
 
 
 def scaling_table(scored: pd.DataFrame) -> pd.DataFrame:

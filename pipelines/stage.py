@@ -8,7 +8,8 @@ from dataclasses import asdict, fields
 
 import pandas as pd
 
-from pipelines.engines import Completion, Engine, EngineConfig, build_engine
+from pipelines.config import EngineConfig, ModelConfig
+from pipelines.engines import Completion, Engine, build_engine
 
 log = logging.getLogger(__name__)
 
@@ -31,9 +32,9 @@ class GenerateStage:
     which executor runs it.
     """
 
-    def __init__(self, engine: EngineConfig) -> None:
+    def __init__(self, engine: EngineConfig, model: ModelConfig) -> None:
         start = time.perf_counter()
-        self.engine: Engine = build_engine(engine)
+        self.engine: Engine = build_engine(engine, model)
         self._load_s = time.perf_counter() - start  # reported once, on the first batch
         self._checked = False
 

@@ -7,43 +7,20 @@ of other parts never import vLLM.
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 import pandas as pd
 
 from pipelines import UserError
+from pipelines.config import EngineConfig, ModelConfig, OpenAIEngineConfig
 
 ENGINES = {
     "vllm": "pipelines.engines.vllm:VLLMEngine",
     "openai": "pipelines.engines.openai:OpenAIEngine",
 }
 """Engine name (``conf/engine/<name>.yaml``) → ``module:class``."""
-
-
-@dataclass(frozen=True)
-class EngineConfig:
-    """Typed engine settings; picklable, so executors ship it to workers."""
-
-    name: str
-    model: str
-    served_model_name: str
-    dtype: str = "bfloat16"
-    max_model_len: int = 2048
-    enforce_eager: bool = True
-    gpu_memory_utilization: float = 0.3
-    enable_chunked_prefill: bool = False
-    num_gpus: float | None = None
-    extra_engine_kwargs: dict[str, Any] = field(default_factory=dict)
-    env: dict[str, str] = field(default_factory=dict)
-    # engine=openai: a running OpenAI-compatible server (e.g. `vllm serve`).
-    url: str | None = None
-    api_key_env: str = "VLLM_API_KEY"
-    max_concurrency: int = 64
-    timeout_s: float = 120.0
-    retries: int = 3
-    extra_body: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -83,28 +60,29 @@ def chat_messages(row: Any) -> list[dict[str, str]]:
     return messages
 
 
-def preflight(cfg: EngineConfig) -> None:
+def preflight(cfg: EngineConfig, model: ModelConfig) -> None:
     """Fail fast, before any cluster or engine starts, on what would fail later.
 
-    Raises :class:`UserError` when the local model folder is missing
-    (``vllm``) or the server is unreachable or lacks the model (``openai``).
+    Raises :class:`UserError` when the local model folder is missing (an
+    in-process engine) or the server is unreachable or lacks the model
+    (``openai``).
     """
-    if cfg.name == "openai":
+    if isinstance(cfg, OpenAIEngineConfig):
         from pipelines.engines.openai import check_server
 
-        check_server(cfg)
+        check_server(cfg, model)
         return
-    local = Path(cfg.model).is_absolute() or cfg.model.startswith(".")
-    if local and not (Path(cfg.model) / "config.json").is_file():
+    local = Path(model.path).is_absolute() or model.path.startswith(".")
+    if local and not (Path(model.path) / "config.json").is_file():
         raise UserError(
-            f"model folder {cfg.model} not found (or has no config.json); build the "
+            f"model folder {model.path} not found (or has no config.json); build the "
             "embedded model with `python -m pipelines.prepare_model` (or `make model`)"
         )
 
 
-def build_engine(cfg: EngineConfig) -> Engine:
-    """Instantiate the engine named by ``cfg.name``."""
+def build_engine(cfg: EngineConfig, model: ModelConfig) -> Engine:
+    """Instantiate the engine named by ``cfg.name`` for ``model``."""
     if cfg.name not in ENGINES:
         raise UserError(f"unknown engine {cfg.name!r}; known: {sorted(ENGINES)}")
     module, cls = ENGINES[cfg.name].split(":")
-    return getattr(importlib.import_module(module), cls)(cfg)
+    return getattr(importlib.import_module(module), cls)(cfg, model)

@@ -17,13 +17,14 @@ from typing import Any
 import pandas as pd
 
 from pipelines import UserError
-from pipelines.engines import Completion, EngineConfig, chat_messages
+from pipelines.config import ModelConfig, OpenAIEngineConfig
+from pipelines.engines import Completion, chat_messages
 
 PROBE_TIMEOUT_S = 5.0
 """How long the start-up check waits for the server."""
 
 
-def base_url(cfg: EngineConfig) -> str:
+def base_url(cfg: OpenAIEngineConfig) -> str:
     """The server root, without a trailing ``/`` or ``/v1``."""
     if not cfg.url:
         raise UserError("engine=openai needs a server: set VLLM_URL or engine.url")
@@ -31,12 +32,12 @@ def base_url(cfg: EngineConfig) -> str:
     return url.removesuffix("/v1")
 
 
-def api_key(cfg: EngineConfig) -> str:
+def api_key(cfg: OpenAIEngineConfig) -> str:
     """The key from ``cfg.api_key_env``; vLLM without ``--api-key`` takes any."""
     return os.environ.get(cfg.api_key_env) or "EMPTY"
 
 
-def check_server(cfg: EngineConfig) -> None:
+def check_server(cfg: OpenAIEngineConfig, model: ModelConfig) -> None:
     """Raise :class:`UserError` within seconds unless the server serves the model."""
     import httpx
 
@@ -54,9 +55,10 @@ def check_server(cfg: EngineConfig) -> None:
             f"cannot reach an OpenAI-compatible server at {url} ({type(e).__name__}: {e}); "
             "start one with `make serve-model`, or point VLLM_URL (or engine.url) at one"
         ) from e
-    if cfg.served_model_name not in served:
+    name = cfg.served_name(model)
+    if name not in served:
         raise UserError(
-            f"the server at {url} serves {served}, not {cfg.served_model_name!r}; "
+            f"the server at {url} serves {served}, not {name!r}; "
             "set VLLM_MODEL (or engine.served_model) to one of them"
         )
 
@@ -64,9 +66,10 @@ def check_server(cfg: EngineConfig) -> None:
 class OpenAIEngine:
     """Sends each request as one ``/v1/chat/completions`` call."""
 
-    def __init__(self, cfg: EngineConfig) -> None:
-        check_server(cfg)
+    def __init__(self, cfg: OpenAIEngineConfig, model: ModelConfig) -> None:
+        check_server(cfg, model)
         self.cfg = cfg
+        self.model = cfg.served_name(model)
         self.url = base_url(cfg)
 
     def generate(self, requests: pd.DataFrame) -> list[Completion]:
@@ -91,7 +94,7 @@ class OpenAIEngine:
             start = time.perf_counter()
             try:
                 resp = await client.chat.completions.create(
-                    model=self.cfg.served_model_name,
+                    model=self.model,
                     messages=chat_messages(row),
                     temperature=float(row.temperature),
                     seed=int(row.seed),

@@ -9,7 +9,8 @@ from typing import Any
 
 import pandas as pd
 
-from pipelines.engines import Completion, EngineConfig, chat_messages
+from pipelines.config import ModelConfig, VLLMEngineConfig
+from pipelines.engines import Completion, chat_messages
 
 log = logging.getLogger(__name__)
 
@@ -17,25 +18,24 @@ log = logging.getLogger(__name__)
 class VLLMEngine:
     """Owns one ``vllm.LLM``; per-request temperature, seed and max_tokens."""
 
-    def __init__(self, cfg: EngineConfig) -> None:
+    def __init__(self, cfg: VLLMEngineConfig, model: ModelConfig) -> None:
         for key, value in cfg.env.items():
             os.environ.setdefault(key, str(value))  # the caller's environment wins
         from vllm import LLM
 
         start = time.perf_counter()
         self.llm = LLM(
-            model=cfg.model,
-            served_model_name=cfg.served_model_name,
-            dtype=cfg.dtype,
-            max_model_len=cfg.max_model_len,
+            model=model.path,
+            served_model_name=cfg.served_name(model),
+            dtype=model.dtype,
+            max_model_len=model.max_model_len,
             enforce_eager=cfg.enforce_eager,
             gpu_memory_utilization=cfg.gpu_memory_utilization,
-            # Seeded requests + chunked prefill crash the CPU build
-            # ("CPU Generator does not use offset"); see conf/engine/vllm.yaml.
+            # Seeded requests + chunked prefill crash the CPU build (VLLMEngineConfig).
             enable_chunked_prefill=cfg.enable_chunked_prefill,
             **cfg.extra_engine_kwargs,
         )
-        log.info("vllm: loaded %s in %.1f s", cfg.model, time.perf_counter() - start)
+        log.info("vllm: loaded %s in %.1f s", model.path, time.perf_counter() - start)
 
     def generate(self, requests: pd.DataFrame) -> list[Completion]:
         rows = list(requests.itertuples(index=False))

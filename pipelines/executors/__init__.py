@@ -1,21 +1,24 @@
-"""Executors map the GenerateStage over the pipeline's request batches.
+"""Executors map a stage over the pipeline's request batches.
 
-An executor is a context manager (it owns its cluster connection) with one
-method, ``map``, that runs the stage over exactly the given batches, one engine
-per worker, and yields result tables as they complete.
+An executor is a context manager (it owns its cluster connection) that maps
+the :class:`StageSpec` it is given over exactly the given batches, one stage
+instance per replica, and yields result tables as they complete. It knows no
+engine: what a replica is built from and asks for comes with the spec.
 """
 
 from __future__ import annotations
 
 import importlib
-from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import Protocol
+import shutil
+import subprocess
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 import pandas as pd
 
 from pipelines import UserError
-from pipelines.engines import EngineConfig
+from pipelines.config import ExecutorConfig
 
 EXECUTORS = {
     "ray": "pipelines.executors.ray:RayExecutor",
@@ -26,14 +29,23 @@ EXECUTORS = {
 
 
 @dataclass(frozen=True)
-class ExecutorConfig:
-    """Typed executor settings."""
+class StageSpec:
+    """A stage to map: a callable class, built once per replica, and its needs.
 
-    name: str
-    concurrency: int = 1
-    batch_size: int = 32
-    address: str | None = None
-    num_cpus: float | None = None
+    Attributes:
+        cls: the stage class; ``cls(**kwargs)(batch) -> table``, and ``close()``.
+        kwargs: its constructor arguments (picklable: they travel to workers).
+        num_gpus: GPUs each replica asks for.
+        num_cpus: CPUs each replica asks for.
+    """
+
+    cls: type
+    kwargs: Mapping[str, Any] = field(default_factory=dict)
+    num_gpus: float = 0.0
+    num_cpus: float = 1.0
+
+    def build(self) -> Any:
+        return self.cls(**self.kwargs)
 
 
 class Executor(Protocol):
@@ -41,18 +53,33 @@ class Executor(Protocol):
 
     def __enter__(self) -> Executor: ...
 
-    def __exit__(self, *exc: object) -> None: ...
-
-    def map(self, engine: EngineConfig, batches: list[pd.DataFrame]) -> Iterator[pd.DataFrame]:
-        """Run GenerateStage(engine) over ``batches``; yield result tables."""
+    def __exit__(self, *exc: object) -> None:
+        """Release what the executor holds: stages, engines, the cluster it started."""
         ...
+
+    def gpus(self) -> float:
+        """GPUs in the cluster this executor runs on (after ``__enter__``)."""
+        ...
+
+    def map(self, stage: StageSpec, batches: list[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        """Run ``stage`` over ``batches``; yield result tables as they complete."""
+        ...
+
+
+def host_gpus() -> int:
+    """NVIDIA GPUs on this host (``nvidia-smi -L``), 0 without a driver."""
+    if shutil.which("nvidia-smi") is None:
+        return 0
+    try:
+        out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return 0
+    return sum(line.startswith("GPU ") for line in out.stdout.splitlines())
 
 
 def build_executor(cfg: ExecutorConfig) -> Executor:
     """Instantiate the executor named by ``cfg.name`` (not yet entered)."""
     if cfg.name not in EXECUTORS:
         raise UserError(f"unknown executor {cfg.name!r}; known: {sorted(EXECUTORS)}")
-    if cfg.concurrency < 1:
-        raise UserError(f"executor.concurrency must be >= 1, got {cfg.concurrency}")
     module, cls = EXECUTORS[cfg.name].split(":")
     return getattr(importlib.import_module(module), cls)(cfg)

@@ -1,4 +1,4 @@
-"""Dask executor: one GenerateStage per Dask worker, batches as futures.
+"""Dask executor: one stage per Dask worker, batches as futures.
 
 With no address (``executor.address`` or ``DASK_SCHEDULER_ADDRESS``) it starts
 a ``LocalCluster`` of ``concurrency`` single-threaded worker processes and
@@ -14,9 +14,8 @@ from typing import Any
 
 import pandas as pd
 
-from pipelines.engines import EngineConfig
-from pipelines.executors import ExecutorConfig
-from pipelines.stage import GenerateStage
+from pipelines.config import ExecutorConfig
+from pipelines.executors import StageSpec, host_gpus
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +34,7 @@ QUIET_WORKERS = {
 
 
 def close_stages(dask_worker: Any) -> int:
-    """Worker-side, via ``Client.run``: close this worker's engines (their
+    """Worker-side, via ``Client.run``: close this worker's stages (their engine
     processes would otherwise outlive the worker)."""
     stages = dask_worker.__dict__.pop(_STAGE_ATTR, {})
     for stage in stages.values():
@@ -43,18 +42,18 @@ def close_stages(dask_worker: Any) -> int:
     return len(stages)
 
 
-def run_batch(engine: EngineConfig, batch: pd.DataFrame) -> pd.DataFrame:
+def run_batch(stage: StageSpec, batch: pd.DataFrame) -> pd.DataFrame:
     """Task body: run ``batch`` through this worker's stage, built on first use."""
     from distributed import get_worker
 
     worker = get_worker()
-    stages: dict[str, GenerateStage] = worker.__dict__.setdefault(_STAGE_ATTR, {})
-    key = repr(engine)  # EngineConfig holds dicts, so it is not hashable itself
+    stages: dict[str, Any] = worker.__dict__.setdefault(_STAGE_ATTR, {})
+    key = repr(stage)  # the spec holds dicts, so it is not hashable itself
     if key not in stages:
-        for old in stages.values():  # one engine per worker: free the previous one
+        for old in stages.values():  # one stage (one engine) per worker: free the previous
             old.close()
         stages.clear()
-        stages[key] = GenerateStage(engine)
+        stages[key] = stage.build()
     return stages[key](batch)
 
 
@@ -89,15 +88,10 @@ class DaskExecutor:
                 threads_per_worker=1,
                 processes=True,
                 dashboard_address=None,
-                resources={"GPU": 1} if self._want_gpus() else None,
+                resources={"GPU": 1} if host_gpus() else None,
             )
         self._client = Client(self._cluster)
         return self
-
-    def _want_gpus(self) -> bool:
-        import shutil
-
-        return shutil.which("nvidia-smi") is not None
 
     def __exit__(self, *exc: object) -> None:
         if self._client is not None:
@@ -111,17 +105,19 @@ class DaskExecutor:
             self._cluster.close()
         self._client = self._cluster = None
 
-    def map(self, engine: EngineConfig, batches: list[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+    def gpus(self) -> float:
+        workers = self._client.scheduler_info()["workers"].values()
+        return float(sum(w.get("resources", {}).get("GPU", 0) for w in workers))
+
+    def map(self, stage: StageSpec, batches: list[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         from distributed import as_completed
 
-        num_gpus = engine.num_gpus
-        if num_gpus is None:
-            workers = self._client.scheduler_info()["workers"].values()
-            num_gpus = 1 if any(w.get("resources", {}).get("GPU") for w in workers) else 0
-        resources = {"GPU": num_gpus} if num_gpus else None
-        log.info("dask: %d batches on %s, GPU per engine: %s", len(batches), self._client, num_gpus)
+        resources = {"GPU": stage.num_gpus} if stage.num_gpus else None
+        log.info(
+            "dask: %d batches on %s, %g GPU per stage", len(batches), self._client, stage.num_gpus
+        )
         futures = [
-            self._client.submit(run_batch, engine, b, resources=resources, pure=False)
+            self._client.submit(run_batch, stage, b, resources=resources, pure=False)
             for b in batches
         ]
         for future in as_completed(futures):

@@ -1,45 +1,50 @@
-"""In-process executor: no cluster, one engine, for debugging and tiny runs."""
+"""In-process executor: no cluster, one stage, for debugging and tiny runs."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from typing import Any
 
 import pandas as pd
 
-from pipelines.engines import EngineConfig
-from pipelines.executors import ExecutorConfig
-from pipelines.stage import GenerateStage
+from pipelines.config import ExecutorConfig
+from pipelines.executors import StageSpec, host_gpus
 
 log = logging.getLogger(__name__)
 
 
 class LocalExecutor:
-    """Runs the stage in this process; keeps the engine for later ``map`` calls.
+    """Runs the stage in this process.
 
-    Reusing one ``LocalExecutor`` across runs with the same engine settings
-    loads the engine once (handy in notebooks and test sessions).
+    While entered it keeps the stage it built (and so its engine) for later
+    ``map`` calls with an equal spec: one ``LocalExecutor`` held open across
+    runs loads the engine once (multirun jobs, notebooks, test modules).
+    ``__exit__`` releases it.
     """
 
     def __init__(self, cfg: ExecutorConfig) -> None:
         self.cfg = cfg
-        self._stage: GenerateStage | None = None
-        self._engine: EngineConfig | None = None
+        self._stage: Any = None
+        self._spec: StageSpec | None = None
 
     def __enter__(self) -> LocalExecutor:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        """Keeps the engine: call :meth:`close` to release it."""
+        self._release()
 
-    def close(self) -> None:
+    def _release(self) -> None:
         if self._stage is not None:
             self._stage.close()
-        self._stage = self._engine = None
+        self._stage = self._spec = None
 
-    def map(self, engine: EngineConfig, batches: list[pd.DataFrame]) -> Iterator[pd.DataFrame]:
-        if self._stage is None or self._engine != engine:
-            self.close()
-            self._stage, self._engine = GenerateStage(engine), engine
+    def gpus(self) -> float:
+        return float(host_gpus())
+
+    def map(self, stage: StageSpec, batches: list[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        if self._stage is None or self._spec != stage:
+            self._release()
+            self._stage, self._spec = stage.build(), stage
         for batch in batches:
             yield self._stage(batch)

@@ -1,4 +1,4 @@
-"""Ray Data executor: an actor pool of GenerateStage, one engine per actor."""
+"""Ray Data executor: an actor pool of the stage, one replica per actor."""
 
 from __future__ import annotations
 
@@ -8,9 +8,8 @@ from collections.abc import Iterator
 
 import pandas as pd
 
-from pipelines.engines import EngineConfig
-from pipelines.executors import ExecutorConfig
-from pipelines.stage import GenerateStage
+from pipelines.config import ExecutorConfig
+from pipelines.executors import StageSpec
 
 log = logging.getLogger(__name__)
 
@@ -19,8 +18,7 @@ class RayExecutor:
     """Maps the stage with ``Dataset.map_batches`` over an actor pool.
 
     Connects to ``executor.address`` or ``RAY_ADDRESS`` when set, else starts a
-    local Ray. Each actor asks for ``engine.num_gpus`` GPUs (GPU pinning); when
-    that is unset, one GPU if the cluster has any, else none.
+    local Ray. Each actor asks for the spec's GPUs (GPU pinning) and CPUs.
     """
 
     def __init__(self, cfg: ExecutorConfig) -> None:
@@ -46,27 +44,30 @@ class RayExecutor:
             ray.shutdown()
             self._owns_ray = False
 
-    def map(self, engine: EngineConfig, batches: list[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+    def gpus(self) -> float:
+        import ray
+
+        return float(ray.cluster_resources().get("GPU", 0))
+
+    def map(self, stage: StageSpec, batches: list[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         import ray
         from ray.data import ActorPoolStrategy
 
-        num_gpus = engine.num_gpus
-        if num_gpus is None:
-            num_gpus = 1 if ray.cluster_resources().get("GPU", 0) > 0 else 0
         log.info(
-            "ray: %d batches on %d actor(s), num_gpus=%s per actor",
+            "ray: %d batches on %d actor(s), %g GPU and %g CPU per actor",
             len(batches),
             self.cfg.concurrency,
-            num_gpus,
+            stage.num_gpus,
+            stage.num_cpus,
         )
         ds = ray.data.from_pandas(batches)
         out = ds.map_batches(
-            GenerateStage,
-            fn_constructor_kwargs={"engine": engine},
+            stage.cls,
+            fn_constructor_kwargs=dict(stage.kwargs),
             batch_size=None,  # one block = one pipeline batch: keep the batches as cut
             batch_format="pandas",
             compute=ActorPoolStrategy(size=self.cfg.concurrency),
-            num_gpus=num_gpus,
-            num_cpus=self.cfg.num_cpus if self.cfg.num_cpus is not None else 1,
+            num_gpus=stage.num_gpus,
+            num_cpus=stage.num_cpus,
         )
         yield from out.iter_batches(batch_size=None, batch_format="pandas")

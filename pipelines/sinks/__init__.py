@@ -1,42 +1,70 @@
-"""Sinks publish each run's messages; ``none`` publishes nothing."""
+"""Sinks publish a run's messages as they are given; ``none`` publishes nothing.
+
+A sink is opened for one run (a context manager: it may start a server), is
+given messages any number of times (:meth:`Sink.publish`), can publish again
+what it holds and the server never confirmed (:meth:`Sink.publish_pending`),
+and reports what was acked and what is still pending. Implementations are
+imported only when chosen.
+"""
 
 from __future__ import annotations
 
-import os
-from contextlib import AbstractContextManager, nullcontext
+import importlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from pipelines import UserError
+from pipelines.config import SinkConfig
+from pipelines.sinks.messages import Message
 
-SINKS = ("none", "nats")
+SINKS = {
+    "none": "pipelines.sinks.none:NoSink",
+    "nats": "pipelines.sinks.nats:NatsSink",
+}
+"""Sink name (``conf/sink/<name>.yaml``) → ``module:class``."""
 
 
-@dataclass(frozen=True)
-class SinkConfig:
-    """Typed sink settings (see ``conf/sink/``)."""
+@dataclass
+class SinkReport:
+    """What a sink did so far in this run."""
 
-    name: str = "none"
-    url: str | None = None
-    stream: str = "COUNCIL"
-    max_in_flight: int = 1024
-    ack_timeout_s: float = 30.0
-    duplicate_window_s: float = 86400.0
-    deliberation_timeout_s: float = 300.0
-    atomic_batches: bool = True
+    messages: int = 0
+    """Messages given to :meth:`Sink.publish` (or found pending)."""
+    acked: int = 0
+    """Confirmed by the server (duplicates included)."""
+    duplicate: int = 0
+    """Confirmed, but the server already held them (a replay)."""
+    pending: int = 0
+    """Kept for a later publish (the outbox) and not confirmed."""
+    publish_s: float = 0.0
+    error: str | None = None
 
-    def __post_init__(self) -> None:
-        if self.name not in SINKS:
-            raise UserError(f"unknown sink {self.name!r}; known: {list(SINKS)}")
-        if self.max_in_flight < 1:
-            raise UserError(f"sink.max_in_flight must be >= 1, got {self.max_in_flight}")
 
-    def server(self, run_dir: Path) -> AbstractContextManager[str]:
-        """The NATS URL to use: ``sink.url``, else ``NATS_URL``, else an embedded
-        server whose JetStream store lives in ``<run_dir>/nats``."""
-        url = self.url or os.environ.get("NATS_URL")
-        if url:
-            return nullcontext(url)
-        from pipelines.nats_server import embedded_server
+class Sink(Protocol):
+    """Where each agent's result and each deliberation goes."""
 
-        return embedded_server(run_dir / "nats")
+    name: str
+
+    def __enter__(self) -> Sink: ...
+
+    def __exit__(self, *exc: object) -> None: ...
+
+    def publish(self, messages: list[Message]) -> None:
+        """Keep ``messages`` durably, then publish them; never raises for an
+        unreachable server (the report says what is pending)."""
+        ...
+
+    def publish_pending(self) -> None:
+        """Publish what was kept earlier and never confirmed (a replay)."""
+        ...
+
+    def report(self) -> SinkReport: ...
+
+
+def build_sink(cfg: SinkConfig, run_dir: Path) -> Sink:
+    """The sink named by ``cfg.name`` for the run in ``run_dir`` (not yet opened)."""
+    if cfg.name not in SINKS:
+        raise UserError(f"unknown sink {cfg.name!r}; known: {sorted(SINKS)}")
+    module, cls = SINKS[cfg.name].split(":")
+    return getattr(importlib.import_module(module), cls)(cfg, run_dir)

@@ -8,6 +8,7 @@ publishes what is in the first and not in the second.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import asdict
 from pathlib import Path
 
@@ -17,22 +18,26 @@ OUTBOX_FILE = "outbox.jsonl"
 ACKED_FILE = "acked.txt"
 
 
-def write_outbox(run_dir: Path, messages: list[Message]) -> Path:
+def append_outbox(run_dir: Path, messages: list[Message]) -> Path:
+    """Add ``messages`` to the outbox, flushed to disk before returning."""
     path = run_dir / OUTBOX_FILE
-    tmp = path.with_suffix(".tmp")
-    with tmp.open("w") as f:
-        for m in messages:
-            f.write(json.dumps(asdict(m), separators=(",", ":")) + "\n")
-    tmp.replace(path)
+    lines = "".join(json.dumps(asdict(m), separators=(",", ":")) + "\n" for m in messages)
+    with path.open("a") as f:
+        f.write(lines)
+        f.flush()
+        os.fsync(f.fileno())
     return path
 
 
 def read_outbox(run_dir: Path) -> list[Message]:
+    """Every message of the outbox; a last line torn by a kill is left out."""
     path = run_dir / OUTBOX_FILE
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no outbox (was the run made with sink=nats?)")
-    with path.open() as f:
-        return [Message(**json.loads(line)) for line in f if line.strip()]
+    lines = path.read_text().splitlines(keepends=True)
+    if lines and not lines[-1].endswith("\n"):
+        lines.pop()
+    return [Message(**json.loads(line)) for line in lines if line.strip()]
 
 
 def acked_ids(run_dir: Path) -> set[str]:

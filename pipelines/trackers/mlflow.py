@@ -1,4 +1,4 @@
-"""MLflow tracking: one MLflow run per pipeline run, logged from the run folder.
+"""``tracking=mlflow``: one MLflow run per pipeline run, logged from the run folder.
 
 Everything logged comes from the run's files (``run.json``, ``metrics.json``,
 the parquet tables, ``report.html``), so ``python -m pipelines.track
@@ -19,17 +19,16 @@ import logging
 import os
 import re
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from pipelines import PROJECT_ROOT, UserError
+from pipelines.config import MlflowTrackingConfig
+from pipelines.trackers import Tracked
 
 log = logging.getLogger(__name__)
 
-DEFAULT_URI = f"sqlite:///{PROJECT_ROOT / 'mlflow.db'}"
 RUN_TAG = "council.run_id"
 ARTIFACTS = [
     "run.json",
@@ -42,30 +41,6 @@ ARTIFACTS = [
     ".hydra/overrides.yaml",
 ]
 AGENT_METRICS = ["keyword_relevance", "keyword_full", "completion_tokens"]
-
-
-@dataclass(frozen=True)
-class TrackingConfig:
-    """Typed tracking settings (see ``conf/tracking/``)."""
-
-    name: str = "none"
-    uri: str | None = None
-    experiment: str | None = None
-
-    def __post_init__(self) -> None:
-        if self.name not in ("none", "mlflow"):
-            raise UserError(f"unknown tracking {self.name!r}; known: ['mlflow', 'none']")
-
-    def resolved_uri(self) -> str:
-        return self.uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_URI
-
-
-@dataclass(frozen=True)
-class Tracked:
-    mlflow_run_id: str
-    experiment: str
-    created: bool
-    seconds: float
 
 
 def _key(text: str) -> str:
@@ -91,8 +66,8 @@ def flatten_metrics(metrics: dict[str, Any], task_metrics: pd.DataFrame) -> dict
         put(f"role/{role}/", figures)
     for row in metrics.get("scaling", []):
         put(f"scaling/{row['agents']}_agents/", row)
-    if "nats" in metrics:
-        put("nats/", metrics["nats"])
+    if "sink" in metrics:
+        put("sink/", metrics["sink"])
     per_agent = task_metrics.groupby("agent_id")[AGENT_METRICS].mean()
     for agent, row in per_agent.iterrows():
         put(f"agent/{agent}/", row.to_dict())
@@ -108,7 +83,16 @@ def _table_for_mlflow(task_metrics: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def track_run(run_dir: Path, cfg: TrackingConfig) -> Tracked:
+class MlflowTracker:
+    def __init__(self, cfg: MlflowTrackingConfig) -> None:
+        self.name = cfg.name
+        self.cfg = cfg
+
+    def track(self, run_dir: Path) -> Tracked:
+        return track_run(run_dir, self.cfg)
+
+
+def track_run(run_dir: Path, cfg: MlflowTrackingConfig) -> Tracked:
     """Log the run in ``run_dir`` to MLflow (once); return where it is."""
     # Fail within seconds on an unreachable server instead of minutes of retries.
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
@@ -123,12 +107,14 @@ def track_run(run_dir: Path, cfg: TrackingConfig) -> Tracked:
     run_id = info["run_id"]
     experiment = cfg.experiment or f"council-eval/{info['role']}"
 
-    client = MlflowClient(tracking_uri=cfg.resolved_uri())
+    uri = cfg.resolved_uri()
+    where = f"{experiment!r} at {uri}"
+    client = MlflowClient(tracking_uri=uri)
     exp = client.get_experiment_by_name(experiment)
     exp_id = exp.experiment_id if exp else client.create_experiment(experiment)
     found = client.search_runs([exp_id], filter_string=f"tags.`{RUN_TAG}` = '{run_id}'")
     if found:
-        return Tracked(found[0].info.run_id, experiment, False, time.perf_counter() - start)
+        return Tracked(found[0].info.run_id, where, False, time.perf_counter() - start)
 
     tags = {
         RUN_TAG: run_id,
@@ -162,4 +148,4 @@ def track_run(run_dir: Path, cfg: TrackingConfig) -> Tracked:
     except Exception:
         client.set_terminated(mlflow_id, "FAILED")
         raise
-    return Tracked(mlflow_id, experiment, True, time.perf_counter() - start)
+    return Tracked(mlflow_id, where, True, time.perf_counter() - start)

@@ -1,0 +1,29 @@
+"""``sink=none``: publishes nothing, keeps nothing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pipelines.config import SinkConfig
+from pipelines.sinks import SinkReport
+from pipelines.sinks.messages import Message
+
+
+class NoSink:
+    def __init__(self, cfg: SinkConfig, run_dir: Path) -> None:
+        self.name = cfg.name
+
+    def __enter__(self) -> NoSink:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+    def publish(self, messages: list[Message]) -> None:
+        pass
+
+    def publish_pending(self) -> None:
+        pass
+
+    def report(self) -> SinkReport:
+        return SinkReport()
