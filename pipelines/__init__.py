@@ -1,4 +1,21 @@
-"""council-eval: batch evaluation of councils of LLM agents."""
+"""council-eval: batch evaluation of councils of LLM agents.
+
+Where each step of ``python -m pipelines.run`` lives:
+
+1. ``config.py``: the composed Hydra config becomes typed :class:`RunConfig`
+   objects (one dataclass per config-group option), checked once.
+2. ``tasks.py``: the role's JSONL tasks, validated (file, line, field).
+3. ``council.py``: task x agent requests (temperatures, seeds), cut into batches.
+4. ``executors/`` maps ``stage.py`` (one ``engines/`` engine per replica) over
+   the batches: ray, dask or local.
+5. ``metrics.py`` scores the results with ``evaluators/``; ``scaling.py`` for
+   the scaling experiment.
+6. ``sinks/`` publishes each agent's result and each deliberation (nats, none).
+7. ``runinfo.py``, ``report.py`` and ``trackers/`` record the run (run.json,
+   report.html, MLflow).
+
+``pipeline.py`` runs steps 2-7 in order and names no plug-in.
+"""
 
 from pathlib import Path
 

@@ -17,15 +17,12 @@ from pipelines import UserError
 from pipelines.config import CouncilSpec
 from pipelines.tasks import Task
 
+AGENT_COLUMNS = ["task_id", "role", "agent_id", "agent_index", "temperature", "seed"]
+"""Who answers what, how: the columns a request shares with its result."""
 REQUEST_COLUMNS = [
     "row",
     "batch_id",
-    "task_id",
-    "role",
-    "agent_id",
-    "agent_index",
-    "temperature",
-    "seed",
+    *AGENT_COLUMNS,
     "system_prompt",
     "prompt",
     "max_tokens",

@@ -16,7 +16,7 @@ from typing import Any
 import pandas as pd
 
 from pipelines.config import RunConfig
-from pipelines.council import batches, expand
+from pipelines.council import AGENT_COLUMNS, batches, expand
 from pipelines.embeddings import load_embedder
 from pipelines.executors import Executor, StageSpec, build_executor
 from pipelines.metrics import (
@@ -41,12 +41,7 @@ log = logging.getLogger(__name__)
 
 RESULT_COLUMNS = [
     "run_id",
-    "task_id",
-    "role",
-    "agent_id",
-    "agent_index",
-    "temperature",
-    "seed",
+    *AGENT_COLUMNS,
     "prompt",
     "proposal",
     "prompt_tokens",

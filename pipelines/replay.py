@@ -19,7 +19,7 @@ from pathlib import Path
 
 from pipelines import UserError
 from pipelines.config import NatsSinkConfig
-from pipelines.runinfo import MASK, read_run_config
+from pipelines.runinfo import MASK, RUN_INFO_FILE, read_run_config
 from pipelines.sinks import build_sink
 from pipelines.sinks.outbox import ACKED_FILE, OUTBOX_FILE
 
@@ -40,12 +40,14 @@ def main(argv: list[str] | None = None) -> int:
     if not (args.run_dir / OUTBOX_FILE).is_file():
         print(f"error: {args.run_dir / OUTBOX_FILE} not found", file=sys.stderr)
         return 2
-    try:
-        sink = read_run_config(args.run_dir).sink
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    if not isinstance(sink, NatsSinkConfig):  # an outbox made by hand, or another sink
+    sink: object = NatsSinkConfig()  # an outbox without a run record: the defaults
+    if (args.run_dir / RUN_INFO_FILE).is_file():
+        try:
+            sink = read_run_config(args.run_dir).sink
+        except UserError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+    if not isinstance(sink, NatsSinkConfig):
         sink = NatsSinkConfig()
     url = args.url or os.environ.get("NATS_URL") or sink.url
     if url and MASK in url:

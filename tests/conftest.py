@@ -1,26 +1,41 @@
-"""Shared fixtures: composed configs and the embedded model folder."""
+"""Shared fixtures and the test kinds, one per directory."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
-from omegaconf import DictConfig
 
-from pipelines import PROJECT_ROOT
-from pipelines.config import register
 from pipelines.prepare_model import DEFAULT_OUT, is_built
 
-CONF_DIR = PROJECT_ROOT / "conf"
+KINDS = {
+    "evaluators": "unit",
+    "pipelines": "unit",
+    "tracking": "unit",
+    "deploy": "unit",
+    "sinks": "integration",
+    "integration": "integration",
+    "bench": "bench",
+}
+"""Test directory → marker: unit (no engine, no server but short-lived CLIs),
+integration (real vLLM, Ray, Dask, nats-server, mlflow server), bench (not in
+the default run)."""
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects by marker
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        folder = Path(item.fspath).parent.name
+        if folder not in KINDS:
+            raise pytest.UsageError(f"{item.fspath}: tests/{folder}/ has no kind in KINDS")
+        item.add_marker(KINDS[folder])
 
 
 @pytest.fixture(scope="session", autouse=True)
 def isolated_stores(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """Runs made by tests log to a throw-away MLflow store, never the project's."""
-    import os
-
     uri = f"sqlite:///{tmp_path_factory.mktemp('mlflow') / 'mlflow.db'}"
     saved = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "NATS_URL")}
     os.environ["MLFLOW_TRACKING_URI"] = uri
@@ -31,18 +46,6 @@ def isolated_stores(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
             os.environ.pop(k, None)
         else:
             os.environ[k] = v
-
-
-@pytest.fixture(scope="session")
-def compose_cfg() -> Callable[..., DictConfig]:
-    """Compose the real ``conf/`` with a list of overrides."""
-    register()
-
-    def _compose(*overrides: str) -> DictConfig:
-        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-            return compose(config_name="config", overrides=list(overrides))
-
-    return _compose
 
 
 @pytest.fixture(scope="session")

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import subprocess
 import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from pipelines.nats_server import free_port, stop_process
+from pipelines.procs import child_server, free_port, http_ok
 
 
 @contextmanager
@@ -32,24 +29,13 @@ def mlflow_server(root: Path) -> Iterator[str]:
         "--workers",
         "1",
     ]
-    log = (root / "server.log").open("wb")
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/health", timeout=1) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(
-                    f"mlflow server did not start: {(root / 'server.log').read_text()[-2000:]}"
-                )
-            time.sleep(0.5)
+    with child_server(
+        "mlflow server",
+        cmd,
+        lambda: http_ok(f"{url}/health"),
+        log_file=root / "server.log",
+        timeout_s=90,
+        stop_timeout_s=15,
+    ):
         yield url
-    finally:
-        stop_process(proc, timeout=15)
-        log.close()

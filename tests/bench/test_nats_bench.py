@@ -7,13 +7,9 @@ import json
 import time
 from pathlib import Path
 
-import pytest
-
-from pipelines.nats_server import embedded_server
 from pipelines.sinks.messages import Message
+from pipelines.sinks.nats_server import embedded_server
 from pipelines.sinks.publisher import ensure_stream, publish
-
-pytestmark = pytest.mark.bench
 
 
 def messages(n: int, run: str) -> list[Message]:

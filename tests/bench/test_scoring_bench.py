@@ -6,11 +6,8 @@ import random
 import time
 
 import pandas as pd
-import pytest
 
 from pipelines.metrics import score_rows, task_diversity
-
-pytestmark = pytest.mark.bench
 
 VOCAB = [
     "kubernetes",

@@ -9,8 +9,6 @@ import pytest
 
 from deploy.check import DEPLOY, check_overlay, main
 
-pytestmark = pytest.mark.unit
-
 
 def test_every_overlay_renders_and_validates(capsys: pytest.CaptureFixture[str]) -> None:
     assert main([]) == 0

@@ -12,8 +12,6 @@ from evaluators.diversity import (
     unique_ratio,
 )
 
-pytestmark = pytest.mark.unit
-
 words = st.sampled_from(["redis", "queue", "worker", "pod", "scale", "the", "a", "of"])
 texts = st.lists(words, max_size=30).map(" ".join)
 councils = st.lists(texts, min_size=1, max_size=6)

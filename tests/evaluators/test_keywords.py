@@ -12,8 +12,6 @@ from evaluators.keywords import (
     keyword_relevance,
 )
 
-pytestmark = pytest.mark.unit
-
 
 @pytest.mark.parametrize(
     ("keyword", "text", "hit"),

@@ -8,8 +8,6 @@ import pytest
 
 from pipelines import PROJECT_ROOT
 
-pytestmark = pytest.mark.unit
-
 
 def run_cli(tmp_path: Path, *overrides: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(

@@ -1,10 +1,10 @@
 import pytest
 
 from pipelines import UserError
-from pipelines.council import CouncilSpec, agent_temperature, batches, expand, request_seed
+from pipelines.config import CouncilSpec
+from pipelines.council import agent_temperature, batches, expand, request_seed
+from pipelines.scaling import expand_arms
 from pipelines.tasks import Task
-
-pytestmark = pytest.mark.unit
 
 TASKS = [
     Task(task_id=f"devops-00{i}", role="devops", prompt=f"p{i}", keywords=["k"]) for i in (1, 2)
@@ -64,3 +64,16 @@ def test_task_budget_and_context() -> None:
 def test_bad_council(kwargs: dict, message: str) -> None:
     with pytest.raises(UserError, match=message):
         CouncilSpec(**kwargs)
+
+
+def test_scaling_arms_never_share_a_batch_and_keep_their_seeds() -> None:
+    tasks = TASKS * 3  # 6 tasks
+    arms = expand_arms(tasks, CouncilSpec(), PROMPTS, batch_size=4, sizes=[5, 1, 3])
+    assert arms.groupby("council_size").size().to_dict() == {1: 6, 3: 18, 5: 30}
+    assert arms.groupby("batch_id")["council_size"].nunique().max() == 1
+    assert arms["row"].tolist() == list(range(len(arms)))
+    assert arms.groupby("batch_id").size().max() <= 4
+    # An agent's request is the same whatever the council size around it.
+    one = arms[(arms["council_size"] == 1)][["task_id", "seed"]]
+    five = arms[(arms["council_size"] == 5) & (arms["agent_index"] == 1)][["task_id", "seed"]]
+    assert one["seed"].tolist() == five["seed"].tolist()

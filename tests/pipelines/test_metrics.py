@@ -6,8 +6,6 @@ import pytest
 from pipelines.metrics import agent_table, run_metrics, score_rows, task_diversity, task_metrics
 from pipelines.scaling import scaling_table
 
-pytestmark = pytest.mark.unit
-
 KEYWORDS = {("devops", "t1"): ["redis", "queue"], ("devops", "t2"): ["pod"]}
 
 

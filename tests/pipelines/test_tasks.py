@@ -3,10 +3,8 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.settings import DATASET_DIR, known_roles
+from pipelines.config import DATASET_DIR, known_roles
 from pipelines.tasks import TaskFileError, load_tasks
-
-pytestmark = pytest.mark.unit
 
 GOOD = {"task_id": "devops-001", "role": "devops", "prompt": "p", "keywords": ["k"]}
 

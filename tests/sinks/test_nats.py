@@ -4,18 +4,19 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import pandas as pd
+import psutil
 import pytest
 
-from pipelines.nats_server import embedded_server, free_port
+from pipelines.config import NatsSinkConfig
+from pipelines.procs import free_port
 from pipelines.replay import main as replay_main
-from pipelines.sinks import SinkConfig
+from pipelines.sinks import SinkReport
 from pipelines.sinks.messages import (
     AGENT_COMPLETED,
     AGENT_FAILED,
@@ -24,12 +25,28 @@ from pipelines.sinks.messages import (
     agent_messages,
     deliberation_messages,
 )
-from pipelines.sinks.nats import publish_run
-from pipelines.sinks.outbox import read_outbox, record_acked, write_outbox
+from pipelines.sinks.nats import NatsSink
+from pipelines.sinks.nats_server import embedded_server
+from pipelines.sinks.outbox import append_outbox, read_outbox, record_acked
 from pipelines.sinks.publisher import publish
 from tests.nats_helpers import stream_contents
 
-pytestmark = pytest.mark.integration
+
+def publish_run(url: str | None, run_dir: Path, messages: list) -> SinkReport:
+    """What a run does: open the sink, give it the messages, read its report."""
+    with NatsSink(NatsSinkConfig(url=url), run_dir) as sink:
+        sink.publish(messages)
+        return sink.report()
+
+
+def our_nats_server(port: int) -> int:
+    """Pid of the nats-server this test process started on ``port``."""
+    (proc,) = [
+        p
+        for p in psutil.Process().children(recursive=True)
+        if p.name() == "nats-server" and str(port) in p.cmdline()
+    ]
+    return proc.pid
 
 
 def results(tasks: int = 4, agents: int = 3, failed: tuple[str, str] | None = None) -> pd.DataFrame:
@@ -79,10 +96,10 @@ def server(store: Path, port: int | None = None) -> Iterator[str]:
 def test_every_message_once_on_its_subject(tmp_path: Path) -> None:
     table = results(failed=("dev-001", "agent-dev-002"))
     with server(tmp_path / "nats") as url:
-        report = publish_run(SinkConfig(name="nats", url=url), tmp_path, messages(table))
+        report = publish_run(url, tmp_path, messages(table))
         got = stream_contents(url)
 
-    assert (report.acked, report.duplicate, report.unpublished) == (16, 0, 0)
+    assert (report.messages, report.acked, report.duplicate, report.pending) == (16, 16, 0, 0)
     by_subject = Counter(subject for subject, _ in got)
     assert by_subject == {
         AGENT_COMPLETED: 11,
@@ -114,7 +131,7 @@ def test_spread_over_timeout_is_published_as_timeout(tmp_path: Path) -> None:
 
 def test_replay_of_a_published_run_publishes_nothing_new(tmp_path: Path) -> None:
     with server(tmp_path / "nats") as url:
-        publish_run(SinkConfig(name="nats", url=url), tmp_path, messages(results()))
+        publish_run(url, tmp_path, messages(results()))
         assert replay_main([str(tmp_path), "--url", url]) == 0  # nothing pending
         assert replay_main([str(tmp_path), "--url", url, "--all"]) == 0  # all duplicates
         again = publish(url, "COUNCIL", read_outbox(tmp_path))
@@ -141,7 +158,7 @@ def test_server_killed_mid_publish_then_replay_gives_exact_stream(
     store, port = tmp_path / "nats", free_port()
     many = messages(results(tasks=300))  # 1,200 messages
     with embedded_server(store, port) as url:
-        pid = int(subprocess.check_output(["pgrep", "-f", f"nats-server.*-p {port}"]).split()[0])
+        pid = our_nats_server(port)
 
         def kill_after_100(acks: int) -> None:
             # Fault injection: the real server dies once the first acks are in.
@@ -150,7 +167,7 @@ def test_server_killed_mid_publish_then_replay_gives_exact_stream(
                 os.kill(pid, signal.SIGKILL)
 
         killed: list[int] = []
-        write_outbox(tmp_path, many)
+        append_outbox(tmp_path, many)
         report = publish(
             url,
             "COUNCIL",
@@ -174,9 +191,8 @@ def test_server_killed_mid_publish_then_replay_gives_exact_stream(
 
 def test_unreachable_server_leaves_everything_in_the_outbox(tmp_path: Path) -> None:
     port = free_port()
-    cfg = SinkConfig(name="nats", url=f"nats://127.0.0.1:{port}")
-    report = publish_run(cfg, tmp_path, messages(results()))
-    assert (report.acked, report.unpublished) == (0, 16)
+    report = publish_run(f"nats://127.0.0.1:{port}", tmp_path, messages(results()))
+    assert (report.acked, report.pending) == (0, 16)
     assert report.error
 
     with server(tmp_path / "nats", port) as url:
