@@ -54,16 +54,7 @@ class NatsSink:
         if self.url is None:
             raise RuntimeError("NatsSink used outside its `with` block")
         start = time.perf_counter()
-        cfg = self.cfg
-        sent = publish(
-            self.url,
-            cfg.stream,
-            messages,
-            max_in_flight=cfg.max_in_flight,
-            ack_timeout_s=cfg.ack_timeout_s,
-            duplicate_window_s=cfg.duplicate_window_s,
-            atomic=cfg.atomic_batches,
-        )
+        sent = publish(self.url, self.cfg, messages)
         record_acked(self.run_dir, sent.acked_ids)
         elapsed = time.perf_counter() - start
         r = self._report
@@ -75,7 +66,7 @@ class NatsSink:
         log.info(
             "nats: %d to publish on stream %s: acked %d (duplicate %d), unpublished %d in %.2f s",
             len(messages),
-            cfg.stream,
+            self.cfg.stream,
             sent.acked,
             sent.duplicate,
             sent.unpublished,

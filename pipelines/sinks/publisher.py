@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from pipelines.config import NatsSinkConfig
 from pipelines.sinks.messages import STREAM_SUBJECTS, Message
 
 log = logging.getLogger(__name__)
@@ -218,13 +219,9 @@ async def _publish_each(
 async def _publish(
     report: PublishReport,
     url: str,
-    stream: str,
+    cfg: NatsSinkConfig,
     messages: list[Message],
-    max_in_flight: int,
-    ack_timeout_s: float,
-    duplicate_window_s: float,
     on_ack: Callable[[int], None] | None,
-    atomic: bool,
 ) -> None:
     import nats
 
@@ -237,12 +234,13 @@ async def _publish(
         **connect_options(),
     )
     try:
-        js = nc.jetstream(publish_async_max_pending=max_in_flight)
+        js = nc.jetstream(publish_async_max_pending=cfg.max_in_flight)
         rest = messages
-        if await ensure_stream(js, stream, duplicate_window_s) and atomic:
-            rest = await _publish_atomic(nc, report, messages, max_in_flight, ack_timeout_s, on_ack)
+        window, ack_s = cfg.max_in_flight, cfg.ack_timeout_s
+        if await ensure_stream(js, cfg.stream, cfg.duplicate_window_s) and cfg.atomic_batches:
+            rest = await _publish_atomic(nc, report, messages, window, ack_s, on_ack)
         if rest and report.error is None:
-            await _publish_each(js, report, rest, max_in_flight, ack_timeout_s, on_ack)
+            await _publish_each(js, report, rest, window, ack_s, on_ack)
     finally:
         # A broken connection must not hide the report.
         with contextlib.suppress(Exception):
@@ -252,21 +250,18 @@ async def _publish(
 
 def publish(
     url: str,
-    stream: str,
+    cfg: NatsSinkConfig,
     messages: list[Message],
-    max_in_flight: int = 1024,
-    ack_timeout_s: float = 30.0,
-    duplicate_window_s: float = 86400.0,
     on_ack: Callable[[int], None] | None = None,
-    atomic: bool = True,
 ) -> PublishReport:
-    """Publish ``messages`` asynchronously and confirm every ack.
+    """Publish ``messages`` to ``cfg.stream`` asynchronously and confirm every ack.
 
-    With ``atomic`` (and a server that allows it on the stream, nats-server
-    >= 2.12), messages go in atomic batches confirmed by one ack each, several
-    times the rate of one ack per message; batches the server refuses (they
-    hold ids it already stored: a replay) go one by one, which counts the
-    duplicates. ``max_in_flight`` bounds the unconfirmed messages either way.
+    With ``cfg.atomic_batches`` (and a server that allows it on the stream,
+    nats-server >= 2.12), messages go in atomic batches confirmed by one ack
+    each, several times the rate of one ack per message; batches the server
+    refuses (they hold ids it already stored: a replay) go one by one, which
+    counts the duplicates. ``cfg.max_in_flight`` bounds the unconfirmed
+    messages either way.
 
     Never raises for an unreachable server or lost acks: the report says how
     many were not confirmed (``failed``), and why (``error``).
@@ -275,19 +270,7 @@ def publish(
     if not messages:
         return report
     try:
-        asyncio.run(
-            _publish(
-                report,
-                url,
-                stream,
-                messages,
-                max_in_flight,
-                ack_timeout_s,
-                duplicate_window_s,
-                on_ack,
-                atomic,
-            )
-        )
+        asyncio.run(_publish(report, url, cfg, messages, on_ack))
     except Exception as e:  # noqa: BLE001 - reported, the run goes on
         report.error = f"{type(e).__name__}: {e}"
     report.failed = len(messages) - report.acked

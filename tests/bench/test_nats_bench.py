@@ -7,6 +7,7 @@ import json
 import time
 from pathlib import Path
 
+from pipelines.config import NatsSinkConfig
 from pipelines.sinks.messages import Message
 from pipelines.sinks.nats_server import embedded_server
 from pipelines.sinks.publisher import ensure_stream, publish
@@ -32,7 +33,7 @@ def sync_loop(url: str, msgs: list[Message]) -> float:
 
         nc = await nats.connect(url)
         js = nc.jetstream()
-        await ensure_stream(js, "COUNCIL", 86400.0)
+        await ensure_stream(js, "COUNCIL", NatsSinkConfig().duplicate_window_s)
         start = time.perf_counter()
         for m in msgs:
             await js.publish(
@@ -52,12 +53,12 @@ def test_async_publisher_throughput(tmp_path: Path) -> None:
         each_n = 10_000
         each = messages(each_n, "each")
         start = time.perf_counter()
-        each_report = publish(url, "COUNCIL", each, atomic=False)
+        each_report = publish(url, NatsSinkConfig(atomic_batches=False), each)
         each_s = time.perf_counter() - start
         n = 40_000
         todo = messages(n, "async")
         start = time.perf_counter()
-        report = publish(url, "COUNCIL", todo)
+        report = publish(url, NatsSinkConfig(), todo)
         elapsed = time.perf_counter() - start
     assert report.acked == n and report.duplicate == 0
     assert each_report.acked == each_n

@@ -134,7 +134,7 @@ def test_replay_of_a_published_run_publishes_nothing_new(tmp_path: Path) -> None
         publish_run(url, tmp_path, messages(results()))
         assert replay_main([str(tmp_path), "--url", url]) == 0  # nothing pending
         assert replay_main([str(tmp_path), "--url", url, "--all"]) == 0  # all duplicates
-        again = publish(url, "COUNCIL", read_outbox(tmp_path))
+        again = publish(url, NatsSinkConfig(), read_outbox(tmp_path))
         assert (again.acked, again.duplicate) == (16, 16)
         assert len(stream_contents(url)) == 16
 
@@ -142,10 +142,10 @@ def test_replay_of_a_published_run_publishes_nothing_new(tmp_path: Path) -> None
 def test_partly_published_batch_falls_back_to_one_by_one(tmp_path: Path) -> None:
     todo = messages(results())
     with server(tmp_path / "nats") as url:
-        first = publish(url, "COUNCIL", todo[:5])
+        first = publish(url, NatsSinkConfig(), todo[:5])
         # The atomic batch holding the 5 stored ids is refused; each message
         # then goes alone and the server drops exactly those 5.
-        rest = publish(url, "COUNCIL", todo)
+        rest = publish(url, NatsSinkConfig(), todo)
         assert len(stream_contents(url)) == 16
     assert (first.acked, first.duplicate) == (5, 0)
     assert (rest.acked, rest.duplicate, rest.unpublished) == (16, 5, 0)
@@ -168,15 +168,8 @@ def test_server_killed_mid_publish_then_replay_gives_exact_stream(
 
         killed: list[int] = []
         append_outbox(tmp_path, many)
-        report = publish(
-            url,
-            "COUNCIL",
-            many,
-            max_in_flight=64,
-            ack_timeout_s=5,
-            on_ack=kill_after_100,
-            atomic=atomic,
-        )
+        cfg = NatsSinkConfig(max_in_flight=64, ack_timeout_s=5, atomic_batches=atomic)
+        report = publish(url, cfg, many, on_ack=kill_after_100)
         record_acked(tmp_path, report.acked_ids)
     assert report.acked >= 100
     assert report.unpublished > 0
