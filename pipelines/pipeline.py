@@ -20,7 +20,6 @@ from pipelines.council import AGENT_COLUMNS, batches, expand
 from pipelines.embeddings import load_embedder
 from pipelines.executors import Executor, StageSpec, build_executor
 from pipelines.metrics import (
-    QUALITY_METRICS,
     Embed,
     agent_table,
     run_metrics,
@@ -28,11 +27,11 @@ from pipelines.metrics import (
     task_diversity,
     task_metrics,
 )
-from pipelines.report import REPORT_FILE, write_report
+from pipelines.report import write_report
 from pipelines.runinfo import write_run_info
 from pipelines.scaling import SCALING_FILE, arm_window_s, expand_arms, scaling_table
 from pipelines.sinks import SinkReport, build_sink
-from pipelines.sinks.messages import agent_messages, deliberation_messages, now_iso
+from pipelines.sinks.messages import Message, agent_messages, deliberation_messages, now_iso
 from pipelines.stage import GenerateStage
 from pipelines.tasks import Task, load_tasks
 from pipelines.trackers import build_tracker
@@ -231,7 +230,7 @@ def task_scores(scored: pd.DataFrame, diversity: pd.DataFrame) -> pd.DataFrame:
     return keywords.merge(diversity, on=["role", "task_id"], how="left")
 
 
-def run_messages(cfg: RunConfig, scored: pd.DataFrame, diversity: pd.DataFrame) -> list:
+def run_messages(cfg: RunConfig, scored: pd.DataFrame, diversity: pd.DataFrame) -> list[Message]:
     """Every agent's result and every deliberation, as sink messages."""
     created = now_iso()
     return agent_messages(scored, cfg.served_model, created) + deliberation_messages(
@@ -272,59 +271,3 @@ def track(cfg: RunConfig, out_dir: Path, wall_s: float) -> dict[str, Any] | None
         "seconds": tracked.seconds,
         "share_of_run": tracked.seconds / wall_s if wall_s else 0.0,
     }
-
-
-def summary(outcome: RunOutcome) -> str:
-    """Console summary: per-agent table, run figures, where the files are."""
-    m = outcome.metrics
-    o = m["overall"]
-    quality = "  ".join(f"{k} {o[k]:.3f}" for k in QUALITY_METRICS if k in o)
-    lines = [
-        f"run {outcome.run_id}",
-        outcome.agents.to_string(index=False, float_format=lambda x: f"{x:.3f}"),
-        "",
-        quality,
-        f"requests {o['requests']} (errors {o['errors']})  "
-        f"tokens/s {o['tokens_per_s']:.1f} (engine busy: {o['generation_tokens_per_s']:.1f})  "
-        f"latency p50 {o['latency_p50_s']:.2f} s p95 {o['latency_p95_s']:.2f} s  "
-        f"wall {m['wall_s']:.1f} s  scoring {m['scoring_s']:.2f} s",
-    ]
-    missed = sorted(o["keyword_hit_rates"].items(), key=lambda kv: kv[1])[:5]
-    lines.append("least-hit keywords: " + ", ".join(f"{k} {v:.2f}" for k, v in missed))
-    for role, r in m.get("roles", {}).items():
-        lines.append(
-            f"  {role:<10} keyword_relevance {r['keyword_relevance']:.3f}  "
-            f"unique_ratio {r['unique_ratio']:.3f}  requests {r['requests']}"
-        )
-    if "scaling" in m:
-        table = pd.DataFrame(m["scaling"])
-        lines += ["", "scaling:", table.to_string(index=False, float_format=lambda x: f"{x:.3f}")]
-    for name in (RESULTS_FILE, TASK_METRICS_FILE, METRICS_FILE, REPORT_FILE):
-        lines.append(f"{name}: {outcome.out_dir / name}")
-    if "scaling" in m:
-        lines.append(f"{SCALING_FILE}: {outcome.out_dir / SCALING_FILE}")
-    if "tracking" in m:
-        t = m["tracking"]
-        if t["ok"]:
-            lines.append(
-                f"{t['name']}: run {t['run']} in {t['where']} "
-                f"({t['seconds']:.2f} s, {100 * t['share_of_run']:.1f}% of the run)"
-            )
-        else:
-            lines.append(
-                f"{t['name']}: TRACKING FAILED ({t['error']}); the run's files are on disk: "
-                f"python -m pipelines.track {outcome.out_dir}"
-            )
-    if "sink" in m:
-        n = m["sink"]
-        lines.append(
-            f"{n['name']}: {n['messages']} messages, acked {n['acked']} "
-            f"(duplicate {n['duplicate']}), unpublished {n['unpublished']}"
-        )
-        if n["unpublished"]:
-            lines.append(
-                f"  NOT PUBLISHED: {n['unpublished']} messages ({n['error']}); they are in "
-                f"{outcome.out_dir / 'outbox.jsonl'}: "
-                f"python -m pipelines.replay {outcome.out_dir}"
-            )
-    return "\n".join(lines)

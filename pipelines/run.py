@@ -27,7 +27,8 @@ def run_job(cfg: DictConfig, local: LocalExecutor) -> None:
     """One run (one job of a multirun); ``local`` serves executor=local jobs."""
     from pipelines.config import load
     from pipelines.engines import preflight
-    from pipelines.pipeline import run_pipeline, summary
+    from pipelines.pipeline import run_pipeline
+    from pipelines.summary import summary
 
     try:
         run = load(cfg)

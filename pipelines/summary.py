@@ -1,0 +1,66 @@
+"""The console summary of a finished run: per-agent table, figures, where things are."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from pipelines.metrics import QUALITY_METRICS
+from pipelines.pipeline import METRICS_FILE, RESULTS_FILE, TASK_METRICS_FILE, RunOutcome
+from pipelines.report import REPORT_FILE
+from pipelines.scaling import SCALING_FILE
+
+
+def summary(outcome: RunOutcome) -> str:
+    """Console summary: per-agent table, run figures, where the files are."""
+    m = outcome.metrics
+    o = m["overall"]
+    quality = "  ".join(f"{k} {o[k]:.3f}" for k in QUALITY_METRICS if k in o)
+    lines = [
+        f"run {outcome.run_id}",
+        outcome.agents.to_string(index=False, float_format=lambda x: f"{x:.3f}"),
+        "",
+        quality,
+        f"requests {o['requests']} (errors {o['errors']})  "
+        f"tokens/s {o['tokens_per_s']:.1f} (engine busy: {o['generation_tokens_per_s']:.1f})  "
+        f"latency p50 {o['latency_p50_s']:.2f} s p95 {o['latency_p95_s']:.2f} s  "
+        f"wall {m['wall_s']:.1f} s  scoring {m['scoring_s']:.2f} s",
+    ]
+    missed = sorted(o["keyword_hit_rates"].items(), key=lambda kv: kv[1])[:5]
+    lines.append("least-hit keywords: " + ", ".join(f"{k} {v:.2f}" for k, v in missed))
+    for role, r in m.get("roles", {}).items():
+        lines.append(
+            f"  {role:<10} keyword_relevance {r['keyword_relevance']:.3f}  "
+            f"unique_ratio {r['unique_ratio']:.3f}  requests {r['requests']}"
+        )
+    if "scaling" in m:
+        table = pd.DataFrame(m["scaling"])
+        lines += ["", "scaling:", table.to_string(index=False, float_format=lambda x: f"{x:.3f}")]
+    for name in (RESULTS_FILE, TASK_METRICS_FILE, METRICS_FILE, REPORT_FILE):
+        lines.append(f"{name}: {outcome.out_dir / name}")
+    if "scaling" in m:
+        lines.append(f"{SCALING_FILE}: {outcome.out_dir / SCALING_FILE}")
+    if "tracking" in m:
+        t = m["tracking"]
+        if t["ok"]:
+            lines.append(
+                f"{t['name']}: run {t['run']} in {t['where']} "
+                f"({t['seconds']:.2f} s, {100 * t['share_of_run']:.1f}% of the run)"
+            )
+        else:
+            lines.append(
+                f"{t['name']}: TRACKING FAILED ({t['error']}); the run's files are on disk: "
+                f"python -m pipelines.track {outcome.out_dir}"
+            )
+    if "sink" in m:
+        n = m["sink"]
+        lines.append(
+            f"{n['name']}: {n['messages']} messages, acked {n['acked']} "
+            f"(duplicate {n['duplicate']}), unpublished {n['unpublished']}"
+        )
+        if n["unpublished"]:
+            lines.append(
+                f"  NOT PUBLISHED: {n['unpublished']} messages ({n['error']}); they are in "
+                f"{outcome.out_dir / 'outbox.jsonl'}: "
+                f"python -m pipelines.replay {outcome.out_dir}"
+            )
+    return "\n".join(lines)
