@@ -8,13 +8,17 @@ Where each step of ``python -m pipelines.run`` lives:
 3. ``council.py``: task x agent requests (temperatures, seeds), cut into batches.
 4. ``executors/`` maps ``stage.py`` (one ``engines/`` engine per replica) over
    the batches: ray, dask or local.
-5. ``metrics.py`` scores the results with ``evaluators/``; ``scaling.py`` for
+5. ``stream.py``: each batch, as it lands, becomes a part on disk (``parts.py``)
+   and agent messages on the sink (``sinks/``: nats, none), whose collector
+   ends each deliberation and keeps its status.
+6. ``metrics.py`` scores the results with ``evaluators/``; ``scaling.py`` for
    the scaling experiment.
-6. ``sinks/`` publishes each agent's result and each deliberation (nats, none).
 7. ``runinfo.py``, ``report.py`` and ``trackers/`` record the run (run.json,
    report.html, MLflow).
 
-``pipeline.py`` runs steps 2-7 in order and names no plug-in.
+``pipeline.py`` runs steps 2-7 in order and names no plug-in; ``resume.py``
+runs them again on a killed run's folder, and ``reaper.py`` stops what a
+killed run left running.
 """
 
 from pathlib import Path

@@ -40,7 +40,8 @@ from pipelines import PROJECT_ROOT
 from pipelines.config import RunConfig, compose_config
 from pipelines.council import batches, expand
 from pipelines.executors import build_executor
-from pipelines.pipeline import generate_stage, load_run_tasks
+from pipelines.pipeline import load_run_tasks
+from pipelines.stream import generate_stage
 
 log = logging.getLogger("pipelines.bench")
 

@@ -222,6 +222,10 @@ class NatsSinkConfig(SinkConfig):
     duplicate_window_s: float = 86400.0
     # Atomic batches, one ack each (nats-server >= 2.12); else one ack per message.
     atomic_batches: bool = True
+    # Run a deliberation collector inside the run (else: python -m pipelines.collect).
+    collector: bool = True
+    # JetStream key-value bucket of deliberation statuses, keyed <run_id>.<task_id>.
+    status_bucket: str = "council_status"
 
     def __post_init__(self) -> None:
         if self.max_in_flight < 1:

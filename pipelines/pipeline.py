@@ -16,9 +16,9 @@ from typing import Any
 import pandas as pd
 
 from pipelines.config import RunConfig
-from pipelines.council import AGENT_COLUMNS, batches, expand
+from pipelines.council import AGENT_COLUMNS, expand
 from pipelines.embeddings import load_embedder
-from pipelines.executors import Executor, StageSpec, build_executor
+from pipelines.executors import Executor, build_executor
 from pipelines.metrics import (
     Embed,
     agent_table,
@@ -27,12 +27,12 @@ from pipelines.metrics import (
     task_diversity,
     task_metrics,
 )
+from pipelines.parts import held_keys, read_parts
 from pipelines.report import write_report
-from pipelines.runinfo import write_run_info
+from pipelines.runinfo import RUN_INFO_FILE, write_run_info
 from pipelines.scaling import SCALING_FILE, arm_window_s, expand_arms, scaling_table
-from pipelines.sinks import SinkReport, build_sink
-from pipelines.sinks.messages import Message, agent_messages, deliberation_messages, now_iso
-from pipelines.stage import GenerateStage
+from pipelines.sinks import Sink, SinkReport, build_sink
+from pipelines.stream import StreamStats, stream
 from pipelines.tasks import Task, load_tasks
 from pipelines.trackers import build_tracker
 
@@ -52,6 +52,8 @@ RESULT_COLUMNS = [
 RESULTS_FILE = "results.parquet"
 METRICS_FILE = "metrics.json"
 TASK_METRICS_FILE = "task_metrics.parquet"
+SETTLE_S = 30.0
+"""How long the end of a run waits for the collector to end every deliberation."""
 
 
 @dataclass(frozen=True)
@@ -84,45 +86,6 @@ def load_run_tasks(cfg: RunConfig) -> list[Task]:
     return kept
 
 
-def generate_stage(cfg: RunConfig, executor: Executor) -> StageSpec:
-    """The engine stage to map, with what each replica asks for on this cluster."""
-    return StageSpec(
-        GenerateStage,
-        {"engine": cfg.engine, "model": cfg.model},
-        num_gpus=cfg.engine.replica_gpus(executor.gpus()),
-        num_cpus=cfg.executor.num_cpus,
-    )
-
-
-def generate(
-    executor: Executor, cfg: RunConfig, requests: pd.DataFrame
-) -> tuple[pd.DataFrame, float]:
-    """Run every request batch through the executor; return results and wall time."""
-    todo = batches(requests)
-    stage = generate_stage(cfg, executor)
-    done: list[pd.DataFrame] = []
-    start = time.perf_counter()
-    rows = tokens = 0
-    for part in executor.map(stage, todo):
-        part["done_s"] = time.perf_counter() - start  # when this batch came back
-        done.append(part)
-        rows += len(part)
-        tokens += int(part["completion_tokens"].sum())
-        elapsed = time.perf_counter() - start
-        log.info(
-            "progress: %d/%d requests, %.0f s, %.1f tokens/s",
-            rows,
-            len(requests),
-            elapsed,
-            tokens / elapsed,
-        )
-    wall = time.perf_counter() - start
-    results = pd.concat(done).sort_values("row").reset_index(drop=True)
-    if len(results) != len(requests):
-        raise RuntimeError(f"executor returned {len(results)} rows for {len(requests)} requests")
-    return results, wall
-
-
 def evaluate(
     results: pd.DataFrame, tasks: list[Task], wall_s: float, embed: Embed | None
 ) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
@@ -145,52 +108,132 @@ def council_requests(cfg: RunConfig, tasks: list[Task]) -> pd.DataFrame:
     return expand(tasks, cfg, cfg.system_prompts, cfg.batch_size)
 
 
-def run_pipeline(cfg: RunConfig, out_dir: Path, executor: Executor | None = None) -> RunOutcome:
+def run_pipeline(
+    cfg: RunConfig, out_dir: Path, executor: Executor | None = None, run_id: str | None = None
+) -> RunOutcome:
     """Evaluate the council described by ``cfg``; write files to ``out_dir``.
+
+    Each batch lands as it comes back (a part on disk, its agent messages on the
+    sink); the run is then scored, its deliberations settled, and tracked.
 
     Args:
         cfg: the typed run config.
         out_dir: the run folder (Hydra's output dir); created if missing.
         executor: an entered executor to reuse (its engine stays loaded);
             ``None`` builds the configured one for this run.
+        run_id: resume the run of that id in ``out_dir``: requests some part
+            already holds are not generated again.
     """
-    run_id = new_run_id(cfg.role.name)
+    resuming = run_id is not None
+    run_id = run_id or new_run_id(cfg.role.name)
     out_dir.mkdir(parents=True, exist_ok=True)
     tasks = load_run_tasks(cfg)
-    write_run_info(out_dir, run_id, cfg)
-    scaling = cfg.experiment.name == "scaling"
+    if not resuming:
+        write_run_info(out_dir, run_id, cfg)
+    started_ms = json.loads((out_dir / RUN_INFO_FILE).read_text())["started_at_ms"]
     requests = council_requests(cfg, tasks)
+    held = held_keys(out_dir, requests)
+    todo = requests[~held]
     log.info(
-        "run %s: %d tasks, %d requests (%s, %s engine, %s executor)",
+        "run %s: %d tasks, %d requests, %d to generate (%s, %s engine, %s executor)",
         run_id,
         len(tasks),
         len(requests),
+        len(todo),
         cfg.served_model,
         cfg.engine.name,
         cfg.executor.name,
     )
-    # The embedding model loads in the background while a Ray or Dask council
-    # generates (the driver mostly waits then), keeping it out of the scoring
-    # time. Not beside an in-process engine: concurrent transformers imports
-    # in two threads of one process can fail.
+    keywords = task_keywords(tasks)
+    with build_sink(cfg.sink, out_dir) as sink:
+        sink.follow(
+            run_id, [(t.role, t.task_id) for t in tasks], started_ms, cfg.deliberation_timeout_s
+        )
+        sink.publish_pending()  # what an earlier session kept and never saw acked
+        stats, embed = generate_all(
+            cfg, executor, todo, run_id, out_dir, sink, keywords, len(requests)
+        )
+        results = read_parts(out_dir).sort_values("row").reset_index(drop=True)
+        if len(results) != len(requests):
+            raise RuntimeError(f"the parts hold {len(results)} rows for {len(requests)} requests")
+        scaling = cfg.experiment.name == "scaling"
+        columns = [*RESULT_COLUMNS, "council_size"] if scaling else RESULT_COLUMNS
+        results[columns].to_parquet(out_dir / RESULTS_FILE, index=False)
+        metrics, scored = score(cfg, results, tasks, stats, embed, out_dir)
+        open_left = sink.settle(SETTLE_S)
+        sent = sink.report()
+    metrics = {
+        "run_id": run_id,
+        **metrics,
+        "rows_reused": int(held.sum()),
+        **stats.figures(),
+        "driver_peak_rss_mb": peak_rss_mb(),
+    }
+    if sent.messages:
+        metrics["sink"] = {
+            "name": cfg.sink.name,
+            **sink_figures(sent),
+            "open_deliberations": open_left,
+        }
+    (out_dir / METRICS_FILE).write_text(json.dumps(metrics, indent=2) + "\n")
+    write_report(out_dir)
+    tracked = track(cfg, out_dir, stats.wall_s)
+    if tracked is not None:
+        metrics["tracking"] = tracked
+    return RunOutcome(run_id, out_dir, results[columns], metrics, agent_table(scored))
+
+
+def generate_all(
+    cfg: RunConfig,
+    executor: Executor | None,
+    todo: pd.DataFrame,
+    run_id: str,
+    out_dir: Path,
+    sink: Sink,
+    keywords: dict[tuple[str, str], list[str]],
+    total: int,
+) -> tuple[StreamStats, Embed | None]:
+    """Stream ``todo`` through the executor; the embedding model loads meanwhile.
+
+    The embedding model loads in the background while a Ray or Dask council
+    generates (the driver mostly waits then), keeping it out of the scoring
+    time. Not beside an in-process engine: concurrent transformers imports in
+    two threads of one process can fail.
+    """
     in_process = executor is not None or cfg.executor.name == "local"
+    kwargs = {
+        "run_id": run_id,
+        "run_dir": out_dir,
+        "sink": sink,
+        "keywords": keywords,
+        "total": total,
+    }
     with ThreadPoolExecutor(max_workers=1) as pool:
         embedder = pool.submit(load_embedder) if cfg.embeddings and not in_process else None
-        if executor is None:
+        if todo.empty:
+            stats = StreamStats()
+        elif executor is None:
             with build_executor(cfg.executor) as own:
-                results, wall = generate(own, cfg, requests)
+                stats = stream(own, cfg, todo, **kwargs)
         else:
-            results, wall = generate(executor, cfg, requests)
+            stats = stream(executor, cfg, todo, **kwargs)
         embed = embedder.result() if embedder is not None else None
     if cfg.embeddings and in_process:
         embed = load_embedder()
-    results["run_id"] = run_id
-    columns = [*RESULT_COLUMNS, "council_size"] if scaling else RESULT_COLUMNS
-    # Results reach disk before anything is scored or published.
-    results[columns].to_parquet(out_dir / RESULTS_FILE, index=False)
+    return stats, embed
 
+
+def score(
+    cfg: RunConfig,
+    results: pd.DataFrame,
+    tasks: list[Task],
+    stats: StreamStats,
+    embed: Embed | None,
+    out_dir: Path,
+) -> tuple[dict[str, Any], pd.DataFrame]:
+    """Run-level metrics (and the scaling table); writes task_metrics.parquet."""
     start = time.perf_counter()
-    if scaling:
+    if cfg.experiment.name == "scaling":
         # Quality figures describe the full council (the largest arm), over its own time.
         full = results[results["council_size"] == max(cfg.experiment.agents)]
         scored, diversity, metrics = evaluate(full, tasks, arm_window_s(full), embed)
@@ -199,47 +242,23 @@ def run_pipeline(cfg: RunConfig, out_dir: Path, executor: Executor | None = None
         table.to_parquet(out_dir / SCALING_FILE, index=False)
         metrics["scaling"] = table.to_dict(orient="records")
     else:
-        scored, diversity, metrics = evaluate(results, tasks, wall, embed)
-    metrics = {"run_id": run_id, "wall_s": wall, "scoring_s": 0.0, **metrics}
-    per_task = task_metrics(scored, diversity)
-    per_task.to_parquet(out_dir / TASK_METRICS_FILE, index=False)
-    metrics["scoring_s"] = time.perf_counter() - start
-    with build_sink(cfg.sink, out_dir) as sink:
-        sink.publish(run_messages(cfg, scored, diversity))
-        sent = sink.report()
-    if sent.messages:
-        metrics["sink"] = {"name": cfg.sink.name, **sink_figures(sent)}
-    (out_dir / METRICS_FILE).write_text(json.dumps(metrics, indent=2) + "\n")
-    write_report(out_dir)
-    tracked = track(cfg, out_dir, wall)
-    if tracked is not None:
-        metrics["tracking"] = tracked
-    return RunOutcome(run_id, out_dir, results[columns], metrics, agent_table(scored))
+        scored, diversity, metrics = evaluate(results, tasks, stats.wall_s, embed)
+        if len(results) > stats.generated:
+            # Resumed: throughput counts only what this session generated.
+            overall = metrics["overall"]
+            wall = stats.wall_s
+            overall["tokens_per_s"] = stats.tokens / wall if wall else 0.0
+            overall["requests_per_s"] = stats.generated / wall if wall else 0.0
+    task_metrics(scored, diversity).to_parquet(out_dir / TASK_METRICS_FILE, index=False)
+    metrics = {"wall_s": stats.wall_s, "scoring_s": time.perf_counter() - start, **metrics}
+    return metrics, scored
 
 
-def task_scores(scored: pd.DataFrame, diversity: pd.DataFrame) -> pd.DataFrame:
-    """Per task: keyword figures over its agents, and its diversity."""
-    keywords = (
-        scored.groupby(["role", "task_id"], sort=False)
-        .agg(
-            keyword_relevance=("keyword_relevance", "mean"),
-            keyword_full_coverage=("keyword_full", "mean"),
-        )
-        .reset_index()
-    )
-    return keywords.merge(diversity, on=["role", "task_id"], how="left")
+def peak_rss_mb() -> float:
+    """This process's peak resident memory so far (an in-process engine included)."""
+    import resource
 
-
-def run_messages(cfg: RunConfig, scored: pd.DataFrame, diversity: pd.DataFrame) -> list[Message]:
-    """Every agent's result and every deliberation, as sink messages."""
-    created = now_iso()
-    return agent_messages(scored, cfg.served_model, created) + deliberation_messages(
-        scored,
-        task_scores(scored, diversity),
-        cfg.served_model,
-        cfg.deliberation_timeout_s,
-        created,
-    )
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def sink_figures(report: SinkReport) -> dict[str, Any]:

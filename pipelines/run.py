@@ -28,16 +28,18 @@ def run_job(cfg: DictConfig, local: LocalExecutor) -> None:
     from pipelines.config import load
     from pipelines.engines import preflight
     from pipelines.pipeline import run_pipeline
+    from pipelines.reaper import reaper
     from pipelines.summary import summary
 
+    out_dir = Path(HydraConfig.get().runtime.output_dir)
     try:
         run = load(cfg)
         preflight(run.engine, run.model)
-        outcome = run_pipeline(
-            run,
-            Path(HydraConfig.get().runtime.output_dir),
-            executor=local if run.executor.name == "local" else None,
-        )
+        # Killed, this run leaves nothing running (pipelines/reaper.py).
+        with reaper(out_dir):
+            outcome = run_pipeline(
+                run, out_dir, executor=local if run.executor.name == "local" else None
+            )
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)

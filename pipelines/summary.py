@@ -25,6 +25,16 @@ def summary(outcome: RunOutcome) -> str:
         f"latency p50 {o['latency_p50_s']:.2f} s p95 {o['latency_p95_s']:.2f} s  "
         f"wall {m['wall_s']:.1f} s  scoring {m['scoring_s']:.2f} s",
     ]
+    if m.get("rows_reused"):
+        lines.append(
+            f"resumed: {m['rows_reused']} rows from earlier parts, "
+            f"{m['rows_generated']} generated now"
+        )
+    if m.get("landing_delay_p50_s") is not None:
+        lines.append(
+            f"parts: engine finish to part on disk p50 {m['landing_delay_p50_s']:.3f} s "
+            f"(max {m['landing_delay_max_s']:.3f} s)"
+        )
     missed = sorted(o["keyword_hit_rates"].items(), key=lambda kv: kv[1])[:5]
     lines.append("least-hit keywords: " + ", ".join(f"{k} {v:.2f}" for k, v in missed))
     for role, r in m.get("roles", {}).items():
@@ -56,7 +66,14 @@ def summary(outcome: RunOutcome) -> str:
         lines.append(
             f"{n['name']}: {n['messages']} messages, acked {n['acked']} "
             f"(duplicate {n['duplicate']}), unpublished {n['unpublished']}"
+            + (
+                f", batch acked p50 {m['ack_delay_p50_s']:.2f} s after its engine finished"
+                if m.get("ack_delay_p50_s") is not None
+                else ""
+            )
         )
+        if n.get("open_deliberations"):
+            lines.append(f"  {n['open_deliberations']} deliberation(s) did not end")
         if n["unpublished"]:
             lines.append(
                 f"  NOT PUBLISHED: {n['unpublished']} messages ({n['error']}); they are in "

@@ -1,10 +1,12 @@
 """Sinks publish a run's messages as they are given; ``none`` publishes nothing.
 
-A sink is opened for one run (a context manager: it may start a server), is
-given messages any number of times (:meth:`Sink.publish`), can publish again
+A sink is opened for one run (a context manager: it may start a server),
+follows the run's deliberations (:meth:`Sink.follow`), is given each batch's
+agent messages as the batch lands (:meth:`Sink.publish`), can publish again
 what it holds and the server never confirmed (:meth:`Sink.publish_pending`),
-and reports what was acked and what is still pending. Implementations are
-imported only when chosen.
+waits for the deliberations to end (:meth:`Sink.settle`), and reports what
+was acked and what is still pending. Implementations are imported only when
+chosen.
 """
 
 from __future__ import annotations
@@ -49,6 +51,18 @@ class Sink(Protocol):
     def __enter__(self) -> Sink: ...
 
     def __exit__(self, *exc: object) -> None: ...
+
+    def follow(
+        self, run_id: str, tasks: list[tuple[str, str]], since_ms: int, timeout_s: float
+    ) -> None:
+        """Follow the deliberations of ``tasks`` ((role, task_id)) of run ``run_id``,
+        started at ``since_ms`` (Unix ms), each timed out after ``timeout_s``."""
+        ...
+
+    def settle(self, timeout_s: float) -> int:
+        """Wait up to ``timeout_s`` for every followed deliberation to end;
+        return how many are still open."""
+        ...
 
     def publish(self, messages: list[Message]) -> None:
         """Keep ``messages`` durably, then publish them; never raises for an

@@ -1,7 +1,8 @@
 """NATS message payloads: an interface for downstream services, versioned.
 
-Subjects: ``agent.response.completed|failed`` (one per task x agent) and
-``deliberation.completed|failed`` (one per task). Every payload carries
+Subjects: ``agent.response.completed|failed`` (one per task x agent, published
+as its batch lands) and ``deliberation.completed|failed`` (one per task, from
+the collector, :mod:`pipelines.sinks.collector`). Every payload carries
 ``schema_version``; ``Nats-Msg-Id`` is ``<run_id>.<task_id>.<agent_id>`` for
 agent messages and ``<run_id>.<task_id>`` for deliberations, so the server
 drops a replayed duplicate. A field is never renamed or removed within a
@@ -11,6 +12,7 @@ schema version.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -48,10 +50,21 @@ def _clean(value: Any) -> Any:
     return value
 
 
-def agent_messages(results: pd.DataFrame, model: str, created_at: str) -> list[Message]:
-    """One message per (task, agent) row of the results table."""
+def agent_messages(
+    results: pd.DataFrame,
+    model: str,
+    keywords: Mapping[tuple[str, str], list[str]],
+    council_size: int,
+) -> list[Message]:
+    """One message per (task, agent) row of a results table.
+
+    Each carries what a collector needs to judge the deliberation on its own:
+    the council's size and the task's keywords.
+    """
     out = []
-    for r in results.itertuples(index=False):
+    created_at = now_iso()
+    sizes = results["council_size"].tolist() if "council_size" in results else None
+    for i, r in enumerate(results.itertuples(index=False)):
         error = _clean(r.error)
         payload = {
             "schema_version": SCHEMA_VERSION,
@@ -60,11 +73,13 @@ def agent_messages(results: pd.DataFrame, model: str, created_at: str) -> list[M
             "role": r.role,
             "agent_id": r.agent_id,
             "agent_index": _clean(r.agent_index),
+            "council_size": int(sizes[i]) if sizes else council_size,
             "status": "FAILED" if error else "COMPLETED",
             "model": model,
             "temperature": _clean(r.temperature),
             "seed": _clean(r.seed),
             "proposal": r.proposal,
+            "keywords": list(keywords[(r.role, r.task_id)]),
             "prompt_tokens": _clean(r.prompt_tokens),
             "completion_tokens": _clean(r.completion_tokens),
             "finish_reason": r.finish_reason,
@@ -74,52 +89,6 @@ def agent_messages(results: pd.DataFrame, model: str, created_at: str) -> list[M
         }
         subject = AGENT_FAILED if error else AGENT_COMPLETED
         out.append(Message(subject, f"{r.run_id}.{r.task_id}.{r.agent_id}", payload))
-    return out
-
-
-def deliberation_messages(
-    results: pd.DataFrame,
-    task_scores: pd.DataFrame,
-    model: str,
-    timeout_s: float,
-    created_at: str,
-) -> list[Message]:
-    """One message per task: its status, who answered, and its scores.
-
-    ``COMPLETED`` when every agent answered; ``FAILED`` when one failed;
-    ``TIMEOUT`` when the answers were spread over more than ``timeout_s``
-    (between the first and the last agent's result reaching the pipeline,
-    ``done_s``), as a collector waiting ``timeout_s`` would have given up.
-    """
-    scores = task_scores.set_index(["role", "task_id"])
-    out = []
-    for (role, task_id), part in results.groupby(["role", "task_id"], sort=False):
-        run_id = part["run_id"].iloc[0]
-        failed = part["error"].notna()
-        answered = part.loc[~failed, "agent_id"].tolist()
-        missing = part.loc[failed, "agent_id"].tolist()
-        elapsed = float(part["done_s"].max() - part["done_s"].min())
-        status = "FAILED" if missing else "TIMEOUT" if elapsed > timeout_s else "COMPLETED"
-        row = scores.loc[(role, task_id)] if (role, task_id) in scores.index else None
-        payload = {
-            "schema_version": SCHEMA_VERSION,
-            "run_id": run_id,
-            "task_id": task_id,
-            "role": role,
-            "status": status,
-            "model": model,
-            "agents": part["agent_id"].tolist(),
-            "answered": answered,
-            "missing": missing,
-            "elapsed_s": elapsed,
-            "timeout_s": timeout_s,
-            "scores": {
-                k: _clean(row[k]) if row is not None and k in row else None for k in TASK_SCORES
-            },
-            "created_at": created_at,
-        }
-        subject = DELIBERATION_COMPLETED if status == "COMPLETED" else DELIBERATION_FAILED
-        out.append(Message(subject, f"{run_id}.{task_id}", payload))
     return out
 
 

@@ -19,6 +19,14 @@ class NoSink:
     def __exit__(self, *exc: object) -> None:
         pass
 
+    def follow(
+        self, run_id: str, tasks: list[tuple[str, str]], since_ms: int, timeout_s: float
+    ) -> None:
+        pass
+
+    def settle(self, timeout_s: float) -> int:
+        return 0
+
     def publish(self, messages: list[Message]) -> None:
         pass
 

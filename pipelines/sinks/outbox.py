@@ -52,6 +52,12 @@ def record_acked(run_dir: Path, ids: list[str]) -> None:
 
 
 def pending(run_dir: Path) -> list[Message]:
-    """Messages of the outbox the server has not confirmed yet."""
+    """Messages of the outbox the server has not confirmed yet, each id once."""
+    if not (run_dir / OUTBOX_FILE).is_file():
+        return []
     done = acked_ids(run_dir)
-    return [m for m in read_outbox(run_dir) if m.msg_id not in done]
+    todo: dict[str, Message] = {}
+    for m in read_outbox(run_dir):
+        if m.msg_id not in done:
+            todo.setdefault(m.msg_id, m)
+    return list(todo.values())

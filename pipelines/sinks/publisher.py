@@ -10,6 +10,7 @@ import os
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from pipelines.config import NatsSinkConfig
 from pipelines.sinks.messages import STREAM_SUBJECTS, Message
@@ -48,6 +49,20 @@ def connect_options() -> dict:
         opts["user"] = os.environ["NATS_USER"]
         opts["password"] = os.environ.get("NATS_PASSWORD", "")
     return opts
+
+
+async def connect(url: str) -> Any:
+    """A NATS connection that gives up within seconds on a down server."""
+    import nats
+
+    return await nats.connect(
+        url,
+        connect_timeout=2,
+        max_reconnect_attempts=3,
+        reconnect_time_wait=0.5,
+        allow_reconnect=True,
+        **connect_options(),
+    )
 
 
 async def ensure_stream(js, name: str, duplicate_window_s: float) -> bool:
@@ -223,16 +238,7 @@ async def _publish(
     messages: list[Message],
     on_ack: Callable[[int], None] | None,
 ) -> None:
-    import nats
-
-    nc = await nats.connect(
-        url,
-        connect_timeout=2,
-        max_reconnect_attempts=3,
-        reconnect_time_wait=0.5,
-        allow_reconnect=True,
-        **connect_options(),
-    )
+    nc = await connect(url)
     try:
         js = nc.jetstream(publish_async_max_pending=cfg.max_in_flight)
         rest = messages

@@ -24,11 +24,12 @@ from pipelines.config import CouncilSpec, ExecutorConfig, compose_config
 from pipelines.council import batches, expand
 from pipelines.executors.local import LocalExecutor
 from pipelines.metrics import QUALITY_METRICS
-from pipelines.pipeline import RESULT_COLUMNS, generate_stage, load_run_tasks, run_pipeline
+from pipelines.pipeline import RESULT_COLUMNS, load_run_tasks, run_pipeline
 from pipelines.procs import free_port
 from pipelines.replay import main as replay_main
 from pipelines.sinks.nats_server import embedded_server
 from pipelines.stage import OUTPUT_COLUMNS
+from pipelines.stream import generate_stage
 from pipelines.tasks import Task
 from pipelines.track import main as track_main
 from tests.mlflow_helpers import mlflow_server

@@ -17,13 +17,14 @@ from pipelines.config import NatsSinkConfig
 from pipelines.procs import free_port
 from pipelines.replay import main as replay_main
 from pipelines.sinks import SinkReport
+from pipelines.sinks.deliberation import Deliberations
 from pipelines.sinks.messages import (
     AGENT_COMPLETED,
     AGENT_FAILED,
     DELIBERATION_COMPLETED,
     DELIBERATION_FAILED,
+    Message,
     agent_messages,
-    deliberation_messages,
 )
 from pipelines.sinks.nats import NatsSink
 from pipelines.sinks.nats_server import embedded_server
@@ -70,21 +71,18 @@ def results(tasks: int = 4, agents: int = 3, failed: tuple[str, str] | None = No
                     "finish_reason": "" if err else "stop",
                     "latency": 0.5,
                     "error": err,
-                    "done_s": 1.0 + t,
                 }
             )
     return pd.DataFrame(rows)
 
 
-def scores(table: pd.DataFrame) -> pd.DataFrame:
-    tasks = table[["role", "task_id"]].drop_duplicates()
-    return tasks.assign(keyword_relevance=0.5, unique_ratio=1.0)
-
-
-def messages(table: pd.DataFrame, timeout_s: float = 300.0):
-    return agent_messages(table, "m", "2026-01-01T00:00:00Z") + deliberation_messages(
-        table, scores(table), "m", timeout_s, "2026-01-01T00:00:00Z"
-    )
+def messages(table: pd.DataFrame) -> list[Message]:
+    """Every agent message, then the deliberation messages a collector ends them with."""
+    keywords = {k: ["proposal"] for k in table.groupby(["role", "task_id"]).groups}
+    agents = agent_messages(table, "m", keywords, council_size=3)
+    state = Deliberations(timeout_s=300.0)
+    ended = [state.add(m.payload, at=0.0)[1] for m in agents]
+    return agents + [o.message for o in ended if o is not None]
 
 
 @contextmanager
@@ -119,14 +117,8 @@ def test_every_message_once_on_its_subject(tmp_path: Path) -> None:
     (delib,) = [p for s, p in got if s == DELIBERATION_FAILED]
     assert delib["status"] == "FAILED" and delib["missing"] == ["agent-dev-002"]
     assert delib["answered"] == ["agent-dev-001", "agent-dev-003"]
-    assert delib["scores"]["keyword_relevance"] == 0.5
-
-
-def test_spread_over_timeout_is_published_as_timeout(tmp_path: Path) -> None:
-    table = results(tasks=1)
-    table.loc[2, "done_s"] = 10.0  # last agent arrives 9 s after the first
-    delib = deliberation_messages(table, scores(table), "m", 5.0, "now")[0]
-    assert (delib.subject, delib.payload["status"]) == (DELIBERATION_FAILED, "TIMEOUT")
+    # Keyword "proposal" in every answer; the failed agent counts as a miss.
+    assert delib["scores"]["keyword_relevance"] == pytest.approx(2 / 3)
 
 
 def test_replay_of_a_published_run_publishes_nothing_new(tmp_path: Path) -> None:

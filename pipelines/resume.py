@@ -1,0 +1,86 @@
+"""Continue a killed run: ``python -m pipelines.resume RUN_DIR``.
+
+Rebuilds the run's config and run_id from its ``run.json``, stops what the
+killed session left running (``procs.json``), generates only the requests no
+part in ``RUN_DIR/results/`` holds, publishes what the outbox holds and the
+server never acked, then scores, settles the deliberations and tracks the run
+as usual. ``metrics.json`` says how many rows were reused and how many
+generated. The server is ``NATS_URL`` when set, else the one the run used.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+from pipelines import UserError
+from pipelines.config import ExecutorConfig, NatsSinkConfig, RunConfig
+from pipelines.runinfo import MASK, RUN_INFO_FILE, read_run_config
+
+
+def resumed_config(run_dir: Path) -> RunConfig:
+    """The run's config, with the sink's server from this environment where set."""
+    cfg = read_run_config(run_dir)
+    if isinstance(cfg.sink, NatsSinkConfig):
+        url = os.environ.get("NATS_URL") or cfg.sink.url
+        if url and MASK in url:
+            raise UserError("the run's NATS URL has a masked password: set NATS_URL")
+        cfg = dataclasses.replace(cfg, sink=dataclasses.replace(cfg.sink, url=url))
+    return cfg
+
+
+def log_to(run_dir: Path) -> None:
+    fmt = "[%(asctime)s][%(name)s][%(levelname)s] - %(message)s"
+    logging.basicConfig(level=logging.INFO, format=fmt)
+    handler = logging.FileHandler(run_dir / "run.log")  # appended to the first session's
+    handler.setFormatter(logging.Formatter(fmt))
+    logging.getLogger().addHandler(handler)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from pipelines.engines import preflight
+    from pipelines.executors.local import LocalExecutor
+    from pipelines.pipeline import run_pipeline
+    from pipelines.reaper import reap_recorded, reaper
+    from pipelines.summary import summary
+
+    parser = argparse.ArgumentParser(
+        prog="python -m pipelines.resume",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("run_dir", type=Path, help="the run folder (holds run.json)")
+    args = parser.parse_args(argv)
+    run_dir: Path = args.run_dir.resolve()
+    try:
+        cfg = resumed_config(run_dir)
+        run_id = json.loads((run_dir / RUN_INFO_FILE).read_text())["run_id"]
+        preflight(cfg.engine, cfg.model)
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    log_to(run_dir)
+    logging.getLogger("pipelines.resume").info("resuming run %s in %s", run_id, run_dir)
+    reap_recorded(run_dir)
+    with reaper(run_dir), LocalExecutor(ExecutorConfig(name="local")) as local:
+        try:
+            outcome = run_pipeline(
+                cfg,
+                run_dir,
+                executor=local if cfg.executor.name == "local" else None,
+                run_id=run_id,
+            )
+        except UserError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+    print(summary(outcome), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

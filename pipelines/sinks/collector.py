@@ -1,0 +1,173 @@
+"""The deliberation collector: a JetStream consumer of ``agent.response.>``.
+
+It feeds each agent message (with the time the stream stored it) to
+:class:`~pipelines.sinks.deliberation.Deliberations`, times deliberations out
+by the clock, publishes each ``deliberation.completed|failed`` (``Nats-Msg-Id``
+``<run_id>.<task_id>``, so a second collector or a replay never duplicates
+one) and keeps every deliberation's status in a JetStream key-value bucket
+under ``<run_id>.<task_id>``: PENDING → IN_PROGRESS → COMPLETED | FAILED |
+TIMEOUT. It runs inside a run (``sink=nats``) and on its own as ``python -m
+pipelines.collect``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
+from typing import Any
+
+from pipelines.config import NatsSinkConfig
+from pipelines.sinks.deliberation import PENDING, Deliberations, Outcome, status_key, status_record
+from pipelines.sinks.messages import Message
+from pipelines.sinks.publisher import connect, ensure_stream
+
+log = logging.getLogger(__name__)
+
+AGENT_SUBJECTS = "agent.response.>"
+TICK_S = 0.25
+"""How often the clock is checked for timed-out deliberations."""
+
+
+async def status_bucket(js: Any, name: str) -> Any:
+    """The status bucket, created if missing (one value per key)."""
+    from nats.js.errors import BucketNotFoundError
+
+    try:
+        return await js.key_value(name)
+    except BucketNotFoundError:
+        return await js.create_key_value(bucket=name, history=1)
+
+
+def _encode(record: dict[str, Any]) -> bytes:
+    return json.dumps(record, separators=(",", ":")).encode()
+
+
+class Collector:
+    """Consumes agent messages, ends deliberations, publishes them, keeps their status.
+
+    Args:
+        url: the NATS server.
+        cfg: stream and bucket names.
+        timeout_s: DELIBERATION_TIMEOUT.
+        run_id: only this run's messages (None: every run's).
+        since: replay the stream from this Unix time (None: from its start).
+        keep: called with each deliberation message before it is published
+            (the run's outbox).
+        on_end: called with each outcome and whether the server acked it.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        cfg: NatsSinkConfig,
+        timeout_s: float,
+        run_id: str | None = None,
+        since: float | None = None,
+        keep: Callable[[list[Message]], None] | None = None,
+        on_end: Callable[[Outcome, bool], None] | None = None,
+    ) -> None:
+        self.url = url
+        self.cfg = cfg
+        self.run_id = run_id
+        self.since = since
+        self.keep = keep
+        self.on_end = on_end
+        self.state = Deliberations(timeout_s)
+
+    async def run(
+        self,
+        stop: asyncio.Event,
+        pending: Iterable[tuple[str, str]] = (),
+        ready: Callable[[], None] | None = None,
+    ) -> None:
+        """Collect until ``stop`` is set.
+
+        ``pending``: (role, task_id) of this run's deliberations, recorded as
+        PENDING unless the bucket already has them (a resumed run).
+        """
+        from nats.js.api import ConsumerConfig, DeliverPolicy
+        from nats.js.errors import KeyWrongLastSequenceError
+
+        nc = await connect(self.url)
+        try:
+            js = nc.jetstream()
+            await ensure_stream(js, self.cfg.stream, self.cfg.duplicate_window_s)
+            kv = await status_bucket(js, self.cfg.status_bucket)
+            for role, task_id in pending:
+                record = status_record(self.run_id or "", task_id, role, PENDING)
+                # Already there: a resumed run keeps what it knew.
+                with contextlib.suppress(KeyWrongLastSequenceError):
+                    await kv.create(status_key(self.run_id or "", task_id), _encode(record))
+            queue: asyncio.Queue = asyncio.Queue()
+            if self.since is None:
+                consumer = ConsumerConfig(deliver_policy=DeliverPolicy.ALL)
+            else:
+                start = datetime.fromtimestamp(self.since, UTC).isoformat()
+                consumer = ConsumerConfig(
+                    deliver_policy=DeliverPolicy.BY_START_TIME, opt_start_time=start
+                )
+            sub = await js.subscribe(
+                AGENT_SUBJECTS,
+                stream=self.cfg.stream,
+                cb=queue.put,
+                ordered_consumer=True,
+                config=consumer,
+            )
+            if ready is not None:
+                ready()
+            caught_up = False
+            while not stop.is_set():
+                try:
+                    msg = await asyncio.wait_for(queue.get(), timeout=TICK_S)
+                except TimeoutError:
+                    caught_up = True
+                else:
+                    caught_up = msg.metadata.num_pending == 0
+                    await self._take(js, kv, msg)
+                    if not queue.empty():
+                        continue
+                # Time out only once the backlog is read: a replayed deliberation
+                # must first meet all of its stored answers.
+                if caught_up:
+                    for outcome in self.state.expire(time.time()):
+                        await self._end(js, kv, outcome)
+            await sub.unsubscribe()
+        finally:
+            await nc.close()
+
+    async def _take(self, js: Any, kv: Any, msg: Any) -> None:
+        try:
+            payload = json.loads(msg.data)
+        except ValueError:
+            log.warning("collector: skipped a message that is not JSON on %s", msg.subject)
+            return
+        if self.run_id is not None and payload.get("run_id") != self.run_id:
+            return
+        if "council_size" not in payload:
+            return  # an agent message of an older schema: no council size to wait for
+        started, outcome = self.state.add(payload, msg.metadata.timestamp.timestamp())
+        if started is not None:
+            await kv.put(status_key(started["run_id"], started["task_id"]), _encode(started))
+        if outcome is not None:
+            await self._end(js, kv, outcome)
+
+    async def _end(self, js: Any, kv: Any, outcome: Outcome) -> None:
+        m = outcome.message
+        if self.keep is not None:
+            self.keep([m])
+        acked = False
+        try:
+            data = json.dumps(m.payload, separators=(",", ":")).encode()
+            await js.publish(m.subject, data, headers={"Nats-Msg-Id": m.msg_id})
+            acked = True
+        except Exception as e:  # noqa: BLE001 - kept in the outbox for a replay
+            log.warning("collector: %s not published: %s", m.msg_id, e)
+        await kv.put(outcome.key, _encode(outcome.record))
+        log.info("deliberation %s: %s", m.msg_id, outcome.record["status"])
+        if self.on_end is not None:
+            self.on_end(outcome, acked)

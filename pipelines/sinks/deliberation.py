@@ -1,0 +1,172 @@
+"""Deliberations: one per (run, task), from its agents' messages to its outcome.
+
+A pure state machine, fed agent payloads with the time each was published,
+and the clock. A deliberation is IN_PROGRESS from its first agent message; it
+ends COMPLETED when every agent of the council answered, FAILED when every
+agent reported and one failed, TIMEOUT when not every agent reported within
+``timeout_s`` of the first message. Each end yields the deliberation message
+(with the task's keyword and lexical diversity scores) and a status record;
+the collector publishes them. Messages after the end are ignored.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from evaluators import coverage, full_coverage, keyword_hits, lexical_diversity, self_bleu
+from pipelines.council import agent_id
+from pipelines.sinks.messages import (
+    DELIBERATION_COMPLETED,
+    DELIBERATION_FAILED,
+    SCHEMA_VERSION,
+    TASK_SCORES,
+    Message,
+    now_iso,
+)
+
+PENDING, IN_PROGRESS = "PENDING", "IN_PROGRESS"
+COMPLETED, FAILED, TIMEOUT = "COMPLETED", "FAILED", "TIMEOUT"
+FINAL = (COMPLETED, FAILED, TIMEOUT)
+
+
+def status_key(run_id: str, task_id: str) -> str:
+    """The key of a deliberation in the status bucket."""
+    return f"{run_id}.{task_id}"
+
+
+def status_record(
+    run_id: str,
+    task_id: str,
+    role: str,
+    status: str,
+    answered: list[str] | None = None,
+    missing: list[str] | None = None,
+) -> dict[str, Any]:
+    return {
+        "run_id": run_id,
+        "task_id": task_id,
+        "role": role,
+        "status": status,
+        "answered": answered or [],
+        "missing": missing or [],
+        "updated_at": now_iso(),
+    }
+
+
+def task_scores(payloads: list[dict[str, Any]], council_size: int) -> dict[str, Any]:
+    """Keyword scores over the council (a missing or failed agent is a miss) and
+    lexical diversity over the answers; ``embedding_diversity`` is left to the run."""
+    ok = [p["proposal"] for p in payloads if p["status"] == COMPLETED]
+    keywords = payloads[0]["keywords"] if payloads else []
+    hits = [keyword_hits(p, keywords) for p in ok]
+    hits += [[False] * len(keywords)] * (council_size - len(hits))
+    scores: dict[str, Any] = dict.fromkeys(TASK_SCORES)
+    scores["keyword_relevance"] = sum(coverage(h) for h in hits) / len(hits) if hits else 0.0
+    scores["keyword_full_coverage"] = full_coverage(hits)
+    if ok:
+        scores.update(lexical_diversity(ok))
+        scores["self_bleu"] = self_bleu(ok)
+    return scores
+
+
+@dataclass
+class Deliberation:
+    run_id: str
+    task_id: str
+    role: str
+    model: str
+    council_size: int
+    first_at: float
+    answers: dict[str, dict[str, Any]] = field(default_factory=dict)
+    last_at: float = 0.0
+
+
+@dataclass
+class Outcome:
+    """What ending a deliberation produced."""
+
+    message: Message
+    key: str
+    record: dict[str, Any]
+
+
+class Deliberations:
+    """Every open deliberation; ``add`` and ``expire`` return the ones that ended."""
+
+    def __init__(self, timeout_s: float) -> None:
+        self.timeout_s = timeout_s
+        self.open: dict[tuple[str, str], Deliberation] = {}
+        self.ended: dict[tuple[str, str], str] = {}
+
+    def add(
+        self, payload: dict[str, Any], at: float
+    ) -> tuple[dict[str, Any] | None, Outcome | None]:
+        """Take one agent payload published at ``at`` (Unix seconds).
+
+        Returns the IN_PROGRESS record when it opened a deliberation, and the
+        outcome when it ended one.
+        """
+        key = (payload["run_id"], payload["task_id"])
+        if key in self.ended:
+            return None, None
+        started = None
+        d = self.open.get(key)
+        if d is None:
+            d = Deliberation(
+                run_id=payload["run_id"],
+                task_id=payload["task_id"],
+                role=payload["role"],
+                model=payload.get("model", ""),
+                council_size=int(payload["council_size"]),
+                first_at=at,
+            )
+            self.open[key] = d
+            started = status_record(d.run_id, d.task_id, d.role, IN_PROGRESS)
+        d.answers[payload["agent_id"]] = payload
+        d.last_at = max(d.last_at, at)
+        if d.last_at - d.first_at > self.timeout_s:
+            return started, self._end(d, TIMEOUT, d.last_at)
+        if len(d.answers) >= d.council_size:
+            failed = any(p["status"] != COMPLETED for p in d.answers.values())
+            return started, self._end(d, FAILED if failed else COMPLETED, d.last_at)
+        if started is not None:
+            started["answered"] = sorted(d.answers)
+        return started, None
+
+    def expire(self, now: float) -> list[Outcome]:
+        """End as TIMEOUT every deliberation open for longer than the timeout."""
+        late = [d for d in self.open.values() if now - d.first_at > self.timeout_s]
+        return [self._end(d, TIMEOUT, now) for d in late]
+
+    def _end(self, d: Deliberation, status: str, at: float) -> Outcome:
+        del self.open[(d.run_id, d.task_id)]
+        self.ended[(d.run_id, d.task_id)] = status
+        payloads = [d.answers[a] for a in sorted(d.answers)]
+        answered = [p["agent_id"] for p in payloads if p["status"] == COMPLETED]
+        agents = [agent_of(d, i) for i in range(1, d.council_size + 1)]
+        missing = [a for a in agents if a not in answered]
+        payload = {
+            "schema_version": SCHEMA_VERSION,
+            "run_id": d.run_id,
+            "task_id": d.task_id,
+            "role": d.role,
+            "status": status,
+            "model": d.model,
+            "agents": agents,
+            "answered": answered,
+            "missing": missing,
+            "elapsed_s": round(at - d.first_at, 3),
+            "timeout_s": self.timeout_s,
+            "scores": task_scores(payloads, d.council_size),
+            "created_at": now_iso(),
+        }
+        subject = DELIBERATION_COMPLETED if status == COMPLETED else DELIBERATION_FAILED
+        message = Message(subject, f"{d.run_id}.{d.task_id}", payload)
+        record = status_record(d.run_id, d.task_id, d.role, status, answered, missing)
+        return Outcome(message, status_key(d.run_id, d.task_id), record)
+
+
+def agent_of(d: Deliberation, index: int) -> str:
+    """The id of the council's ``index``-th agent."""
+    return agent_id(d.role, index)

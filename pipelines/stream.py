@@ -1,0 +1,118 @@
+"""The stream loop: each batch, as it lands, is a part on disk, agent messages on
+the sink and a progress line; the driver keeps counts, not rows."""
+
+from __future__ import annotations
+
+import logging
+import statistics
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from pipelines.config import RunConfig
+from pipelines.council import batches
+from pipelines.executors import Executor, StageSpec
+from pipelines.parts import write_part
+from pipelines.sinks import Sink
+from pipelines.sinks.messages import agent_messages
+from pipelines.stage import GenerateStage
+
+log = logging.getLogger(__name__)
+
+NOT_KEPT = ["system_prompt"]
+"""Request columns a part leaves out (the role's prompt, the same on every row)."""
+
+
+def generate_stage(cfg: RunConfig, executor: Executor) -> StageSpec:
+    """The engine stage to map, with what each replica asks for on this cluster."""
+    return StageSpec(
+        GenerateStage,
+        {"engine": cfg.engine, "model": cfg.model},
+        num_gpus=cfg.engine.replica_gpus(executor.gpus()),
+        num_cpus=cfg.executor.num_cpus,
+    )
+
+
+@dataclass
+class StreamStats:
+    """What one session of generation did."""
+
+    generated: int = 0
+    tokens: int = 0
+    wall_s: float = 0.0
+    landing_s: list[float] = field(default_factory=list)
+    """Per batch: engine finish → part on disk."""
+    acked_s: list[float] = field(default_factory=list)
+    """Per batch: engine finish → its agent messages confirmed by the sink."""
+
+    def figures(self) -> dict[str, Any]:
+        def p50(xs: list[float]) -> float | None:
+            return statistics.median(xs) if xs else None
+
+        return {
+            "rows_generated": self.generated,
+            "generated_tokens": self.tokens,
+            "generation_wall_s": self.wall_s,
+            "landing_delay_p50_s": p50(self.landing_s),
+            "landing_delay_max_s": max(self.landing_s, default=None),
+            "ack_delay_p50_s": p50(self.acked_s),
+        }
+
+
+def stream(
+    executor: Executor,
+    cfg: RunConfig,
+    todo: pd.DataFrame,
+    *,
+    run_id: str,
+    run_dir: Path,
+    sink: Sink,
+    keywords: Mapping[tuple[str, str], list[str]],
+    total: int,
+) -> StreamStats:
+    """Generate ``todo`` batch by batch; land each batch as it comes back.
+
+    Args:
+        todo: the request rows still to answer (a resume passes the rest).
+        keywords: each task's keywords, for the agent messages.
+        total: requests of the whole run (for progress).
+    """
+    stats = StreamStats()
+    done_before = total - len(todo)
+    # Scaling: only the full council is a deliberation; smaller arms are not published.
+    full = max(cfg.experiment.agents) if "council_size" in todo else None
+    start = time.perf_counter()
+    for out in executor.map(generate_stage(cfg, executor), batches(todo)):
+        for batch_id, rows in out.groupby("batch_id", sort=True):
+            rows = rows.drop(columns=NOT_KEPT).assign(run_id=run_id)
+            finished = float((rows["started_at"] + rows["batch_s"]).iloc[0])
+            write_part(run_dir, int(batch_id), rows)
+            stats.landing_s.append(time.time() - finished)
+            published = rows if full is None else rows[rows["council_size"] == full]
+            if len(published):
+                sink.publish(agent_messages(published, cfg.served_model, keywords, cfg.agents))
+                stats.acked_s.append(time.time() - finished)
+            stats.generated += len(rows)
+            stats.tokens += int(rows["completion_tokens"].sum())
+            _progress(int(batch_id), stats, done_before, total, time.perf_counter() - start)
+    stats.wall_s = time.perf_counter() - start
+    return stats
+
+
+def _progress(batch_id: int, stats: StreamStats, before: int, total: int, elapsed: float) -> None:
+    done = before + stats.generated
+    rate = stats.generated / elapsed if elapsed else 0.0
+    eta = (total - done) / rate if rate else float("nan")
+    log.info(
+        "batch %d landed: %d/%d requests%s, %.1f tokens/s, ETA %.0f s",
+        batch_id,
+        done,
+        total,
+        f" ({before} from earlier parts)" if before else "",
+        stats.tokens / elapsed if elapsed else 0.0,
+        eta,
+    )

@@ -1,0 +1,143 @@
+"""kill -9 a run mid-way, then ``pipelines.resume`` it: real engine, Ray, NATS, MLflow.
+
+One engine at a time: the in-process reference is released before the runs
+(each a subprocess with its own engine) start.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import pandas as pd
+import psutil
+import pytest
+from mlflow import MlflowClient
+
+from pipelines import PROJECT_ROOT
+from pipelines.config import ExecutorConfig, compose_config
+from pipelines.executors.local import LocalExecutor
+from pipelines.parts import part_files
+from pipelines.pipeline import run_pipeline
+from pipelines.sinks.nats_server import embedded_server
+from pipelines.status import main as status_main
+from tests.nats_helpers import stream_contents
+
+COUNCIL = ["role=data", "limit=2", "max_tokens=32", "batch_size=2", "embeddings=false"]
+"""6 requests in 3 batches: a kill after the first part leaves work to resume."""
+KEY = ["task_id", "agent_id"]
+
+
+@pytest.fixture(scope="module")
+def reference(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> pd.DataFrame:
+    """The uninterrupted run's proposals (same seed, same batches), in process."""
+    cfg = compose_config([*COUNCIL, "executor=local", "sink=none", "tracking=none"])
+    with LocalExecutor(ExecutorConfig(name="local")) as local:
+        results = run_pipeline(cfg, tmp_path_factory.mktemp("reference"), executor=local).results
+    return results[[*KEY, "proposal"]]
+
+
+@pytest.fixture(scope="module")
+def nats_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A server of the test's own: it outlives the killed runs."""
+    with embedded_server(tmp_path_factory.mktemp("nats")) as url:
+        yield url
+
+
+def alive(pids: list[psutil.Process]) -> list[str]:
+    out = []
+    for p in pids:
+        try:
+            if p.is_running() and p.status() != psutil.STATUS_ZOMBIE:
+                out.append(f"{p.pid} {p.name()}")
+        except psutil.NoSuchProcess:
+            continue
+    return out
+
+
+def run_messages(url: str, stream: str, run_id: str) -> list[tuple[str, dict]]:
+    return [(s, p) for s, p in stream_contents(url, stream) if p["run_id"] == run_id]
+
+
+@pytest.mark.parametrize("executor", ["ray", "local"])
+def test_kill_9_then_resume_gives_the_uninterrupted_results(
+    executor: str, reference: pd.DataFrame, nats_url: str, tmp_path: Path, capsys
+) -> None:
+    out, stream = tmp_path / "run", f"RESUME_{executor.upper()}"
+    mlflow_uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    env = {**os.environ, "NATS_URL": nats_url, "MLFLOW_TRACKING_URI": mlflow_uri}
+    cmd = [sys.executable, "-m", "pipelines.run", f"hydra.run.dir={out}", *COUNCIL]
+    driver = subprocess.Popen(
+        [*cmd, f"executor={executor}", f"sink.stream={stream}"],
+        cwd=PROJECT_ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 400
+    while not part_files(out):
+        assert driver.poll() is None, "the run ended before its first part"
+        assert time.monotonic() < deadline, "no part within 400 s"
+        time.sleep(0.05)
+    family = psutil.Process(driver.pid).children(recursive=True)
+    run_id = json.loads((out / "run.json").read_text())["run_id"]
+    # Live: the first batch's agent messages are in the stream, and status answers.
+    deadline = time.monotonic() + 30
+    while not run_messages(nats_url, stream, run_id):
+        assert time.monotonic() < deadline, "no agent message of the run in the stream"
+        time.sleep(0.1)
+    capsys.readouterr()
+    assert status_main([run_id, "--url", nats_url]) == 0
+    live = capsys.readouterr().out.splitlines()
+    assert len(live) == 2 + 1 and "deliberations" in live[-1]
+    os.kill(driver.pid, signal.SIGKILL)
+    driver.wait()
+    before = len(part_files(out))
+    assert 1 <= before < 3, f"{before} parts at the kill: the kill was not mid-run"
+
+    # Nothing the run started outlives it by more than a short grace.
+    deadline = time.monotonic() + 15
+    while alive(family) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert alive(family) == []
+
+    resumed = subprocess.run(
+        [sys.executable, "-m", "pipelines.resume", str(out)],
+        cwd=PROJECT_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert resumed.returncode == 0, resumed.stderr[-4000:]
+
+    results = pd.read_parquet(out / "results.parquet")
+    assert results[[*KEY, "proposal"]].to_dict("records") == reference.to_dict("records")
+    assert (results["run_id"] == run_id).all()
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["rows_reused"] == 2 * before
+    assert metrics["rows_generated"] == 6 - 2 * before
+    got = run_messages(nats_url, stream, run_id)
+    subjects = Counter(s.split(".")[0] for s, _ in got)
+    assert subjects == {"agent": 6, "deliberation": 2}
+    ids = [(p["task_id"], p.get("agent_id")) for _, p in got]
+    assert len(ids) == len(set(ids))
+    assert {p["status"] for s, p in got if s.startswith("deliberation.")} == {"COMPLETED"}
+    client = MlflowClient(tracking_uri=mlflow_uri)
+    runs = client.search_runs(
+        [e.experiment_id for e in client.search_experiments()],
+        filter_string=f"tags.`council.run_id` = '{run_id}'",
+    )
+    assert len(runs) == 1
+
+    capsys.readouterr()
+    assert status_main([run_id, "--url", nats_url]) == 0
+    after = capsys.readouterr().out.splitlines()
+    assert [line.split()[2] for line in after[:-1]] == ["COMPLETED", "COMPLETED"]
