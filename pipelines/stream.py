@@ -86,9 +86,11 @@ def stream(
     # Scaling: only the full council is a deliberation; smaller arms are not published.
     full = max(cfg.experiment.agents) if "council_size" in todo else None
     start = time.perf_counter()
+    first_call = float("inf")  # Unix time the first engine call began (after the load)
     for out in executor.map(generate_stage(cfg, executor), batches(todo)):
         for batch_id, rows in out.groupby("batch_id", sort=True):
             rows = rows.drop(columns=NOT_KEPT).assign(run_id=run_id)
+            first_call = min(first_call, float(rows["started_at"].min()))
             finished = float((rows["started_at"] + rows["batch_s"]).iloc[0])
             write_part(run_dir, int(batch_id), rows)
             stats.landing_s.append(time.time() - finished)
@@ -98,12 +100,14 @@ def stream(
                 stats.acked_s.append(time.time() - finished)
             stats.generated += len(rows)
             stats.tokens += int(rows["completion_tokens"].sum())
-            _progress(int(batch_id), stats, done_before, total, time.perf_counter() - start)
+            _progress(int(batch_id), stats, done_before, total, time.time() - first_call)
     stats.wall_s = time.perf_counter() - start
     return stats
 
 
 def _progress(batch_id: int, stats: StreamStats, before: int, total: int, elapsed: float) -> None:
+    """One line per landed batch; rates over the time since the first engine call
+    (the engine load is not generation)."""
     done = before + stats.generated
     rate = stats.generated / elapsed if elapsed else 0.0
     eta = (total - done) / rate if rate else float("nan")
