@@ -70,12 +70,12 @@ def run_messages(url: str, stream: str, run_id: str) -> list[tuple[str, dict]]:
 def test_kill_9_then_resume_gives_the_uninterrupted_results(
     executor: str, reference: pd.DataFrame, nats_url: str, tmp_path: Path, capsys
 ) -> None:
-    out, stream = tmp_path / "run", f"RESUME_{executor.upper()}"
+    out, stream = tmp_path / "run", "COUNCIL"  # one stream holds agent.response.> on a server
     mlflow_uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     env = {**os.environ, "NATS_URL": nats_url, "MLFLOW_TRACKING_URI": mlflow_uri}
     cmd = [sys.executable, "-m", "pipelines.run", f"hydra.run.dir={out}", *COUNCIL]
     driver = subprocess.Popen(
-        [*cmd, f"executor={executor}", f"sink.stream={stream}"],
+        [*cmd, f"executor={executor}"],
         cwd=PROJECT_ROOT,
         env=env,
         stdout=subprocess.DEVNULL,
