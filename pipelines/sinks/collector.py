@@ -58,7 +58,7 @@ class Collector:
         since: replay the stream from this Unix time (None: from its start).
         keep: called with each deliberation message before it is published
             (the run's outbox).
-        on_end: called with each outcome and whether the server acked it.
+        on_end: called with each outcome and the server's ack (None: not acked).
     """
 
     def __init__(
@@ -69,7 +69,7 @@ class Collector:
         run_id: str | None = None,
         since: float | None = None,
         keep: Callable[[list[Message]], None] | None = None,
-        on_end: Callable[[Outcome, bool], None] | None = None,
+        on_end: Callable[[Outcome, Any], None] | None = None,
     ) -> None:
         self.url = url
         self.cfg = cfg
@@ -160,14 +160,13 @@ class Collector:
         m = outcome.message
         if self.keep is not None:
             self.keep([m])
-        acked = False
+        ack = None
         try:
             data = json.dumps(m.payload, separators=(",", ":")).encode()
-            await js.publish(m.subject, data, headers={"Nats-Msg-Id": m.msg_id})
-            acked = True
+            ack = await js.publish(m.subject, data, headers={"Nats-Msg-Id": m.msg_id})
         except Exception as e:  # noqa: BLE001 - kept in the outbox for a replay
             log.warning("collector: %s not published: %s", m.msg_id, e)
         await kv.put(outcome.key, _encode(outcome.record))
         log.info("deliberation %s: %s", m.msg_id, outcome.record["status"])
         if self.on_end is not None:
-            self.on_end(outcome, acked)
+            self.on_end(outcome, ack)

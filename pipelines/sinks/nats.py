@@ -17,6 +17,7 @@ import threading
 import time
 from contextlib import ExitStack
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pipelines.config import NatsSinkConfig
 from pipelines.sinks import SinkReport
@@ -25,6 +26,9 @@ from pipelines.sinks.deliberation import Outcome
 from pipelines.sinks.messages import Message
 from pipelines.sinks.outbox import append_outbox, pending, record_acked
 from pipelines.sinks.publisher import publish
+
+if TYPE_CHECKING:
+    from nats.js.api import PubAck
 
 log = logging.getLogger(__name__)
 
@@ -106,11 +110,12 @@ class NatsSink:
         with self._lock:
             append_outbox(self.run_dir, messages)
 
-    def _ended(self, outcome: Outcome, acked: bool) -> None:
+    def _ended(self, outcome: Outcome, ack: PubAck | None) -> None:
         with self._lock:
             self._report.messages += 1
-            if acked:
+            if ack is not None:
                 self._report.acked += 1
+                self._report.duplicate += bool(ack.duplicate)
                 record_acked(self.run_dir, [outcome.message.msg_id])
 
     def _send(self, messages: list[Message]) -> None:

@@ -17,6 +17,7 @@ import pytest
 from pipelines import PROJECT_ROOT, UserError
 from pipelines.config import RunConfig, compose_config
 from pipelines.engines.openai import PROBE_TIMEOUT_S, OpenAIEngine, check_server
+from pipelines.parts import part_files
 from pipelines.pipeline import run_pipeline
 from pipelines.procs import free_port
 from pipelines.serve_model import served
@@ -43,8 +44,12 @@ def test_pipeline_on_ray_through_the_server(server: str, tmp_path: Path) -> None
         "tracking=none",
         "limit=2",
         "max_tokens=16",
+        "batch_size=4",
     )
     results = run_pipeline(settings, tmp_path).results
+
+    # Each batch landed as its own part: 6 requests in 3 + 3.
+    assert [len(pd.read_parquet(p)) for p in part_files(tmp_path)] == [3, 3]
 
     assert len(results) == 2 * 3
     assert results["error"].isna().all()

@@ -24,6 +24,7 @@ from pipelines.config import CouncilSpec, ExecutorConfig, compose_config
 from pipelines.council import batches, expand
 from pipelines.executors.local import LocalExecutor
 from pipelines.metrics import QUALITY_METRICS
+from pipelines.parts import part_files
 from pipelines.pipeline import RESULT_COLUMNS, load_run_tasks, run_pipeline
 from pipelines.procs import free_port
 from pipelines.replay import main as replay_main
@@ -104,7 +105,12 @@ def our_engine_processes() -> list[str]:
 
 def test_dask_gives_the_same_table_as_ray(ray_data_run: pd.DataFrame, tmp_path: Path) -> None:
     settings = compose_config(["role=data", "executor=dask", *TINY])
-    dask_run = run_pipeline(settings, tmp_path).results
+    outcome = run_pipeline(settings, tmp_path)
+    dask_run = outcome.results
+    assert len(part_files(tmp_path)) == 1  # 6 requests, one batch, one part
+    # Landing (driver receives the rows, writes the part) is short beside the batch.
+    part = pd.read_parquet(part_files(tmp_path)[0])
+    assert outcome.metrics["landing_delay_max_s"] < part["batch_s"].iloc[0]
     # The worker's engine is closed with the cluster, not left running as an orphan.
     assert our_engine_processes() == []
 
