@@ -96,8 +96,10 @@ def stream(
             stats.landing_s.append(time.time() - finished)
             published = rows if full is None else rows[rows["council_size"] == full]
             if len(published):
-                sink.publish(agent_messages(published, cfg.served_model, keywords, cfg.agents))
-                stats.acked_s.append(time.time() - finished)
+                sink.publish(
+                    agent_messages(published, cfg.served_model, keywords, cfg.agents),
+                    on_acked=lambda f=finished: stats.acked_s.append(time.time() - f),
+                )
             stats.generated += len(rows)
             stats.tokens += int(rows["completion_tokens"].sum())
             _progress(int(batch_id), stats, done_before, total, time.time() - first_call)

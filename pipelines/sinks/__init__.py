@@ -12,6 +12,7 @@ chosen.
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -64,9 +65,10 @@ class Sink(Protocol):
         return how many are still open."""
         ...
 
-    def publish(self, messages: list[Message]) -> None:
-        """Keep ``messages`` durably, then publish them; never raises for an
-        unreachable server (the report says what is pending)."""
+    def publish(self, messages: list[Message], on_acked: Callable[[], None] | None = None) -> None:
+        """Keep ``messages`` durably, then publish them, without waiting for the
+        server: ``on_acked`` is called once all are confirmed. Never raises for
+        an unreachable server (the report says what is pending)."""
         ...
 
     def publish_pending(self) -> None:

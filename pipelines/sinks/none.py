@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from pipelines.config import SinkConfig
@@ -27,7 +28,7 @@ class NoSink:
     def settle(self, timeout_s: float) -> int:
         return 0
 
-    def publish(self, messages: list[Message]) -> None:
+    def publish(self, messages: list[Message], on_acked: Callable[[], None] | None = None) -> None:
         pass
 
     def publish_pending(self) -> None:

@@ -231,14 +231,16 @@ async def _publish_each(
             fut.cancel()
 
 
-async def _publish(
-    report: PublishReport,
-    url: str,
+async def publish_on(
+    nc: Any,
     cfg: NatsSinkConfig,
     messages: list[Message],
-    on_ack: Callable[[int], None] | None,
-) -> None:
-    nc = await connect(url)
+    on_ack: Callable[[int], None] | None = None,
+) -> PublishReport:
+    """Publish ``messages`` on an open connection (see :func:`publish`); never raises."""
+    report = PublishReport()
+    if not messages:
+        return report
     try:
         js = nc.jetstream(publish_async_max_pending=cfg.max_in_flight)
         rest = messages
@@ -247,11 +249,27 @@ async def _publish(
             rest = await _publish_atomic(nc, report, messages, window, ack_s, on_ack)
         if rest and report.error is None:
             await _publish_each(js, report, rest, window, ack_s, on_ack)
+    except Exception as e:  # noqa: BLE001 - reported, the run goes on
+        report.error = f"{type(e).__name__}: {e}"
+    report.failed = len(messages) - report.acked
+    if report.error:
+        log.warning("nats: publishing: %s", report.error)
+    return report
+
+
+async def _publish(
+    url: str,
+    cfg: NatsSinkConfig,
+    messages: list[Message],
+    on_ack: Callable[[int], None] | None,
+) -> PublishReport:
+    nc = await connect(url)
+    try:
+        return await publish_on(nc, cfg, messages, on_ack)
     finally:
         # A broken connection must not hide the report.
         with contextlib.suppress(Exception):
             await asyncio.wait_for(nc.close(), timeout=5)
-    report.failed = len(messages) - report.acked
 
 
 def publish(
@@ -272,14 +290,10 @@ def publish(
     Never raises for an unreachable server or lost acks: the report says how
     many were not confirmed (``failed``), and why (``error``).
     """
-    report = PublishReport()
     if not messages:
-        return report
+        return PublishReport()
     try:
-        asyncio.run(_publish(report, url, cfg, messages, on_ack))
+        return asyncio.run(_publish(url, cfg, messages, on_ack))
     except Exception as e:  # noqa: BLE001 - reported, the run goes on
-        report.error = f"{type(e).__name__}: {e}"
-    report.failed = len(messages) - report.acked
-    if report.error:
-        log.warning("nats: publishing to %s: %s", url, report.error)
-    return report
+        log.warning("nats: publishing to %s: %s", url, e)
+        return PublishReport(failed=len(messages), error=f"{type(e).__name__}: {e}")
