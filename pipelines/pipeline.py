@@ -128,9 +128,11 @@ def run_pipeline(
     run_id = run_id or new_run_id(cfg.role.name)
     out_dir.mkdir(parents=True, exist_ok=True)
     tasks = load_run_tasks(cfg)
-    if not resuming:
-        write_run_info(out_dir, run_id, cfg)
-    started_ms = json.loads((out_dir / RUN_INFO_FILE).read_text())["started_at_ms"]
+    if resuming:  # the first session's start: the collector replays from there
+        info = json.loads((out_dir / RUN_INFO_FILE).read_text())
+    else:
+        info = write_run_info(out_dir, run_id, cfg)
+    started_ms = info["started_at_ms"]
     requests = council_requests(cfg, tasks)
     held = held_keys(out_dir, requests)
     todo = requests[~held]

@@ -107,10 +107,11 @@ def run_info(run_id: str, cfg: RunConfig) -> dict[str, Any]:
     }
 
 
-def write_run_info(out_dir: Path, run_id: str, cfg: RunConfig) -> None:
-    (out_dir / RUN_INFO_FILE).write_text(
-        json.dumps(run_info(run_id, cfg), indent=2, default=str) + "\n"
-    )
+def write_run_info(out_dir: Path, run_id: str, cfg: RunConfig) -> dict[str, Any]:
+    """Write ``run.json``; returns what it holds."""
+    info = run_info(run_id, cfg)
+    (out_dir / RUN_INFO_FILE).write_text(json.dumps(info, indent=2, default=str) + "\n")
+    return info
 
 
 def read_run_config(run_dir: Path) -> RunConfig:

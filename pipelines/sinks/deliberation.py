@@ -144,7 +144,7 @@ class Deliberations:
         self.ended[(d.run_id, d.task_id)] = status
         payloads = [d.answers[a] for a in sorted(d.answers)]
         answered = [p["agent_id"] for p in payloads if p["status"] == COMPLETED]
-        agents = [agent_of(d, i) for i in range(1, d.council_size + 1)]
+        agents = [agent_id(d.role, i) for i in range(1, d.council_size + 1)]
         missing = [a for a in agents if a not in answered]
         payload = {
             "schema_version": SCHEMA_VERSION,
@@ -165,8 +165,3 @@ class Deliberations:
         message = Message(subject, f"{d.run_id}.{d.task_id}", payload)
         record = status_record(d.run_id, d.task_id, d.role, status, answered, missing)
         return Outcome(message, status_key(d.run_id, d.task_id), record)
-
-
-def agent_of(d: Deliberation, index: int) -> str:
-    """The id of the council's ``index``-th agent."""
-    return agent_id(d.role, index)
