@@ -41,6 +41,7 @@ from pipelines.config import RunConfig, compose_config
 from pipelines.council import batches, expand
 from pipelines.executors import build_executor
 from pipelines.pipeline import load_run_tasks
+from pipelines.procs import live_descendants
 from pipelines.stream import generate_stage
 
 log = logging.getLogger("pipelines.bench")
@@ -65,24 +66,12 @@ def bench_requests(
     return settings, parts
 
 
-def engine_processes() -> list[psutil.Process]:
-    """Live vLLM engine processes this process started (its descendants only)."""
-    alive = []
-    for p in psutil.Process().children(recursive=True):
-        try:
-            if p.name().startswith("VLLM::") and p.status() != psutil.STATUS_ZOMBIE:
-                alive.append(p)  # a zombie has exited and only waits to be reaped
-        except psutil.NoSuchProcess:
-            continue
-    return alive
-
-
 def wait_engines_gone(timeout: float = 60.0) -> None:
     """Block until no vLLM engine process of ours is left, so contenders never overlap."""
     deadline = time.monotonic() + timeout
     alive: list[psutil.Process] = []
     while time.monotonic() < deadline:
-        alive = engine_processes()
+        alive = live_descendants("VLLM::")
         if not alive:
             return
         time.sleep(0.5)

@@ -18,6 +18,8 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
+import psutil
+
 log = logging.getLogger(__name__)
 
 
@@ -122,3 +124,25 @@ def child_server(
         stop_process(proc, timeout=stop_timeout_s)
         if out is not None:
             out.close()
+
+
+def live_descendants(name_prefix: str = "") -> list[psutil.Process]:
+    """Live (not zombie) descendants of this process whose name starts with ``name_prefix``."""
+    alive = []
+    for p in psutil.Process().children(recursive=True):
+        try:
+            if p.name().startswith(name_prefix) and p.status() != psutil.STATUS_ZOMBIE:
+                alive.append(p)  # a zombie has exited and only waits to be reaped
+        except psutil.NoSuchProcess:
+            continue
+    return alive
+
+
+def reap(procs: Sequence[psutil.Process], timeout: float = 15.0) -> list[psutil.Process]:
+    """Wait up to ``timeout`` s for ``procs`` to exit, SIGKILL the rest; returns those killed."""
+    _, alive = psutil.wait_procs(procs, timeout=timeout)
+    for p in alive:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            p.kill()
+    psutil.wait_procs(alive, timeout=5.0)
+    return alive

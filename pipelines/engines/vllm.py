@@ -11,6 +11,7 @@ import pandas as pd
 
 from pipelines.config import ModelConfig, VLLMEngineConfig
 from pipelines.engines import Completion, chat_messages
+from pipelines.procs import live_descendants, reap
 
 log = logging.getLogger(__name__)
 
@@ -24,6 +25,7 @@ class VLLMEngine:
         from vllm import LLM
 
         start = time.perf_counter()
+        before = {p.pid for p in live_descendants()}
         self.llm = LLM(
             model=model.path,
             served_model_name=cfg.served_name(model),
@@ -35,6 +37,8 @@ class VLLMEngine:
             enable_chunked_prefill=cfg.enable_chunked_prefill,
             **cfg.extra_engine_kwargs,
         )
+        # The engine-core and worker processes this engine started, for close().
+        self._procs = [p for p in live_descendants("VLLM::") if p.pid not in before]
         log.info("vllm: loaded %s in %.1f s", model.path, time.perf_counter() - start)
 
     def generate(self, requests: pd.DataFrame) -> list[Completion]:
@@ -82,3 +86,8 @@ class VLLMEngine:
             # Stops the engine-core process now rather than at interpreter exit.
             llm.llm_engine.engine_core.shutdown()
             self.llm = None
+            # shutdown() signals the engine core; its worker can outlive it by
+            # seconds on a loaded host. Return only once all are gone.
+            killed = reap(self._procs)
+            if killed:
+                log.warning("vllm: killed engine processes that outlived shutdown: %s", killed)

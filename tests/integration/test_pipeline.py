@@ -15,7 +15,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
-import psutil
 import pytest
 from mlflow import MlflowClient
 
@@ -26,7 +25,7 @@ from pipelines.executors.local import LocalExecutor
 from pipelines.metrics import QUALITY_METRICS
 from pipelines.parts import part_files
 from pipelines.pipeline import RESULT_COLUMNS, load_run_tasks, run_pipeline
-from pipelines.procs import free_port
+from pipelines.procs import free_port, live_descendants
 from pipelines.replay import main as replay_main
 from pipelines.sinks.nats_server import embedded_server
 from pipelines.stage import OUTPUT_COLUMNS
@@ -93,14 +92,7 @@ def ray_data_run(tmp_path_factory: pytest.TempPathFactory, model_dir: Path) -> p
 
 def our_engine_processes() -> list[str]:
     """vLLM engine processes among this test process's descendants (live ones)."""
-    names = []
-    for p in psutil.Process().children(recursive=True):
-        try:
-            if p.name().startswith("VLLM::") and p.status() != psutil.STATUS_ZOMBIE:
-                names.append(f"{p.pid} {p.name()}")
-        except psutil.NoSuchProcess:
-            continue
-    return names
+    return [f"{p.pid} {p.name()}" for p in live_descendants("VLLM::")]
 
 
 def test_dask_gives_the_same_table_as_ray(ray_data_run: pd.DataFrame, tmp_path: Path) -> None:
