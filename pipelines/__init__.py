@@ -21,10 +21,16 @@ runs them again on a killed run's folder, and ``reaper.py`` stops what a
 killed run left running.
 """
 
+import os
 from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 """The folder holding ``conf/``, ``datasets/`` and ``models/``."""
+
+
+def runs_root() -> Path:
+    """Where run folders go: ``COUNCIL_RUNS_DIR`` (a volume on a cluster), else ``runs/``."""
+    return Path(os.environ.get("COUNCIL_RUNS_DIR") or PROJECT_ROOT / "runs")
 
 
 class UserError(Exception):

@@ -269,6 +269,22 @@ class ExperimentConfig:
 
 
 @dataclass
+class FailOnConfig:
+    """What makes a finished run exit non-zero (3), so a scheduled run's status is true."""
+
+    # Messages the sink never saw acked (they wait in outbox.jsonl).
+    unpublished: bool = True
+    # The tracker failed (the run's files are on disk; ``pipelines.track`` logs them later).
+    tracking: bool = True
+    # Share of requests that ended in an error row; more than this fails the run.
+    max_error_rate: float = 0.01
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.max_error_rate <= 1.0:
+            raise UserError(f"fail_on.max_error_rate must be in [0, 1], got {self.max_error_rate}")
+
+
+@dataclass
 class RunConfig(CouncilSpec):
     """A whole run: the council (top-level keys) and every plug-in."""
 
@@ -279,6 +295,7 @@ class RunConfig(CouncilSpec):
     sink: SinkConfig = MISSING
     tracking: TrackingConfig = MISSING
     experiment: ExperimentConfig = field(default_factory=ExperimentConfig)
+    fail_on: FailOnConfig = field(default_factory=FailOnConfig)
     # JSONL task file; null: datasets/<role>.jsonl (every role's file for role=all).
     dataset: Optional[str] = None  # noqa: UP045
     # Requests per engine call; the pipeline cuts the batches.

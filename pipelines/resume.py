@@ -16,10 +16,14 @@ import json
 import logging
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from pipelines import UserError
 from pipelines.config import ExecutorConfig, NatsSinkConfig, RunConfig
+from pipelines.executors.local import LocalExecutor
+from pipelines.pipeline import RunOutcome
 from pipelines.runinfo import MASK, RUN_INFO_FILE, read_run_config
 
 
@@ -34,20 +38,42 @@ def resumed_config(run_dir: Path) -> RunConfig:
     return cfg
 
 
-def log_to(run_dir: Path) -> None:
+@contextmanager
+def log_to(run_dir: Path) -> Iterator[None]:
+    """Log to the console and, while entered, to ``run_dir/run.log`` (appended)."""
     fmt = "[%(asctime)s][%(name)s][%(levelname)s] - %(message)s"
     logging.basicConfig(level=logging.INFO, format=fmt)
-    handler = logging.FileHandler(run_dir / "run.log")  # appended to the first session's
+    handler = logging.FileHandler(run_dir / "run.log")
     handler.setFormatter(logging.Formatter(fmt))
     logging.getLogger().addHandler(handler)
+    try:
+        yield
+    finally:
+        logging.getLogger().removeHandler(handler)
+        handler.close()
+
+
+def resume_run(run_dir: Path, local: LocalExecutor) -> tuple[RunConfig, RunOutcome]:
+    """Continue the run in ``run_dir``; ``local`` serves executor=local runs."""
+    from pipelines.engines import preflight
+    from pipelines.pipeline import run_pipeline
+    from pipelines.reaper import reap_recorded, reaper
+
+    cfg = resumed_config(run_dir)
+    run_id = json.loads((run_dir / RUN_INFO_FILE).read_text())["run_id"]
+    preflight(cfg.engine, cfg.model)
+    with log_to(run_dir):
+        logging.getLogger("pipelines.resume").info("resuming run %s in %s", run_id, run_dir)
+        reap_recorded(run_dir)
+        with reaper(run_dir):
+            executor = local if cfg.executor.name == "local" else None
+            outcome = run_pipeline(cfg, run_dir, executor=executor, run_id=run_id)
+    return cfg, outcome
 
 
 def main(argv: list[str] | None = None) -> int:
-    from pipelines.engines import preflight
-    from pipelines.executors.local import LocalExecutor
-    from pipelines.pipeline import run_pipeline
-    from pipelines.reaper import reap_recorded, reaper
     from pipelines.summary import summary
+    from pipelines.verdict import EXIT_RUN_FAILED, problems, report
 
     parser = argparse.ArgumentParser(
         prog="python -m pipelines.resume",
@@ -58,27 +84,16 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     run_dir: Path = args.run_dir.resolve()
     try:
-        cfg = resumed_config(run_dir)
-        run_id = json.loads((run_dir / RUN_INFO_FILE).read_text())["run_id"]
-        preflight(cfg.engine, cfg.model)
+        with LocalExecutor(ExecutorConfig(name="local")) as local:
+            cfg, outcome = resume_run(run_dir, local)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    log_to(run_dir)
-    logging.getLogger("pipelines.resume").info("resuming run %s in %s", run_id, run_dir)
-    reap_recorded(run_dir)
-    with reaper(run_dir), LocalExecutor(ExecutorConfig(name="local")) as local:
-        try:
-            outcome = run_pipeline(
-                cfg,
-                run_dir,
-                executor=local if cfg.executor.name == "local" else None,
-                run_id=run_id,
-            )
-        except UserError as e:
-            print(f"error: {e}", file=sys.stderr)
-            return 2
     print(summary(outcome), flush=True)
+    found = problems(outcome.metrics, cfg.fail_on)
+    if found:
+        print(report(found, str(run_dir)), file=sys.stderr, flush=True)
+        return EXIT_RUN_FAILED
     return 0
 
 

@@ -23,13 +23,17 @@ from pipelines.executors.local import LocalExecutor
 log = logging.getLogger("pipelines.run")
 
 
-def run_job(cfg: DictConfig, local: LocalExecutor) -> None:
-    """One run (one job of a multirun); ``local`` serves executor=local jobs."""
+def run_job(cfg: DictConfig, local: LocalExecutor) -> list[str]:
+    """One run (one job of a multirun); ``local`` serves executor=local jobs.
+
+    Returns the ``fail_on`` rules the finished run broke (``pipelines.verdict``).
+    """
     from pipelines.config import load
     from pipelines.engines import preflight
     from pipelines.pipeline import run_pipeline
     from pipelines.reaper import reaper
     from pipelines.summary import summary
+    from pipelines.verdict import problems, report
 
     out_dir = Path(HydraConfig.get().runtime.output_dir)
     try:
@@ -44,10 +48,17 @@ def run_job(cfg: DictConfig, local: LocalExecutor) -> None:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
     print(summary(outcome), flush=True)
+    found = problems(outcome.metrics, run.fail_on)
+    if found:
+        print(report(found, str(out_dir)), file=sys.stderr, flush=True)
+    return found
 
 
 def main() -> None:
+    from pipelines.verdict import EXIT_RUN_FAILED
+
     register()
+    failed: list[str] = []
     # Hydra multirun runs its jobs one after another in this process. With
     # executor=local they share this executor, so one in-process engine serves
     # every job; it is released when the last job ends.
@@ -55,9 +66,14 @@ def main() -> None:
 
         @hydra.main(config_path="../conf", config_name="config", version_base="1.3")
         def job(cfg: DictConfig) -> None:
-            run_job(cfg, local)
+            if run_job(cfg, local):
+                failed.append(HydraConfig.get().runtime.output_dir)
 
         job()
+    if failed:
+        # Every job ran; the exit status says that some failed (listed above).
+        print(f"{len(failed)} run(s) failed their fail_on rules: {failed}", file=sys.stderr)
+        sys.exit(EXIT_RUN_FAILED)
 
 
 if __name__ == "__main__":

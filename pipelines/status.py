@@ -20,14 +20,15 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-from pipelines import PROJECT_ROOT
+from pipelines import runs_root
 from pipelines.config import NatsSinkConfig
 from pipelines.procs import port_open
 from pipelines.runinfo import RUN_INFO_FILE
 
 
-def find_run_dir(run_id: str, root: Path = PROJECT_ROOT / "runs") -> Path | None:
-    """The run folder under ``root`` (runs and multirun jobs) holding ``run_id``."""
+def find_run_dir(run_id: str, root: Path | None = None) -> Path | None:
+    """The run folder under ``root`` (default: runs_root()) holding ``run_id``."""
+    root = root or runs_root()
     for info in [*root.glob(f"*/{RUN_INFO_FILE}"), *root.glob(f"*/*/{RUN_INFO_FILE}")]:
         try:
             if json.loads(info.read_text()).get("run_id") == run_id:

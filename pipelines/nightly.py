@@ -1,0 +1,269 @@
+"""The scheduled benchmark: ``python -m pipelines.nightly --name NIGHT``.
+
+The Hydra overrides come from a file (``--overrides``, default
+``$COUNCIL_OVERRIDES_FILE``), never from a command line that a scheduler
+built: one or more lines of shell-quoted overrides, ``#`` starts a comment,
+and a comma list sweeps as with ``pipelines.run -m`` (``role=dev,qa``). Each
+combination is one run, in ``<runs root>/<NIGHT>/<its sweep choices>/``
+(runs root: ``$COUNCIL_RUNS_DIR``, else ``runs/``).
+
+Started again with the same name (a retried RayJob, a recovered night), it
+continues where the last attempt stopped: a run that finished is not redone
+(only its unacked messages and its tracking are retried), a run that started
+is resumed (``pipelines.resume``), a run not yet started starts.
+
+Exit status: 0 when every run is healthy, 3 when a run failed its ``fail_on``
+rules (unpublished messages, failed tracking, too many error rows), 2 on bad
+input. ``--check`` composes every run's config, prints the plan and exits
+without loading a model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import itertools
+import json
+import logging
+import os
+import re
+import shlex
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from pipelines import UserError, runs_root
+from pipelines.config import ExecutorConfig, RunConfig, compose_config
+from pipelines.executors.local import LocalExecutor
+
+log = logging.getLogger("pipelines.nightly")
+
+OVERRIDES_ENV = "COUNCIL_OVERRIDES_FILE"
+DEFAULT_OVERRIDES = Path("/etc/council/overrides")
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+
+
+@dataclass(frozen=True)
+class Job:
+    """One run of the night: its overrides and its folder's name."""
+
+    slug: str
+    overrides: tuple[str, ...]
+
+
+def read_overrides(path: Path) -> dict[str, int]:
+    """The overrides in ``path`` (override -> line); a bad one is a :class:`UserError`
+    naming file and line."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    if not path.is_file():
+        raise UserError(f"overrides file {path} not found (--overrides or ${OVERRIDES_ENV})")
+    parser = OverridesParser.create()
+    found: dict[str, int] = {}
+    for lineno, line in enumerate(path.read_text().splitlines(), start=1):
+        try:
+            tokens = shlex.split(line, comments=True)
+        except ValueError as e:
+            raise UserError(f"{path}:{lineno}: {e}") from None
+        for token in tokens:
+            if token.startswith("-"):
+                raise UserError(
+                    f"{path}:{lineno}: {token!r} is a flag, not an override "
+                    "(a comma list already sweeps: role=dev,qa)"
+                )
+            try:
+                parser.parse_override(token)
+            except HydraException as e:
+                raise UserError(f"{path}:{lineno}: {token!r}: {e}") from None
+            found.setdefault(token, lineno)
+    if not found:
+        raise UserError(f"{path}: no overrides (a line like: role=dev,qa engine=openai)")
+    return found
+
+
+def expand(overrides: list[str]) -> list[Job]:
+    """One job per combination of the sweeps, in a stable order."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    # Per override, its choices as (folder-name part, override); one choice unless swept.
+    axes: list[list[tuple[str, str]]] = []
+    parsed_all = OverridesParser.create().parse_overrides(overrides)
+    for line, parsed in zip(overrides, parsed_all, strict=True):
+        key = parsed.get_key_element()
+        if parsed.is_sweep_override():
+            axes.append([(f"{key}-{v}", f"{key}={v}") for v in parsed.sweep_string_iterator()])
+        else:
+            axes.append([("", line)])
+    jobs = []
+    for combo in itertools.product(*axes):
+        choices = "_".join(part for part, _ in combo if part)
+        slug = re.sub(r"[^A-Za-z0-9._=-]+", "-", choices) or "run"
+        jobs.append(Job(slug, tuple(override for _, override in combo)))
+    return jobs
+
+
+def plan(path: Path) -> list[tuple[Job, RunConfig]]:
+    """Every job of the overrides file with its composed, checked config."""
+    from hydra.errors import HydraException
+
+    lines = read_overrides(path)
+    planned = []
+    for job in expand(list(lines)):
+        try:
+            planned.append((job, compose_config(job.overrides)))
+        except (HydraException, UserError) as e:
+            cause = f"{e}: {e.__cause__}" if e.__cause__ else str(e)
+            first = cause.splitlines()[0]
+            # The line of the override the message names, else the first line.
+            lineno = next(
+                (n for o, n in lines.items() if o.split("=")[0].lstrip("+~") in first),
+                min(lines.values()),
+            )
+            raise UserError(f"{path}:{lineno}: {first} (run {job.slug})") from None
+    return planned
+
+
+def state(run_dir: Path) -> str:
+    """``finished`` (metrics.json of its run), ``started`` (run.json) or ``new``."""
+    from pipelines.pipeline import METRICS_FILE
+    from pipelines.runinfo import RUN_INFO_FILE
+
+    info, metrics = run_dir / RUN_INFO_FILE, run_dir / METRICS_FILE
+    if not info.is_file():
+        return "new"
+    run_id = json.loads(info.read_text())["run_id"]
+    if metrics.is_file() and json.loads(metrics.read_text()).get("run_id") == run_id:
+        return "finished"
+    return "started"
+
+
+def start(cfg: RunConfig, run_dir: Path, local: LocalExecutor) -> list[str]:
+    """A new run in ``run_dir``; returns the ``fail_on`` rules it broke."""
+    from pipelines.engines import preflight
+    from pipelines.pipeline import run_pipeline
+    from pipelines.reaper import reaper
+    from pipelines.resume import log_to
+    from pipelines.summary import summary
+    from pipelines.verdict import problems
+
+    preflight(cfg.engine, cfg.model)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with log_to(run_dir), reaper(run_dir):
+        executor = local if cfg.executor.name == "local" else None
+        outcome = run_pipeline(cfg, run_dir, executor=executor)
+    print(summary(outcome), flush=True)
+    return problems(outcome.metrics, cfg.fail_on)
+
+
+def resume(run_dir: Path, local: LocalExecutor) -> list[str]:
+    from pipelines.resume import resume_run
+    from pipelines.summary import summary
+    from pipelines.verdict import problems
+
+    cfg, outcome = resume_run(run_dir, local)
+    print(summary(outcome), flush=True)
+    return problems(outcome.metrics, cfg.fail_on)
+
+
+def finish(run_dir: Path) -> list[str]:
+    """A finished run: publish what was never acked, track it (both idempotent)."""
+    from pipelines.config import MlflowTrackingConfig, NatsSinkConfig
+    from pipelines.pipeline import METRICS_FILE
+    from pipelines.replay import main as replay
+    from pipelines.resume import resumed_config
+    from pipelines.sinks.outbox import OUTBOX_FILE, pending
+    from pipelines.track import main as track
+    from pipelines.verdict import problems
+
+    cfg = resumed_config(run_dir)
+    metrics = json.loads((run_dir / METRICS_FILE).read_text())
+    figures: dict = {"overall": metrics.get("overall") or {}}
+    outbox = (run_dir / OUTBOX_FILE).is_file()
+    if isinstance(cfg.sink, NatsSinkConfig) and outbox and replay([str(run_dir)]) != 0:
+        left = len(pending(run_dir))
+        figures["sink"] = {"unpublished": left, "error": "replay could not publish them"}
+    if isinstance(cfg.tracking, MlflowTrackingConfig):
+        try:
+            track([str(run_dir)])
+            figures["tracking"] = {"ok": True}
+        except Exception as e:  # noqa: BLE001 - reported as a fail_on rule
+            figures["tracking"] = {"ok": False, "error": f"{type(e).__name__}: {e}"}
+    return problems(figures, cfg.fail_on)
+
+
+def run_night(
+    name: str, overrides: Path, root: Path, local: LocalExecutor | None = None
+) -> dict[str, tuple[str, list[str]]]:
+    """Every run of the night, continued where it stopped: slug -> (what was done, problems).
+
+    ``local`` (else one of its own) serves the executor=local runs: one engine for all.
+    """
+    night = root / name
+    night.mkdir(parents=True, exist_ok=True)
+    jobs = plan(overrides)
+    log.info("nightly %s: %d run(s) in %s", name, len(jobs), night)
+    done: dict[str, tuple[str, list[str]]] = {}
+    with contextlib.ExitStack() as stack:
+        if local is None:
+            local = stack.enter_context(LocalExecutor(ExecutorConfig(name="local")))
+        for job, cfg in jobs:
+            run_dir = night / job.slug
+            found = state(run_dir)
+            log.info("nightly %s: run %s is %s", name, job.slug, found)
+            if found == "finished":
+                done[job.slug] = ("finished earlier", finish(run_dir))
+            elif found == "started":
+                done[job.slug] = ("resumed", resume(run_dir, local))
+            else:
+                done[job.slug] = ("started", start(cfg, run_dir, local))
+    return done
+
+
+def main(argv: list[str] | None = None) -> int:
+    from pipelines.verdict import EXIT_RUN_FAILED
+
+    parser = argparse.ArgumentParser(
+        prog="python -m pipelines.nightly",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--name", help="the night's folder name (a retry passes the same)")
+    parser.add_argument(
+        "--overrides",
+        type=Path,
+        default=Path(os.environ.get(OVERRIDES_ENV) or DEFAULT_OVERRIDES),
+        help=f"overrides file (default: ${OVERRIDES_ENV}, else {DEFAULT_OVERRIDES})",
+    )
+    parser.add_argument("--runs-dir", type=Path, default=None, help="default: runs root")
+    parser.add_argument("--check", action="store_true", help="print the plan; load nothing")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s] %(message)s")
+    try:
+        if args.check:
+            for job, cfg in plan(args.overrides):
+                print(
+                    f"{job.slug}: role={cfg.role.name} engine={cfg.engine.name} "
+                    f"executor={cfg.executor.name} model={cfg.model.name}"
+                )
+            return 0
+        if not args.name or not NAME.match(args.name):
+            raise UserError(f"--name must be a folder name ([A-Za-z0-9._-]), got {args.name!r}")
+        done = run_night(args.name, args.overrides, args.runs_dir or runs_root())
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    failed = {slug: found for slug, (_, found) in done.items() if found}
+    print(f"nightly {args.name}:")
+    for slug, (what, found) in done.items():
+        print(f"  {slug:<24} {what:<16} {'FAILED' if found else 'ok'}")
+        for problem in found:
+            print(f"    - {problem}")
+    if failed:
+        print(f"nightly {args.name}: {len(failed)} run(s) failed (exit 3)", file=sys.stderr)
+        return EXIT_RUN_FAILED
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

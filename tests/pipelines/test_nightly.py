@@ -1,0 +1,88 @@
+"""The nightly's plan: overrides from a file, errors with file and line, stable run folders."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pipelines import PROJECT_ROOT, UserError
+from pipelines.nightly import plan
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "overrides"
+    path.write_text(text)
+    return path
+
+
+def test_plan_sweeps_every_line_and_names_each_run_by_its_choices(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "# the nightly benchmark\n"
+        "role=dev,qa agents=2,3   # two sweeps\n"
+        "engine=openai 'engine.url=http://vllm:8000'  executor=ray\n",
+    )
+    jobs = plan(path)
+    assert [job.slug for job, _ in jobs] == [
+        "role-dev_agents-2",
+        "role-dev_agents-3",
+        "role-qa_agents-2",
+        "role-qa_agents-3",
+    ]
+    job, cfg = jobs[3]
+    assert job.overrides == (
+        "role=qa",
+        "agents=3",
+        "engine=openai",
+        "engine.url=http://vllm:8000",
+        "executor=ray",
+    )
+    assert (cfg.role.name, cfg.agents, cfg.engine.name) == ("qa", 3, "openai")
+    assert plan(path) == jobs  # a retry finds the same folders
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("role=dev\nrole=qa 'engine.url=x\n", ":2: No closing quotation"),
+        ("role=dev\n--multirun role=qa\n", ":2: '--multirun' is a flag, not an override"),
+        ("role=dev\n\nagents=two\n", ":3: Error merging override agents=two"),
+        ("role=nope\n", ":1: In 'config': Could not find 'role/nope'"),
+        ("role=dev\nengine.urll=x\n", ":2: Could not override 'engine.urll'"),
+        ("role=dev\nagents=0\n", ":2: agents must be >= 1"),
+        ("role=dev a=b=c=\n", ":1: 'a=b=c='"),
+        ("# nothing\n", "no overrides"),
+    ],
+)
+def test_bad_overrides_name_file_and_line(tmp_path: Path, text: str, message: str) -> None:
+    path = write(tmp_path, text)
+    with pytest.raises(UserError) as e:
+        plan(path)
+    assert str(e.value).startswith(str(path)) and message in str(e.value), e.value
+
+
+def test_check_prints_the_plan_and_bad_input_exits_2(tmp_path: Path) -> None:
+    good = write(tmp_path, "role=dev,devops engine=openai\n")
+    proc = subprocess.run(
+        [sys.executable, "-m", "pipelines.nightly", "--check", "--overrides", str(good)],
+        capture_output=True,
+        text=True,
+        cwd=PROJECT_ROOT,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == [
+        "role-dev: role=dev engine=openai executor=ray model=SmolLM2-135M-Instruct",
+        "role-devops: role=devops engine=openai executor=ray model=SmolLM2-135M-Instruct",
+    ]
+    proc = subprocess.run(
+        [sys.executable, "-m", "pipelines.nightly", "--name", "a/b", "--overrides", str(good)],
+        capture_output=True,
+        text=True,
+        cwd=PROJECT_ROOT,
+        timeout=120,
+    )
+    assert proc.returncode == 2 and "--name must be a folder name" in proc.stderr
