@@ -23,6 +23,7 @@ from pipelines.config import CouncilSpec, ExecutorConfig, compose_config
 from pipelines.council import batches, expand
 from pipelines.executors.local import LocalExecutor
 from pipelines.metrics import QUALITY_METRICS
+from pipelines.nightly import run_night
 from pipelines.parts import part_files
 from pipelines.pipeline import RESULT_COLUMNS, load_run_tasks, run_pipeline
 from pipelines.procs import free_port, live_descendants
@@ -345,3 +346,47 @@ def test_mlflow_down_then_track_later_logs_once_over_http(
     assert run.data.tags["council.run_id"] == outcome.run_id
     assert {"results.parquet", "metrics.json", "report.html", "task_metrics.json"} <= artifacts
     assert any(k.startswith("agent/agent-qa-002/") for k in run.data.metrics)
+
+
+def test_nightly_continues_its_night_by_name_and_exits_3_when_tracking_is_down(
+    local: LocalExecutor, tmp_path: Path
+) -> None:
+    """A retried night: the finished run is not redone, the interrupted one resumes."""
+    runs, overrides = tmp_path / "runs", tmp_path / "overrides"
+    with mlflow_server(tmp_path / "mlflow") as url:
+        overrides.write_text(
+            "role=dev,qa agents=2 limit=1 max_tokens=4 batch_size=1  # two runs, two parts each\n"
+            f"executor=local sink=none tracking.uri={url} tracking.experiment=council-tests/night\n"
+        )
+        first = run_night("night-1", overrides, runs, local=local)
+        assert first == {"role-dev": ("started", []), "role-qa": ("started", [])}
+
+        # The qa run is cut short: its last part and its metrics never landed.
+        qa = runs / "night-1" / "role-qa"
+        before = pd.read_parquet(qa / "results.parquet")
+        run_id = json.loads((qa / "metrics.json").read_text())["run_id"]
+        (qa / "metrics.json").unlink()
+        part_files(qa)[-1].unlink()
+
+        second = run_night("night-1", overrides, runs, local=local)
+        assert second == {"role-dev": ("finished earlier", []), "role-qa": ("resumed", [])}
+        metrics = json.loads((qa / "metrics.json").read_text())
+        assert metrics["run_id"] == run_id and metrics["rows_reused"] == 1
+        assert same_rows(pd.read_parquet(qa / "results.parquet"), before)
+        client = MlflowClient(tracking_uri=url)
+        experiment = client.get_experiment_by_name("council-tests/night").experiment_id
+        tracked = client.search_runs([experiment])
+        assert sorted(r.data.params["role"] for r in tracked) == ["dev", "qa"]  # once each
+
+    # MLflow is down now: the retried night says so and exits 3, generating nothing.
+    night = ["--name", "night-1", "--overrides", str(overrides), "--runs-dir", str(runs)]
+    proc = subprocess.run(
+        [sys.executable, "-m", "pipelines.nightly", *night],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=PROJECT_ROOT,
+    )
+    assert proc.returncode == 3, proc.stderr[-3000:]
+    assert proc.stdout.count("finished earlier FAILED") == 2
+    assert "tracking failed" in proc.stdout and "python -m pipelines.track" in proc.stdout
