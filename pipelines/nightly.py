@@ -29,7 +29,9 @@ import os
 import re
 import shlex
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 from pipelines import UserError, runs_root
@@ -40,6 +42,7 @@ log = logging.getLogger("pipelines.nightly")
 
 OVERRIDES_ENV = "COUNCIL_OVERRIDES_FILE"
 DEFAULT_OVERRIDES = Path("/etc/council/overrides")
+LOCK_FILE = "nightly.lock"
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
 
@@ -220,6 +223,37 @@ def run_night(
     return done
 
 
+def default_name() -> str:
+    return f"nightly-{datetime.now(UTC):%Y%m%d}"
+
+
+@contextlib.contextmanager
+def one_night_at_a_time(root: Path) -> Iterator[str | None]:
+    """Hold ``root/nightly.lock`` while entered; yields None, or what holds it already.
+
+    Two schedulers (or a late night and the next) never run nights on one
+    runs volume at once. The lock dies with its process: a killed night never
+    blocks the next.
+    """
+    import fcntl
+
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / LOCK_FILE, "a+") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.seek(0)
+            yield lock.read().strip() or "unknown"
+            return
+        lock.truncate(0)
+        lock.write(f"pid {os.getpid()} since {datetime.now(UTC):%Y-%m-%d %H:%M} UTC")
+        lock.flush()
+        try:
+            yield None
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
 def main(argv: list[str] | None = None) -> int:
     from pipelines.verdict import EXIT_RUN_FAILED
 
@@ -228,7 +262,12 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--name", help="the night's folder name (a retry passes the same)")
+    parser.add_argument(
+        "--name",
+        default=os.environ.get("COUNCIL_RUN_NAME") or default_name(),
+        help="the night's folder name; a retry passes the same (default: "
+        "$COUNCIL_RUN_NAME, else nightly-<UTC date>)",
+    )
     parser.add_argument(
         "--overrides",
         type=Path,
@@ -247,9 +286,14 @@ def main(argv: list[str] | None = None) -> int:
                     f"executor={cfg.executor.name} model={cfg.model.name}"
                 )
             return 0
-        if not args.name or not NAME.match(args.name):
+        if not NAME.match(args.name):
             raise UserError(f"--name must be a folder name ([A-Za-z0-9._-]), got {args.name!r}")
-        done = run_night(args.name, args.overrides, args.runs_dir or runs_root())
+        root = args.runs_dir or runs_root()
+        with one_night_at_a_time(root) as holder:
+            if holder is not None:
+                print(f"nightly {args.name}: skipped, another night still runs ({holder})")
+                return 0
+            done = run_night(args.name, args.overrides, root)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -9,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from pipelines import PROJECT_ROOT, UserError
-from pipelines.nightly import plan
+from pipelines.nightly import one_night_at_a_time, plan
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -86,3 +87,29 @@ def test_check_prints_the_plan_and_bad_input_exits_2(tmp_path: Path) -> None:
         timeout=120,
     )
     assert proc.returncode == 2 and "--name must be a folder name" in proc.stderr
+
+
+def test_one_night_at_a_time_on_a_runs_volume(tmp_path: Path) -> None:
+    """A second nightly on the same volume is told who holds it; the lock dies with its holder."""
+    with one_night_at_a_time(tmp_path) as first:
+        assert first is None
+        holder = subprocess.run(
+            [sys.executable, "-c", LOCK_PROBE, str(tmp_path)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert holder.stdout.startswith(f"pid {os.getpid()} since ")
+    free = subprocess.run(
+        [sys.executable, "-c", LOCK_PROBE, str(tmp_path)], capture_output=True, text=True
+    )
+    assert free.stdout == "None\n", free.stderr
+
+
+LOCK_PROBE = """
+import sys
+from pathlib import Path
+from pipelines.nightly import one_night_at_a_time
+with one_night_at_a_time(Path(sys.argv[1])) as holder:
+    print(holder)
+"""
