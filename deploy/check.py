@@ -8,7 +8,12 @@ built-in kinds against the Kubernetes OpenAPI schemas of ``kubernetes-validate``
 KubeRay kinds against the vendored CRDs' ``openAPIV3Schema`` (``deploy/crds``).
 Manifests embedded in ConfigMaps (the nightly RayJob) are validated too. Then
 the project's rules: every container has resource requests and limits, every
-pod runs as non-root, images are fully qualified, secrets come from Secrets.
+pod meets Pod Security "restricted", images are fully qualified, secrets come
+from Secrets; and, over each whole overlay (``deploy/rules.py``), every
+reference resolves, one council-eval image, the network and auth baseline,
+overrides that compose and match the overlay's engine, entrypoints that reach
+``ray job submit`` whole through KubeRay's submitter, and the CronJob's
+overlap guard, run against a stub ``kubectl`` (``deploy/harness.py``).
 Exit status 1 on any error, with the overlay, object and field.
 """
 
@@ -23,6 +28,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from deploy import rules
+from deploy.rules import pod_specs
 
 DEPLOY = Path(__file__).resolve().parent
 K8S_VERSION = "1.33.0"
@@ -105,33 +113,6 @@ def schema_errors(obj: dict[str, Any]) -> list[str]:
     return []
 
 
-def pod_specs(obj: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
-    """(path, pod spec) of every pod template in ``obj``."""
-    spec = obj.get("spec") or {}
-    kind = obj.get("kind")
-    if kind == "Pod":
-        yield "spec", spec
-    elif kind in {"Deployment", "StatefulSet", "DaemonSet", "Job", "ReplicaSet"}:
-        yield "spec.template.spec", spec["template"]["spec"]
-    elif kind == "CronJob":
-        yield "spec.jobTemplate.spec.template.spec", spec["jobTemplate"]["spec"]["template"]["spec"]
-    elif kind == "RayCluster":
-        yield from ray_cluster_pods(spec, "spec")
-    elif kind in {"RayJob", "RayCronJob"}:
-        base = "spec.jobTemplate" if kind == "RayCronJob" else "spec"
-        job = spec["jobTemplate"] if kind == "RayCronJob" else spec
-        if "submitterPodTemplate" in job:
-            yield f"{base}.submitterPodTemplate.spec", job["submitterPodTemplate"]["spec"]
-        if "rayClusterSpec" in job:
-            yield from ray_cluster_pods(job["rayClusterSpec"], f"{base}.rayClusterSpec")
-
-
-def ray_cluster_pods(spec: dict[str, Any], path: str) -> Iterator[tuple[str, dict[str, Any]]]:
-    yield f"{path}.headGroupSpec.template.spec", spec["headGroupSpec"]["template"]["spec"]
-    for i, group in enumerate(spec.get("workerGroupSpecs") or []):
-        yield f"{path}.workerGroupSpecs.{i}.template.spec", group["template"]["spec"]
-
-
 def policy_errors(obj: dict[str, Any]) -> list[str]:
     """The project's rules for every pod: limits, non-root, qualified images, no inline secrets."""
     errors = []
@@ -172,12 +153,46 @@ def check_overlay(overlay: Path) -> tuple[int, list[str]]:
     objects += [(key, doc) for _, o in list(objects) for key, doc in embedded(o)]
     errors = []
     for holder, obj in objects:
-        meta = obj.get("metadata") or {}
-        name = f"{obj.get('kind')}/{meta.get('name') or meta.get('generateName', '?')}"
+        name = rules.name_of(obj)
         if holder:
             name += f" (in ConfigMap file {holder})"
-        errors += [f"{overlay.name}: {name}: {e}" for e in schema_errors(obj) + policy_errors(obj)]
+        found = schema_errors(obj) + policy_errors(obj) + rules.restricted_errors(obj)
+        errors += [f"{overlay.name}: {name}: {e}" for e in found]
+    every = [obj for _, obj in objects]
+    for rule in OVERLAY_RULES:
+        errors += [f"{overlay.name}: {e}" for e in rule(every)]
     return len(objects), errors
+
+
+OVERLAY_RULES = (
+    rules.reference_errors,
+    rules.image_errors,
+    rules.security_errors,
+    rules.server_errors,
+    rules.overrides_errors,
+    rules.entrypoint_errors,
+    rules.guard_errors,
+)
+"""The project's rules over a whole overlay (deploy/rules.py)."""
+
+
+def pin_errors(root: Path, pyproject: Path = DEPLOY.parent / "pyproject.toml") -> list[str]:
+    """The gpu extra's vLLM is the version of the vLLM server image."""
+    import tomllib
+
+    project = tomllib.loads(pyproject.read_text())["project"]
+    gpu = project["optional-dependencies"].get("gpu", [])
+    pins = [d for d in gpu if d.replace(" ", "").startswith("vllm")]
+    tags = set()
+    for path in root.rglob("*.yaml"):
+        for line in path.read_text().splitlines():
+            if "image:" in line and "vllm/vllm-openai:" in line:
+                tags.add(line.split("vllm/vllm-openai:")[1].strip().lstrip("v"))
+    wanted = [f"vllm=={tag}" for tag in sorted(tags)]
+    if not pins or [p.replace(" ", "") for p in pins] != wanted:
+        pinned = pins or "no vllm"
+        return [f"pyproject.toml: the gpu extra pins {pinned}; the server image wants {wanted}"]
+    return []
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -188,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("overlays", nargs="*", help="overlay names (default: all)")
     args = parser.parse_args(argv)
 
-    errors = lint(sorted(args.root.rglob("*.yaml")))
+    errors = lint(sorted(args.root.rglob("*.yaml"))) + pin_errors(args.root)
     names = args.overlays or sorted(p.name for p in (args.root / "overlays").iterdir())
     for name in names:
         try:

@@ -42,13 +42,13 @@ ROWS
 
 for job in $stale; do
   echo "council-nightly: $job passed its deadline but its Ray job still runs; deleting it stops it"
-  kubectl delete rayjob -n "$ns" "$job" --wait=true --timeout=300s
+  kubectl delete rayjob "$job" -n "$ns" --wait=true --timeout=300s
 done
 if [ -n "$active" ]; then
   echo "council-nightly: skipped, still active:$active"
   exit 0
 fi
-if kubectl get rayjob -n "$ns" "$name" >/dev/null 2>&1; then
+if kubectl get rayjob "$name" -n "$ns" >/dev/null 2>&1; then
   echo "council-nightly: RayJob $name exists already (this Job was retried); nothing to do"
   exit 0
 fi
