@@ -9,6 +9,7 @@ compose, pods the namespace's Pod Security level rejects, an open network.
 
 from __future__ import annotations
 
+import functools
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -243,21 +244,29 @@ def config_file(objects: list[Obj], configmap: str, key: str) -> str | None:
     return None
 
 
-def overrides_errors(objects: list[Obj]) -> list[str]:
-    """The nightly's overrides compose (no engine), and the overlay serves their engine."""
+@functools.cache
+def planned_engines(text: str) -> frozenset[str] | str:
+    """The engines of the nightly runs an overrides file plans, or why it plans none."""
     from pipelines import UserError
     from pipelines.nightly import plan
 
-    text = config_file(objects, *OVERRIDES)
-    if text is None:
-        return [f"no ConfigMap {OVERRIDES[0]} with file {OVERRIDES[1]}: the nightly has no runs"]
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / OVERRIDES[1]
         path.write_text(text)
         try:
-            engines = {cfg.engine.name for _, cfg in plan(path)}
+            return frozenset(cfg.engine.name for _, cfg in plan(path))
         except UserError as e:
-            return [f"ConfigMap {OVERRIDES[0]}: {str(e).replace(str(path), OVERRIDES[1])}"]
+            return str(e).replace(str(path), OVERRIDES[1])
+
+
+def overrides_errors(objects: list[Obj]) -> list[str]:
+    """The nightly's overrides compose (no engine), and the overlay serves their engine."""
+    text = config_file(objects, *OVERRIDES)
+    if text is None:
+        return [f"no ConfigMap {OVERRIDES[0]} with file {OVERRIDES[1]}: the nightly has no runs"]
+    engines = planned_engines(text)
+    if isinstance(engines, str):
+        return [f"ConfigMap {OVERRIDES[0]}: {engines}"]
     errors = []
     server = any(o.get("kind") == "Deployment" and o["metadata"]["name"] == "vllm" for o in objects)
     if "openai" in engines and not server:
