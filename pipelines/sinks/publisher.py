@@ -52,17 +52,34 @@ def connect_options() -> dict:
 
 
 async def connect(url: str) -> Any:
-    """A NATS connection that gives up within seconds on a down server."""
-    import nats
+    """A NATS connection that gives up within seconds on a down server.
 
-    return await nats.connect(
-        url,
-        connect_timeout=2,
-        max_reconnect_attempts=3,
-        reconnect_time_wait=0.5,
-        allow_reconnect=True,
-        **connect_options(),
-    )
+    A refused connection says why (e.g. ``Authorization Violation``: no or a
+    wrong ``NATS_TOKEN``), not only that no server was available.
+    """
+    import nats
+    from nats.errors import NoServersError
+
+    seen: list[Exception] = []
+
+    async def on_error(e: Exception) -> None:
+        seen.append(e)
+        log.warning("nats: %s: %s", url, e)
+
+    try:
+        return await nats.connect(
+            url,
+            connect_timeout=2,
+            max_reconnect_attempts=3,
+            reconnect_time_wait=0.5,
+            allow_reconnect=True,
+            error_cb=on_error,
+            **connect_options(),
+        )
+    except NoServersError:
+        if seen:
+            raise ConnectionError(f"{url}: {seen[-1]}") from None
+        raise
 
 
 async def ensure_stream(js, name: str, duplicate_window_s: float) -> bool:

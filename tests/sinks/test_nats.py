@@ -183,3 +183,28 @@ def test_unreachable_server_leaves_everything_in_the_outbox(tmp_path: Path) -> N
     with server(tmp_path / "nats", port) as url:
         assert replay_main([str(tmp_path), "--url", url]) == 0
         assert len(stream_contents(url)) == 16
+
+
+def test_the_deployed_nats_conf_admits_only_the_token(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """deploy/k8s/base/nats.conf on a real nats-server: NATS_TOKEN from the environment."""
+    from deploy.check import DEPLOY
+    from pipelines.procs import child_server, port_open
+    from pipelines.sinks.nats_server import server_binary
+
+    port, monitor = free_port(), free_port()
+    deployed = (DEPLOY / "k8s/base/nats.conf").read_text()
+    assert "store_dir: /data" in deployed  # the pod's volume; a folder here
+    conf = tmp_path / "nats.conf"
+    conf.write_text(deployed.replace("store_dir: /data", f"store_dir: {tmp_path / 'store'}"))
+    cmd = [server_binary(), "-c", str(conf), "-a", "127.0.0.1", "-p", str(port), "-m", str(monitor)]
+    env = {**os.environ, "NATS_TOKEN": "tok-from-the-secret"}
+    with child_server("nats-server", cmd, lambda: port_open(port), env=env, timeout_s=10):
+        url = f"nats://127.0.0.1:{port}"
+        monkeypatch.delenv("NATS_TOKEN", raising=False)
+        refused = publish(url, NatsSinkConfig(), messages(results()))
+        assert refused.failed == 16 and "Authorization Violation" in refused.error
+        monkeypatch.setenv("NATS_TOKEN", "tok-from-the-secret")
+        sent = publish(url, NatsSinkConfig(), messages(results()))
+        assert (sent.failed, sent.acked) == (0, 16)
