@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,42 +30,47 @@ HEALTH = (
 )
 """utils.BasePythonHealthCommand of KubeRay v1.7.0."""
 
-STUB = """#!{python}
-import json, os, sys
-name = os.path.basename(sys.argv[0])
-stdin = sys.stdin.read() if name == "kubectl" and "-f" in sys.argv else None
-with open(os.environ["STUB_LOG"], "a") as log:
-    log.write(json.dumps({{"cmd": [name, *sys.argv[1:]], "stdin": stdin}}) + "\\n")
-{body}
+LOG = """log() {
+  printf '%s' "$(basename "$0")" >> "$STUB_LOG"
+  for a in "$@"; do printf '\037%s' "$a" >> "$STUB_LOG"; done
+  printf '\n' >> "$STUB_LOG"
+}
+log "$@"
 """
-STUB_BODIES = {
+STUBS = {
     # `ray job status` of a job never submitted fails; everything else succeeds.
-    "ray": "sys.exit(1 if sys.argv[1:3] == ['job', 'status'] else 0)",
-    "python": "sys.exit(0)",
-    # `get rayjobs` prints the fixture rows; `get rayjob NAME` finds only listed names.
-    "kubectl": """
-rows = os.environ.get("STUB_ROWS", "")
-if sys.argv[1:3] == ["get", "rayjobs"]:
-    print(rows, end="")
-elif sys.argv[1:3] == ["get", "rayjob"]:
-    names = [r.split()[0] for r in rows.splitlines() if r.strip()]
-    sys.exit(0 if sys.argv[3] in names else 1)
+    "ray": '[ "$1 $2" = "job status" ] && exit 1\nexit 0\n',
+    "python": "exit 0\n",
+    # `get rayjobs` prints the fixture rows; `get rayjob NAME` finds only listed
+    # names; `create -f -` keeps what it was given.
+    "kubectl": """case "$1 $2" in
+  "get rayjobs") printf '%s' "$STUB_ROWS" ;;
+  "get rayjob") printf '%s\\n' "$STUB_ROWS" | awk '{print $1}' | grep -qx -- "$3" || exit 1 ;;
+  create*) cat > "$STUB_LOG.created.$(wc -l < "$STUB_LOG")" ;;
+esac
 """,
 }
 
 
 def stubs(folder: Path) -> dict[str, str]:
-    """An environment whose PATH starts with stubs in ``folder``, logging to ``folder/log``."""
-    for name, body in STUB_BODIES.items():
+    """An environment with shell stubs in ``folder`` first on PATH, logging to ``folder/log``."""
+    for name, body in STUBS.items():
         path = folder / name
-        path.write_text(STUB.format(python=sys.executable, body=body))
+        path.write_text("#!/bin/sh\n" + LOG + body)
         path.chmod(0o755)
     return {**os.environ, "PATH": f"{folder}:{os.environ['PATH']}", "STUB_LOG": str(folder / "log")}
 
 
-def calls(folder: Path) -> list[dict[str, Any]]:
+def calls(folder: Path) -> list[list[str]]:
+    """Every stub call, in order: [name, *args]."""
     log = folder / "log"
-    return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+    return [line.split("\x1f") for line in log.read_text().splitlines()] if log.exists() else []
+
+
+def created(folder: Path) -> list[dict[str, Any]]:
+    """What `kubectl create -f -` was given, in order."""
+    files = sorted(folder.glob("log.created.*"), key=lambda p: int(p.suffix[1:]))
+    return [yaml.safe_load(p.read_text()) for p in files]
 
 
 def submit_command(job: dict[str, Any], job_id: str, address: str = ADDRESS) -> str:
@@ -112,7 +116,7 @@ def submitted(job: dict[str, Any], job_id: str = "council-nightly-1-abcde") -> S
         proc = subprocess.run(
             ["/bin/bash", "-ce", "--", line], env=env, capture_output=True, text=True, timeout=60
         )
-        ran = [c["cmd"] for c in calls(folder)]
+        ran = calls(folder)
     to_ray, others = None, []
     for cmd in ran:
         if cmd[:3] == ["ray", "job", "submit"]:
@@ -174,7 +178,6 @@ def run_guard(
             text=True,
             timeout=60,
         )
-        log = calls(folder)
-    created = [yaml.safe_load(c["stdin"]) for c in log if c["cmd"][1:2] == ["create"]]
-    deleted = [c["cmd"][3] for c in log if c["cmd"][1:3] == ["delete", "rayjob"]]
-    return GuardRun(proc.returncode, proc.stdout + proc.stderr, created, deleted)
+        log, made = calls(folder), created(folder)
+    deleted = [c[3] for c in log if c[:3] == ["kubectl", "delete", "rayjob"]]
+    return GuardRun(proc.returncode, proc.stdout + proc.stderr, made, deleted)

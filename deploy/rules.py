@@ -349,10 +349,18 @@ def guard_errors(objects: list[Obj]) -> list[str]:
     run = run_guard(command, files, finished, name)
     if run.exit_code != 0 or len(run.created) != 1:
         errors.append(f"CronJob: finished RayJobs blocked the night: {run.output.strip()}")
-    elif run.created[0]["metadata"].get("name") != name:
-        errors.append(
-            f"CronJob: the RayJob is not named after the Job ({name}): a retry starts over"
-        )
+    else:
+        created = run.created[0]
+        if created["metadata"].get("name") == name:
+            errors.append(
+                f"CronJob: the RayJob is named {name}, as its Job: KubeRay names its submitter "
+                "Job after the RayJob and would take this Job for it"
+            )
+        if name not in created["spec"].get("entrypoint", "").split():
+            errors.append(
+                f"CronJob: the RayJob's entrypoint does not name the night ({name}): "
+                "a re-created night starts over instead of resuming"
+            )
     for state in ("<none>", "Initializing", "Running", "Retrying", "Waiting", "Suspending"):
         run = run_guard(command, files, f"e  {state}  <none>  RUNNING\n", name)
         if run.created:

@@ -151,6 +151,14 @@ def test_the_checks_catch_what_broke_on_a_cluster(capsys: pytest.CaptureFixture[
             "reaches Ray as ['cd', '/app'] and runs [['python', '-m', 'pipelines.nightly'",
         ),
         ("base/kustomization.yaml", "  - networkpolicy.yaml\n", "", "no NetworkPolicy admits"),
+        # The RayJob named as the Job that created it: KubeRay's submitter Job clashes.
+        ("base/rayjob.yaml", "name: __RUN_NAME__-ray", "name: __RUN_NAME__", "as its Job"),
+        (
+            "base/rayjob.yaml",
+            "pipelines.nightly --name __RUN_NAME__",
+            "pipelines.nightly",
+            "a re-created night starts over",
+        ),
         # A required Secret made optional: the pod would start without auth.
         (
             "base/nats.yaml",
@@ -267,7 +275,7 @@ def test_the_guard_creates_the_night_named_after_its_job() -> None:
     run = run_guard(command, files, "old  Complete  <none>  SUCCEEDED\n", "council-nightly-29")
     assert run.exit_code == 0 and run.deleted == []
     (job,) = run.created
-    assert job["kind"] == "RayJob" and job["metadata"]["name"] == "council-nightly-29"
+    assert job["kind"] == "RayJob" and job["metadata"]["name"] == "council-nightly-29-ray"
     assert submitted(job["spec"]).to_ray == [
         "python",
         "-m",
@@ -276,8 +284,8 @@ def test_the_guard_creates_the_night_named_after_its_job() -> None:
         "council-nightly-29",
     ]
     # This Job retried after creating it: nothing more.
-    run = run_guard(command, files, "council-nightly-29  Running  <none>  RUNNING\n", "x-1")
-    assert run.created == [] and "skipped, still active: council-nightly-29" in run.output
+    run = run_guard(command, files, "council-nightly-29-ray  Running  <none>  RUNNING\n", "x-1")
+    assert run.created == [] and "skipped, still active: council-nightly-29-ray" in run.output
     # A name that is not a DNS label never reaches sed or kubectl.
     run = run_guard(command, files, "", "a/b; rm -rf ~")
     assert run.exit_code == 2 and run.created == []

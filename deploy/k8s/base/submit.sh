@@ -8,8 +8,9 @@
 # stops its driver (the RayJob finalizer), which the deadline alone does not.
 #
 # RUN_NAME: this Job's name (council-nightly-<scheduled minute>, or the name
-# given to `kubectl create job --from=cronjob/council-nightly NAME`); the RayJob
-# and the run folders take it, so re-creating a night resumes it.
+# given to `kubectl create job --from=cronjob/council-nightly NAME`); the run
+# folders take it and the RayJob is RUN_NAME-ray, so re-creating a night
+# resumes it.
 set -eu
 ns="${POD_NAMESPACE:?}"
 name="${RUN_NAME:?}"
@@ -48,9 +49,9 @@ if [ -n "$active" ]; then
   echo "council-nightly: skipped, still active:$active"
   exit 0
 fi
-if kubectl get rayjob "$name" -n "$ns" >/dev/null 2>&1; then
-  echo "council-nightly: RayJob $name exists already (this Job was retried); nothing to do"
+if kubectl get rayjob "$name-ray" -n "$ns" >/dev/null 2>&1; then
+  echo "council-nightly: RayJob $name-ray exists already (this Job was retried); nothing to do"
   exit 0
 fi
 sed "s/__RUN_NAME__/$name/g" "$template" | kubectl create -n "$ns" -f -
-echo "council-nightly: created RayJob $name"
+echo "council-nightly: created RayJob $name-ray"
