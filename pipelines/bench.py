@@ -57,6 +57,7 @@ def bench_requests(
             f"limit={-(-requests // (3 * 5))}",
             f"max_tokens={max_tokens}",
             f"batch_size={batch_size}",
+            "cache=false",  # every contender generates
         ]
     )
     tasks = load_run_tasks(settings)

@@ -70,6 +70,7 @@ def main(argv: list[str] | None = None) -> int:
         "executor=local",
         "tracking=none",
         "embeddings=false",
+        "cache=false",  # every run generates
     ]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     runs = []

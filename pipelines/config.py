@@ -21,7 +21,7 @@ from typing import Any, Dict, List, Optional  # noqa: UP035
 
 from omegaconf import MISSING, DictConfig, OmegaConf
 
-from pipelines import PROJECT_ROOT, UserError
+from pipelines import PROJECT_ROOT, UserError, runs_root
 
 ROLE_DIR = PROJECT_ROOT / "conf" / "role"
 DATASET_DIR = PROJECT_ROOT / "datasets"
@@ -84,6 +84,9 @@ class RoleConfig(RolePrompt):
                 raise UserError(f"conf/role/all.yaml lacks role(s) {missing}")
         elif self.name not in known_roles():
             raise UserError(f"unknown role {self.name!r}; known: {[*known_roles(), ALL_ROLES]}")
+
+    def resolved_cache_dir(self) -> Path:
+        return Path(self.cache_dir) if self.cache_dir else runs_root() / "cache"
 
     @property
     def system_prompts(self) -> dict[str, str]:
@@ -268,6 +271,9 @@ class ExperimentConfig:
     agents: List[int] = field(default_factory=list)  # noqa: UP006
 
 
+CACHE_MODES = ("true", "false", "refresh")
+
+
 @dataclass
 class FailOnConfig:
     """What makes a finished run exit non-zero (3), so a scheduled run's status is true."""
@@ -306,6 +312,11 @@ class RunConfig(CouncilSpec):
     embeddings: bool = True
     # A deliberation whose agents answer further apart than this is TIMEOUT.
     deliberation_timeout_s: float = 300.0
+    # Response cache (pipelines/cache.py): true answers hits and keeps the rest,
+    # refresh generates everything and keeps it, false neither.
+    cache: str = "true"
+    # The cache's folder; null: <runs root>/cache.
+    cache_dir: Optional[str] = None  # noqa: UP045
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -313,9 +324,15 @@ class RunConfig(CouncilSpec):
             raise UserError(f"limit must be >= 1 (or null), got {self.limit}")
         if self.batch_size < 1:
             raise UserError(f"batch_size must be >= 1, got {self.batch_size}")
+        self.cache = str(self.cache).lower()  # `cache=true` arrives as a bool
+        if self.cache not in CACHE_MODES:
+            raise UserError(f"cache must be one of {CACHE_MODES}, got {self.cache!r}")
         sizes = self.experiment.agents
         if self.experiment.name == "scaling" and (not sizes or min(sizes) < 1):
             raise UserError(f"experiment.agents must be council sizes >= 1, got {list(sizes)}")
+
+    def resolved_cache_dir(self) -> Path:
+        return Path(self.cache_dir) if self.cache_dir else runs_root() / "cache"
 
     @property
     def system_prompts(self) -> dict[str, str]:

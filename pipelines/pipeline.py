@@ -31,8 +31,8 @@ from pipelines.parts import held_keys, read_parts
 from pipelines.report import write_report
 from pipelines.runinfo import RUN_INFO_FILE, write_run_info
 from pipelines.scaling import SCALING_FILE, arm_window_s, expand_arms, scaling_table
-from pipelines.sinks import Sink, SinkReport, build_sink
-from pipelines.stream import StreamStats, stream
+from pipelines.sinks import SinkReport, build_sink
+from pipelines.stream import Landing, StreamStats, land_answered, stream
 from pipelines.tasks import Task, load_tasks
 from pipelines.trackers import build_tracker
 
@@ -48,6 +48,7 @@ RESULT_COLUMNS = [
     "finish_reason",
     "latency",
     "error",
+    "cached",
 ]
 RESULTS_FILE = "results.parquet"
 METRICS_FILE = "metrics.json"
@@ -152,10 +153,12 @@ def run_pipeline(
             run_id, [(t.role, t.task_id) for t in tasks], started_ms, cfg.deliberation_timeout_s
         )
         sink.publish_pending()  # what an earlier session kept and never saw acked
-        stats, embed = generate_all(
-            cfg, executor, todo, run_id, out_dir, sink, keywords, len(requests)
-        )
+        landing = Landing(cfg, run_id, out_dir, sink, keywords)
+        todo, cache_figures = answer_from_cache(cfg, todo, landing)
+        stats, embed = generate_all(cfg, executor, todo, landing, len(requests))
         results = read_parts(out_dir).sort_values("row").reset_index(drop=True)
+        if "cached" not in results:  # parts written before the cache existed
+            results["cached"] = False
         if len(results) != len(requests):
             raise RuntimeError(f"the parts hold {len(results)} rows for {len(requests)} requests")
         scaling = cfg.experiment.name == "scaling"
@@ -169,6 +172,7 @@ def run_pipeline(
         **metrics,
         "rows_reused": int(held.sum()),
         **stats.figures(),
+        **cache_figures,
         "driver_peak_rss_mb": peak_rss_mb(),
     }
     if sent.messages:
@@ -189,10 +193,7 @@ def generate_all(
     cfg: RunConfig,
     executor: Executor | None,
     todo: pd.DataFrame,
-    run_id: str,
-    out_dir: Path,
-    sink: Sink,
-    keywords: dict[tuple[str, str], list[str]],
+    landing: Landing,
     total: int,
 ) -> tuple[StreamStats, Embed | None]:
     """Stream ``todo`` through the executor; the embedding model loads meanwhile.
@@ -203,26 +204,47 @@ def generate_all(
     two threads of one process can fail.
     """
     in_process = executor is not None or cfg.executor.name == "local"
-    kwargs = {
-        "run_id": run_id,
-        "run_dir": out_dir,
-        "sink": sink,
-        "keywords": keywords,
-        "total": total,
-    }
     with ThreadPoolExecutor(max_workers=1) as pool:
         embedder = pool.submit(load_embedder) if cfg.embeddings and not in_process else None
         if todo.empty:
-            stats = StreamStats()
+            stats = StreamStats()  # nothing to generate: no cluster, no engine
         elif executor is None:
             with build_executor(cfg.executor) as own:
-                stats = stream(own, cfg, todo, **kwargs)
+                stats = stream(own, todo, landing, total)
         else:
-            stats = stream(executor, cfg, todo, **kwargs)
+            stats = stream(executor, todo, landing, total)
         embed = embedder.result() if embedder is not None else None
     if cfg.embeddings and in_process:
         embed = load_embedder()
     return stats, embed
+
+
+def answer_from_cache(
+    cfg: RunConfig, todo: pd.DataFrame, landing: Landing
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Land the requests the response cache answers; returns the rest and the figures.
+
+    Also sets ``landing.store`` so that what the engine answers is kept.
+    """
+    if cfg.cache == "false":
+        return todo, {}
+    from pipelines.cache import ANSWER_COLUMNS, ResponseCache, engine_identity, request_keys
+
+    store = ResponseCache(cfg.resolved_cache_dir())
+    identity = engine_identity(cfg.engine, cfg.model)
+    keys = pd.Series(request_keys(todo, identity), index=todo.index, dtype=object)
+    landing.store = lambda rows: store.put(request_keys(rows, identity), rows)
+    found = store.get(keys.tolist()) if cfg.cache == "true" else {}
+    hit = keys.isin(found.keys())
+    if hit.any():
+        answers = pd.DataFrame([found[k] for k in keys[hit]], index=todo.index[hit])
+        answered = todo[hit].assign(**{c: answers[c] for c in ANSWER_COLUMNS}, error=None)
+        land_answered(answered, landing)
+    figures = {"cache": {"mode": cfg.cache, "hits": int(hit.sum()), "misses": int((~hit).sum())}}
+    log.info(
+        "cache (%s, %s): %d hits, %d to generate", cfg.cache, store.path, hit.sum(), (~hit).sum()
+    )
+    return todo[~hit], figures
 
 
 def score(

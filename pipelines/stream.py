@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import statistics
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -63,48 +63,67 @@ class StreamStats:
         }
 
 
-def stream(
-    executor: Executor,
-    cfg: RunConfig,
-    todo: pd.DataFrame,
-    *,
-    run_id: str,
-    run_dir: Path,
-    sink: Sink,
-    keywords: Mapping[tuple[str, str], list[str]],
-    total: int,
-) -> StreamStats:
+@dataclass
+class Landing:
+    """Where a landed batch goes: the run's parts, the sink, the cache."""
+
+    cfg: RunConfig
+    run_id: str
+    run_dir: Path
+    sink: Sink
+    keywords: Mapping[tuple[str, str], list[str]]
+    store: Callable[[pd.DataFrame], None] | None = None
+    """Keeps generated rows (the response cache); None: nothing kept."""
+
+    def land(self, rows: pd.DataFrame, stats: StreamStats, *, cached: bool) -> float:
+        """One batch: a part on disk, then its agent messages; returns when it finished."""
+        rows = rows.drop(columns=NOT_KEPT, errors="ignore").assign(
+            run_id=self.run_id, cached=cached
+        )
+        finished = float((rows["started_at"] + rows["batch_s"]).iloc[0])
+        write_part(self.run_dir, int(rows["batch_id"].iloc[0]), rows)
+        stats.landing_s.append(time.time() - finished)
+        # Scaling: only the full council is a deliberation; smaller arms are not published.
+        full = max(self.cfg.experiment.agents) if "council_size" in rows else None
+        published = rows if full is None else rows[rows["council_size"] == full]
+        if len(published):
+            self.sink.publish(
+                agent_messages(published, self.cfg.served_model, self.keywords, self.cfg.agents),
+                on_acked=lambda f=finished: stats.acked_s.append(time.time() - f),
+            )
+        return finished
+
+
+def stream(executor: Executor, todo: pd.DataFrame, landing: Landing, total: int) -> StreamStats:
     """Generate ``todo`` batch by batch; land each batch as it comes back.
 
     Args:
         todo: the request rows still to answer (a resume passes the rest).
-        keywords: each task's keywords, for the agent messages.
         total: requests of the whole run (for progress).
     """
     stats = StreamStats()
     done_before = total - len(todo)
-    # Scaling: only the full council is a deliberation; smaller arms are not published.
-    full = max(cfg.experiment.agents) if "council_size" in todo else None
     start = time.perf_counter()
     first_call = float("inf")  # Unix time the first engine call began (after the load)
-    for out in executor.map(generate_stage(cfg, executor), batches(todo)):
+    for out in executor.map(generate_stage(landing.cfg, executor), batches(todo)):
         for batch_id, rows in out.groupby("batch_id", sort=True):
-            rows = rows.drop(columns=NOT_KEPT).assign(run_id=run_id)
             first_call = min(first_call, float(rows["started_at"].min()))
-            finished = float((rows["started_at"] + rows["batch_s"]).iloc[0])
-            write_part(run_dir, int(batch_id), rows)
-            stats.landing_s.append(time.time() - finished)
-            published = rows if full is None else rows[rows["council_size"] == full]
-            if len(published):
-                sink.publish(
-                    agent_messages(published, cfg.served_model, keywords, cfg.agents),
-                    on_acked=lambda f=finished: stats.acked_s.append(time.time() - f),
-                )
+            if landing.store is not None:
+                landing.store(rows)
+            landing.land(rows, stats, cached=False)
             stats.generated += len(rows)
             stats.tokens += int(rows["completion_tokens"].sum())
             _progress(int(batch_id), stats, done_before, total, time.time() - first_call)
     stats.wall_s = time.perf_counter() - start
     return stats
+
+
+def land_answered(answered: pd.DataFrame, landing: Landing) -> None:
+    """Land requests answered without the engine (cache hits), batch by batch."""
+    stats = StreamStats()
+    now = time.time()
+    for _, rows in answered.groupby("batch_id", sort=True):
+        landing.land(rows.assign(batch_s=0.0, started_at=now, load_s=0.0), stats, cached=True)
 
 
 def _progress(batch_id: int, stats: StreamStats, before: int, total: int, elapsed: float) -> None:

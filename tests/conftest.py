@@ -35,11 +35,14 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 @pytest.fixture(scope="session", autouse=True)
 def isolated_stores(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    """Runs made by tests log to a throw-away MLflow store, never the project's."""
+    """Runs made by tests log to a throw-away MLflow store, never the project's, and
+    use no response cache unless a test asks for one."""
     uri = f"sqlite:///{tmp_path_factory.mktemp('mlflow') / 'mlflow.db'}"
-    saved = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "NATS_URL")}
+    saved = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "NATS_URL", "COUNCIL_CACHE")}
     os.environ["MLFLOW_TRACKING_URI"] = uri
     os.environ.pop("NATS_URL", None)  # sink=nats starts its own server per run
+    # Tests compare generations: no run answers from another's cache unless it says so.
+    os.environ["COUNCIL_CACHE"] = "false"
     yield
     for k, v in saved.items():
         if v is None:

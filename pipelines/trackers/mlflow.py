@@ -68,6 +68,8 @@ def flatten_metrics(metrics: dict[str, Any], task_metrics: pd.DataFrame) -> dict
         put(f"scaling/{row['agents']}_agents/", row)
     if "sink" in metrics:
         put("sink/", metrics["sink"])
+    if "cache" in metrics:
+        put("cache/", metrics["cache"])
     per_agent = task_metrics.groupby("agent_id")[AGENT_METRICS].mean()
     for agent, row in per_agent.iterrows():
         put(f"agent/{agent}/", row.to_dict())

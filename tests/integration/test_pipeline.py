@@ -390,3 +390,33 @@ def test_nightly_continues_its_night_by_name_and_exits_3_when_tracking_is_down(
     assert proc.returncode == 3, proc.stderr[-3000:]
     assert proc.stdout.count("finished earlier FAILED") == 2
     assert "tracking failed" in proc.stdout and "python -m pipelines.track" in proc.stdout
+
+
+def test_a_rerun_is_answered_by_the_cache_and_starts_no_engine(
+    local: LocalExecutor, tmp_path: Path
+) -> None:
+    cache = ["cache=true", f"cache_dir={tmp_path / 'cache'}"]
+    run = ["role=qa", "limit=1", "agents=2", "max_tokens=8", "sink=none", "tracking=none"]
+    first = run_pipeline(compose_config([*run, *cache]), tmp_path / "a", executor=local)
+    assert first.metrics["cache"] == {"mode": "true", "hits": 0, "misses": 2}
+    assert not first.results["cached"].any()
+
+    # Another process, executor=ray: every request hits, so no Ray and no engine start.
+    start = time.perf_counter()
+    second = run_cli(tmp_path / "b", *run, "executor=ray", *cache)
+    wall = time.perf_counter() - start
+    metrics = json.loads((tmp_path / "b" / "metrics.json").read_text())
+    assert metrics["cache"] == {"mode": "true", "hits": 2, "misses": 0}
+    assert metrics["rows_generated"] == 0 and metrics["overall"]["tokens_per_s"] == 0
+    assert second["cached"].all()
+    assert second["proposal"].tolist() == first.results["proposal"].tolist()
+    log = (tmp_path / "b" / "run.log").read_text()
+    assert "Started a local Ray instance" not in log and "vllm: loaded" not in log
+    assert wall < 60, wall
+
+    # refresh: generated again (same seeds, same text) and kept.
+    third = run_pipeline(
+        compose_config([*run, "cache=refresh", cache[1]]), tmp_path / "c", executor=local
+    )
+    assert third.metrics["cache"] == {"mode": "refresh", "hits": 0, "misses": 2}
+    assert third.results["proposal"].tolist() == first.results["proposal"].tolist()
