@@ -157,8 +157,9 @@ def run_pipeline(
         todo, cache_figures = answer_from_cache(cfg, todo, landing)
         stats, embed = generate_all(cfg, executor, todo, landing, len(requests))
         results = read_parts(out_dir).sort_values("row").reset_index(drop=True)
-        if "cached" not in results:  # parts written before the cache existed
-            results["cached"] = False
+        # Parts written before the cache existed have no `cached` column.
+        results["cached"] = results.get("cached", pd.Series(False, index=results.index))
+        results["cached"] = results["cached"].fillna(False).astype(bool)
         if len(results) != len(requests):
             raise RuntimeError(f"the parts hold {len(results)} rows for {len(requests)} requests")
         scaling = cfg.experiment.name == "scaling"
