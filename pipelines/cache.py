@@ -14,17 +14,21 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import closing
 from functools import cache
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from pipelines.config import EngineConfig, ModelConfig, OpenAIEngineConfig, VLLMEngineConfig
+
+log = logging.getLogger(__name__)
 
 CACHE_FILE = "responses.sqlite"
 ANSWER_COLUMNS = ["proposal", "prompt_tokens", "completion_tokens", "finish_reason", "latency"]
@@ -106,21 +110,26 @@ class ResponseCache:
                 "CREATE TABLE IF NOT EXISTS responses ("
                 "key TEXT PRIMARY KEY, answer TEXT NOT NULL, stored_at REAL NOT NULL)"
             )
+            db.execute(
+                "CREATE TABLE IF NOT EXISTS embeddings (key TEXT PRIMARY KEY, vector BLOB NOT NULL)"
+            )
 
     def _connect(self) -> sqlite3.Connection:
         return sqlite3.connect(self.path, timeout=30.0)
 
-    def get(self, keys: list[str]) -> dict[str, dict[str, Any]]:
-        """The stored answers among ``keys``."""
-        found: dict[str, dict[str, Any]] = {}
+    def _select(self, table: str, value: str, keys: list[str]) -> Iterator[tuple[str, Any]]:
         with closing(self._connect()) as db:
             for chunk in _chunks(keys, 500):
                 marks = ",".join("?" * len(chunk))
-                rows = db.execute(
-                    f"SELECT key, answer FROM responses WHERE key IN ({marks})", chunk
+                yield from db.execute(
+                    f"SELECT key, {value} FROM {table} WHERE key IN ({marks})", chunk
                 )
-                found |= {key: json.loads(answer) for key, answer in rows}
-        return found
+
+    def get(self, keys: list[str]) -> dict[str, dict[str, Any]]:
+        """The stored answers among ``keys``."""
+        return {
+            key: json.loads(answer) for key, answer in self._select("responses", "answer", keys)
+        }
 
     def put(self, keys: list[str], rows: pd.DataFrame) -> int:
         """Store the answers of ``rows`` (aligned with ``keys``) that have no error."""
@@ -134,6 +143,43 @@ class ResponseCache:
             db.executemany("INSERT OR REPLACE INTO responses VALUES (?, ?, ?)", items)
         return len(items)
 
+    def get_vectors(self, keys: list[str]) -> dict[str, np.ndarray]:
+        rows = self._select("embeddings", "vector", keys)
+        return {key: np.frombuffer(blob, dtype=np.float32) for key, blob in rows}
+
+    def put_vectors(self, keys: list[str], vectors: np.ndarray) -> None:
+        items = [(k, v.astype(np.float32).tobytes()) for k, v in zip(keys, vectors, strict=True)]
+        with closing(self._connect()) as db, db:
+            db.executemany("INSERT OR REPLACE INTO embeddings VALUES (?, ?)", items)
+
+
+class CachedEmbed:
+    """Sentence embeddings through the cache: the model loads only for texts it lacks.
+
+    A rerun answered from the cache then scores ``embedding_diversity`` without
+    loading the embedding model either.
+    """
+
+    def __init__(
+        self, store: ResponseCache, model_id: str, load: Callable[[], Callable[..., np.ndarray]]
+    ) -> None:
+        self.store, self.model_id, self._load = store, model_id, load
+        self._embed: Callable[..., np.ndarray] | None = None
+        self.loaded = False
+
+    def __call__(self, texts: Sequence[str]) -> np.ndarray:
+        keys = [hashlib.sha256(f"{self.model_id}\n{t}".encode()).hexdigest() for t in texts]
+        found = self.store.get_vectors(list(set(keys)))
+        missing = [i for i, k in enumerate(keys) if k not in found]
+        if missing:
+            if self._embed is None:
+                log.info("embeddings: %d texts not in the cache; loading the model", len(missing))
+                self._embed, self.loaded = self._load(), True
+            vectors = self._embed([texts[i] for i in missing])
+            self.store.put_vectors([keys[i] for i in missing], vectors)
+            found |= {keys[i]: v.astype(np.float32) for i, v in zip(missing, vectors, strict=True)}
+        return np.stack([found[k] for k in keys]) if keys else np.zeros((0, 0))
+
 
 def _plain(value: Any) -> Any:
     return value.item() if hasattr(value, "item") else value
@@ -142,3 +188,17 @@ def _plain(value: Any) -> Any:
 def _chunks(items: list[str], size: int) -> Iterator[list[str]]:
     for i in range(0, len(items), size):
         yield items[i : i + size]
+
+
+def cached_embed(
+    store: ResponseCache, loaded: Callable[..., np.ndarray] | None
+) -> CachedEmbed | None:
+    """Embeddings through ``store``, with the model ``loaded`` already or loaded on a miss;
+    None when the embedding model is not installed."""
+    from pipelines.embeddings import Embedder, prepare
+
+    path = prepare()
+    if path is None:
+        return None
+    model_id = model_fingerprint(str(path))
+    return CachedEmbed(store, model_id, (lambda: loaded) if loaded else (lambda: Embedder(path)))

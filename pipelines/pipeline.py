@@ -15,6 +15,13 @@ from typing import Any
 
 import pandas as pd
 
+from pipelines.cache import (
+    ANSWER_COLUMNS,
+    ResponseCache,
+    cached_embed,
+    engine_identity,
+    request_keys,
+)
 from pipelines.config import RunConfig
 from pipelines.council import AGENT_COLUMNS, expand
 from pipelines.embeddings import load_embedder
@@ -154,8 +161,8 @@ def run_pipeline(
         )
         sink.publish_pending()  # what an earlier session kept and never saw acked
         landing = Landing(cfg, run_id, out_dir, sink, keywords)
-        todo, cache_figures = answer_from_cache(cfg, todo, landing)
-        stats, embed = generate_all(cfg, executor, todo, landing, len(requests))
+        todo, cache_figures, store = answer_from_cache(cfg, todo, landing)
+        stats, embed = generate_all(cfg, executor, todo, landing, len(requests), store)
         results = read_parts(out_dir).sort_values("row").reset_index(drop=True)
         # Parts written before the cache existed have no `cached` column.
         results["cached"] = results.get("cached", pd.Series(False, index=results.index))
@@ -196,17 +203,20 @@ def generate_all(
     todo: pd.DataFrame,
     landing: Landing,
     total: int,
+    store: ResponseCache | None = None,
 ) -> tuple[StreamStats, Embed | None]:
     """Stream ``todo`` through the executor; the embedding model loads meanwhile.
 
     The embedding model loads in the background while a Ray or Dask council
     generates (the driver mostly waits then), keeping it out of the scoring
     time. Not beside an in-process engine: concurrent transformers imports in
-    two threads of one process can fail.
+    two threads of one process can fail. With a cache (``store``) and nothing
+    to generate, it loads only if scoring meets a text the cache lacks.
     """
     in_process = executor is not None or cfg.executor.name == "local"
+    eager = cfg.embeddings and not (store is not None and todo.empty)
     with ThreadPoolExecutor(max_workers=1) as pool:
-        embedder = pool.submit(load_embedder) if cfg.embeddings and not in_process else None
+        embedder = pool.submit(load_embedder) if eager and not in_process else None
         if todo.empty:
             stats = StreamStats()  # nothing to generate: no cluster, no engine
         elif executor is None:
@@ -215,22 +225,23 @@ def generate_all(
         else:
             stats = stream(executor, todo, landing, total)
         embed = embedder.result() if embedder is not None else None
-    if cfg.embeddings and in_process:
+    if eager and in_process:
         embed = load_embedder()
+    if cfg.embeddings and store is not None:
+        embed = cached_embed(store, embed)
     return stats, embed
 
 
 def answer_from_cache(
     cfg: RunConfig, todo: pd.DataFrame, landing: Landing
-) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """Land the requests the response cache answers; returns the rest and the figures.
+) -> tuple[pd.DataFrame, dict[str, Any], ResponseCache | None]:
+    """Land the requests the response cache answers; returns the rest, the figures
+    and the cache (None: cache=false).
 
     Also sets ``landing.store`` so that what the engine answers is kept.
     """
     if cfg.cache == "false":
-        return todo, {}
-    from pipelines.cache import ANSWER_COLUMNS, ResponseCache, engine_identity, request_keys
-
+        return todo, {}, None
     store = ResponseCache(cfg.resolved_cache_dir())
     identity = engine_identity(cfg.engine, cfg.model)
     keys = pd.Series(request_keys(todo, identity), index=todo.index, dtype=object)
@@ -241,11 +252,9 @@ def answer_from_cache(
         answers = pd.DataFrame([found[k] for k in keys[hit]], index=todo.index[hit])
         answered = todo[hit].assign(**{c: answers[c] for c in ANSWER_COLUMNS}, error=None)
         land_answered(answered, landing)
-    figures = {"cache": {"mode": cfg.cache, "hits": int(hit.sum()), "misses": int((~hit).sum())}}
-    log.info(
-        "cache (%s, %s): %d hits, %d to generate", cfg.cache, store.path, hit.sum(), (~hit).sum()
-    )
-    return todo[~hit], figures
+    hits, misses = int(hit.sum()), int((~hit).sum())
+    log.info("cache (%s, %s): %d hits, %d to generate", cfg.cache, store.path, hits, misses)
+    return todo[~hit], {"cache": {"mode": cfg.cache, "hits": hits, "misses": misses}}, store
 
 
 def score(

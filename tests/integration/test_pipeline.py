@@ -412,6 +412,10 @@ def test_a_rerun_is_answered_by_the_cache_and_starts_no_engine(
     assert second["proposal"].tolist() == first.results["proposal"].tolist()
     log = (tmp_path / "b" / "run.log").read_text()
     assert "Started a local Ray instance" not in log and "vllm: loaded" not in log
+    # The proposals' embeddings were kept too: embedding_diversity without its model.
+    assert "loading the model" not in log
+    first_overall = first.metrics["overall"]
+    assert metrics["overall"]["embedding_diversity"] == first_overall["embedding_diversity"]
     assert wall < 60, wall
 
     # refresh: generated again (same seeds, same text) and kept.
