@@ -214,12 +214,19 @@ def run_night(
             run_dir = night / job.slug
             found = state(run_dir)
             log.info("nightly %s: run %s is %s", name, job.slug, found)
-            if found == "finished":
-                done[job.slug] = ("finished earlier", finish(run_dir))
-            elif found == "started":
-                done[job.slug] = ("resumed", resume(run_dir, local))
-            else:
-                done[job.slug] = ("started", start(cfg, run_dir, local))
+            try:
+                if found == "finished":
+                    done[job.slug] = ("finished earlier", finish(run_dir))
+                elif found == "started":
+                    done[job.slug] = ("resumed", resume(run_dir, local))
+                else:
+                    done[job.slug] = ("started", start(cfg, run_dir, local))
+            except UserError:
+                raise  # bad set-up: every run would meet it
+            except Exception as e:  # the other runs of the night go on
+                log.exception("nightly %s: run %s crashed", name, job.slug)
+                crash = f"crashed: {type(e).__name__}: {e}; its parts are kept, a retry resumes it"
+                done[job.slug] = ("crashed", [crash])
     return done
 
 

@@ -113,3 +113,27 @@ from pipelines.nightly import one_night_at_a_time
 with one_night_at_a_time(Path(sys.argv[1])) as holder:
     print(holder)
 """
+
+
+def test_a_crashed_run_does_not_stop_the_night_fault_injected(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The engine crash is injected (start() replaced): the next run still runs."""
+    import pipelines.nightly as nightly
+
+    calls = []
+
+    def fake_start(cfg: object, run_dir: Path, local: object) -> list[str]:
+        calls.append(run_dir.name)
+        if len(calls) == 1:
+            raise RuntimeError("EngineDeadError: engine core died")
+        return []
+
+    monkeypatch.setattr(nightly, "start", fake_start)
+    overrides = write(tmp_path, "role=dev,qa executor=local\n")
+    done = nightly.run_night("n", overrides, tmp_path / "runs")
+    assert calls == ["role-dev", "role-qa"]
+    what, (problem,) = done["role-dev"]
+    assert what == "crashed" and "RuntimeError: EngineDeadError" in problem
+    assert "a retry resumes it" in problem
+    assert done["role-qa"] == ("started", [])
