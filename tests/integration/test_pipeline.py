@@ -33,6 +33,7 @@ from pipelines.stage import OUTPUT_COLUMNS
 from pipelines.stream import generate_stage
 from pipelines.tasks import Task
 from pipelines.track import main as track_main
+from pipelines.verdict import problems
 from tests.mlflow_helpers import mlflow_server
 from tests.nats_helpers import stream_contents
 
@@ -325,6 +326,9 @@ def test_mlflow_down_then_track_later_logs_once_over_http(
     )
     outcome = run_pipeline(settings, tmp_path / "run", executor=local)
     assert outcome.metrics["tracking"]["ok"] is False
+    # The run finished, but failed its purpose: its exit status will say so.
+    (problem,) = problems(outcome.metrics, settings.fail_on)
+    assert problem.startswith("tracking failed (") and "python -m pipelines.track" in problem
     assert (tmp_path / "run" / "results.parquet").is_file()
     assert (tmp_path / "run" / "report.html").is_file()
 
