@@ -77,8 +77,9 @@ async def connect(url: str) -> Any:
             **connect_options(),
         )
     except NoServersError:
-        if seen:
-            raise ConnectionError(f"{url}: {seen[-1]}") from None
+        if seen:  # every distinct reason: the server's refusal, then a reset, say
+            reasons = "; ".join(dict.fromkeys(str(e) for e in seen))
+            raise ConnectionError(f"{url}: {reasons}") from None
         raise
 
 
