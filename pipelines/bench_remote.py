@@ -2,7 +2,7 @@
 
 ``python -m pipelines.bench_remote [--requests 60] [--max-tokens 64] [--concurrency 4 16 64]``
 
-Runs the same request batches through ``vllm.LLM.chat`` in this process, then
+Runs the same requests through ``vllm.LLM.chat`` (one call) in this process, then
 (after that engine is closed) through :class:`OpenAIEngine` against a vLLM
 OpenAI server started for the same model, once per client concurrency.
 Reports tokens/s over the engine calls, and each remote rate over the
@@ -23,6 +23,8 @@ import pandas as pd
 from pipelines import PROJECT_ROOT
 from pipelines.bench import bench_requests, raw_vllm
 from pipelines.config import OpenAIEngineConfig
+from pipelines.council import batches
+from pipelines.engines import generate
 from pipelines.engines.openai import OpenAIEngine
 from pipelines.serve_model import served
 
@@ -39,8 +41,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
 
-    settings, parts = bench_requests(args.requests, args.max_tokens, args.batch_size)
-    raw = raw_vllm(settings, parts)
+    settings, table = bench_requests(args.requests, args.max_tokens, args.batch_size)
+    parts = batches(table)
+    raw = raw_vllm(settings, table)
     raw_rate = raw["tokens"] / raw["busy_s"]
     rows = [
         {
@@ -61,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
                 OpenAIEngineConfig(url=url, max_concurrency=concurrency), settings.model
             )
             start = time.perf_counter()
-            completions = [c for part in parts for c in engine.generate(part)]
+            completions = [c for part in parts for c in generate(engine, part)]
             busy = time.perf_counter() - start
             tokens = sum(c.completion_tokens for c in completions)
             rows.append(

@@ -85,9 +85,6 @@ class RoleConfig(RolePrompt):
         elif self.name not in known_roles():
             raise UserError(f"unknown role {self.name!r}; known: {[*known_roles(), ALL_ROLES]}")
 
-    def resolved_cache_dir(self) -> Path:
-        return Path(self.cache_dir) if self.cache_dir else runs_root() / "cache"
-
     @property
     def system_prompts(self) -> dict[str, str]:
         """System prompt per role evaluated: this role, or every member of ``all``."""
@@ -112,6 +109,13 @@ class EngineConfig:
     name: str = MISSING
     # GPUs per engine replica; null: 1 when the cluster has GPUs, else 0.
     num_gpus: Optional[float] = None  # noqa: UP045
+    # Pipeline batches each replica holds at once (one queue for the engine's
+    # scheduler); 1 is the deterministic mode (`deterministic=true`).
+    batches_in_flight: int = 8
+
+    def __post_init__(self) -> None:
+        if self.batches_in_flight < 1:
+            raise UserError(f"engine.batches_in_flight must be >= 1, got {self.batches_in_flight}")
 
     def replica_gpus(self, cluster_gpus: float) -> float:
         """GPUs each replica asks for, on a cluster with ``cluster_gpus`` GPUs.
@@ -148,6 +152,7 @@ class VLLMEngineConfig(EngineConfig):
     )
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if not 0 < self.gpu_memory_utilization <= 1:
             raise UserError(
                 f"engine.gpu_memory_utilization must be in (0, 1], got "
@@ -177,6 +182,7 @@ class OpenAIEngineConfig(EngineConfig):
     extra_body: Dict[str, Any] = field(default_factory=dict)  # noqa: UP006
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.max_concurrency < 1 or self.timeout_s <= 0 or self.retries < 0:
             raise UserError(
                 "engine.max_concurrency must be >= 1, engine.timeout_s > 0 and engine.retries >= 0"
@@ -304,8 +310,11 @@ class RunConfig(CouncilSpec):
     fail_on: FailOnConfig = field(default_factory=FailOnConfig)
     # JSONL task file; null: datasets/<role>.jsonl (every role's file for role=all).
     dataset: Optional[str] = None  # noqa: UP045
-    # Requests per engine call; the pipeline cuts the batches.
+    # Requests per pipeline batch: the unit that lands (a part, its messages).
     batch_size: int = 32
+    # One batch in an engine at a time (engine.batches_in_flight=1): bit-equal
+    # batches on a batch-variant engine, at the cost of throughput.
+    deterministic: bool = False
     # Only the first `limit` tasks (per role for role=all).
     limit: Optional[int] = None  # noqa: UP045
     # Compute embedding_diversity when the embedding model is installed.
@@ -330,6 +339,13 @@ class RunConfig(CouncilSpec):
         sizes = self.experiment.agents
         if self.experiment.name == "scaling" and (not sizes or min(sizes) < 1):
             raise UserError(f"experiment.agents must be council sizes >= 1, got {list(sizes)}")
+
+    def batches_in_flight(self) -> int:
+        """Batches each engine replica holds at once: one in the deterministic mode,
+        and in the scaling experiment (each arm is timed on its own)."""
+        if self.deterministic or self.experiment.name == "scaling":
+            return 1
+        return self.engine.batches_in_flight
 
     def resolved_cache_dir(self) -> Path:
         return Path(self.cache_dir) if self.cache_dir else runs_root() / "cache"

@@ -7,7 +7,7 @@ console, trackers): keep them stable.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import numpy as np
@@ -112,14 +112,32 @@ def task_metrics(scored: pd.DataFrame, diversity: pd.DataFrame) -> pd.DataFrame:
     return per_agent.merge(diversity.drop(columns="proposals"), on=["role", "task_id"], how="left")
 
 
+def union_s(started_at: Iterable[float], seconds: Iterable[float]) -> float:
+    """Length of the union of the windows ``[started_at, started_at + seconds]``."""
+    total, end = 0.0, float("-inf")
+    for start, length in sorted(zip(started_at, seconds, strict=True)):
+        stop = start + length
+        if stop > end:
+            total += stop - max(start, end)
+            end = stop
+    return total
+
+
+def engine_busy_s(rows: pd.DataFrame) -> float:
+    """Time any engine was busy with these rows' batches: the union of the batches'
+    windows (several batches are in an engine at once)."""
+    per_batch = rows.groupby("batch_id").agg(at=("started_at", "first"), s=("batch_s", "first"))
+    return union_s(per_batch["at"], per_batch["s"])
+
+
 def _figures(scored: pd.DataFrame, diversity: pd.DataFrame, wall_s: float) -> dict[str, Any]:
     ok = scored[scored["error"].isna()]
     tokens = int(scored["completion_tokens"].sum())
     # Throughput counts what an engine generated: cache hits took no engine time.
     fresh = scored[~scored["cached"].astype(bool)] if "cached" in scored else scored
     generated = int(fresh["completion_tokens"].sum())
-    # Engine time only (no load, no scheduling): each batch counted once.
-    engine_s = float(fresh.groupby("batch_id")["batch_s"].first().sum())
+    # Engine time only (no load, no scheduling).
+    engine_s = engine_busy_s(fresh) if len(fresh) else 0.0
     figures: dict[str, Any] = {
         "requests": len(scored),
         "errors": len(scored) - len(ok),
@@ -150,8 +168,7 @@ def run_metrics(scored: pd.DataFrame, diversity: pd.DataFrame, wall_s: float) ->
 
     ``tokens_per_s`` divides by ``wall_s``, the generation wall time with the
     engine load: what a user waits for. ``generation_tokens_per_s`` divides by
-    the engines' busy time alone (summed over batches, so with several replicas
-    it is the per-replica rate).
+    the time any engine was busy (:func:`engine_busy_s`).
     """
     metrics: dict[str, Any] = {"overall": _figures(scored, diversity, wall_s)}
     roles = sorted(scored["role"].unique())

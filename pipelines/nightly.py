@@ -35,7 +35,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from pipelines import UserError, runs_root
-from pipelines.config import ExecutorConfig, RunConfig, compose_config
+from pipelines.config import RunConfig, compose_config
+from pipelines.executors import HeldExecutors
 from pipelines.executors.local import LocalExecutor
 
 log = logging.getLogger("pipelines.nightly")
@@ -141,7 +142,7 @@ def state(run_dir: Path) -> str:
     return "started"
 
 
-def start(cfg: RunConfig, run_dir: Path, local: LocalExecutor) -> list[str]:
+def start(cfg: RunConfig, run_dir: Path, held: HeldExecutors) -> list[str]:
     """A new run in ``run_dir``; returns the ``fail_on`` rules it broke."""
     from pipelines.engines import preflight
     from pipelines.pipeline import run_pipeline
@@ -153,18 +154,17 @@ def start(cfg: RunConfig, run_dir: Path, local: LocalExecutor) -> list[str]:
     preflight(cfg.engine, cfg.model)
     run_dir.mkdir(parents=True, exist_ok=True)
     with log_to(run_dir), reaper(run_dir):
-        executor = local if cfg.executor.name == "local" else None
-        outcome = run_pipeline(cfg, run_dir, executor=executor)
+        outcome = run_pipeline(cfg, run_dir, executor=held)
     print(summary(outcome), flush=True)
     return problems(outcome.metrics, cfg.fail_on)
 
 
-def resume(run_dir: Path, local: LocalExecutor) -> list[str]:
+def resume(run_dir: Path, held: HeldExecutors) -> list[str]:
     from pipelines.resume import resume_run
     from pipelines.summary import summary
     from pipelines.verdict import problems
 
-    cfg, outcome = resume_run(run_dir, local)
+    cfg, outcome = resume_run(run_dir, held)
     print(summary(outcome), flush=True)
     return problems(outcome.metrics, cfg.fail_on)
 
@@ -200,7 +200,8 @@ def run_night(
 ) -> dict[str, tuple[str, list[str]]]:
     """Every run of the night, continued where it stopped: slug -> (what was done, problems).
 
-    ``local`` (else one of its own) serves the executor=local runs: one engine for all.
+    ``local`` (else one of its own) serves the executor=local runs: one engine
+    for all; the runs on one Ray or Dask config share that executor's engines.
     """
     night = root / name
     night.mkdir(parents=True, exist_ok=True)
@@ -208,8 +209,7 @@ def run_night(
     log.info("nightly %s: %d run(s) in %s", name, len(jobs), night)
     done: dict[str, tuple[str, list[str]]] = {}
     with contextlib.ExitStack() as stack:
-        if local is None:
-            local = stack.enter_context(LocalExecutor(ExecutorConfig(name="local")))
+        held = stack.enter_context(HeldExecutors(*([local] if local else [])))
         for job, cfg in jobs:
             run_dir = night / job.slug
             found = state(run_dir)
@@ -218,9 +218,9 @@ def run_night(
                 if found == "finished":
                     done[job.slug] = ("finished earlier", finish(run_dir))
                 elif found == "started":
-                    done[job.slug] = ("resumed", resume(run_dir, local))
+                    done[job.slug] = ("resumed", resume(run_dir, held))
                 else:
-                    done[job.slug] = ("started", start(cfg, run_dir, local))
+                    done[job.slug] = ("started", start(cfg, run_dir, held))
             except UserError:
                 raise  # bad set-up: every run would meet it
             except Exception as e:  # the other runs of the night go on

@@ -25,7 +25,7 @@ from pipelines.cache import (
 from pipelines.config import RunConfig
 from pipelines.council import AGENT_COLUMNS, expand
 from pipelines.embeddings import load_embedder
-from pipelines.executors import Executor, build_executor
+from pipelines.executors import Executor, HeldExecutors, build_executor
 from pipelines.metrics import (
     Embed,
     agent_table,
@@ -117,7 +117,10 @@ def council_requests(cfg: RunConfig, tasks: list[Task]) -> pd.DataFrame:
 
 
 def run_pipeline(
-    cfg: RunConfig, out_dir: Path, executor: Executor | None = None, run_id: str | None = None
+    cfg: RunConfig,
+    out_dir: Path,
+    executor: Executor | HeldExecutors | None = None,
+    run_id: str | None = None,
 ) -> RunOutcome:
     """Evaluate the council described by ``cfg``; write files to ``out_dir``.
 
@@ -127,8 +130,10 @@ def run_pipeline(
     Args:
         cfg: the typed run config.
         out_dir: the run folder (Hydra's output dir); created if missing.
-        executor: an entered executor to reuse (its engine stays loaded);
-            ``None`` builds the configured one for this run.
+        executor: an entered executor to reuse (its engine stays loaded), or
+            held executors to take the configured one from (entered only if
+            there is something to generate); ``None`` builds the configured
+            one for this run.
         run_id: resume the run of that id in ``out_dir``: requests some part
             already holds are not generated again.
     """
@@ -199,7 +204,7 @@ def run_pipeline(
 
 def generate_all(
     cfg: RunConfig,
-    executor: Executor | None,
+    executor: Executor | HeldExecutors | None,
     todo: pd.DataFrame,
     landing: Landing,
     total: int,
@@ -213,7 +218,7 @@ def generate_all(
     two threads of one process can fail. With a cache (``store``) and nothing
     to generate, it loads only if scoring meets a text the cache lacks.
     """
-    in_process = executor is not None or cfg.executor.name == "local"
+    in_process = cfg.executor.name == "local"
     eager = cfg.embeddings and not (store is not None and todo.empty)
     with ThreadPoolExecutor(max_workers=1) as pool:
         embedder = pool.submit(load_embedder) if eager and not in_process else None
@@ -222,6 +227,8 @@ def generate_all(
         elif executor is None:
             with build_executor(cfg.executor) as own:
                 stats = stream(own, todo, landing, total)
+        elif isinstance(executor, HeldExecutors):
+            stats = stream(executor.get(cfg.executor), todo, landing, total)
         else:
             stats = stream(executor, todo, landing, total)
         embed = embedder.result() if embedder is not None else None

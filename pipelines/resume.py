@@ -21,8 +21,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from pipelines import UserError
-from pipelines.config import ExecutorConfig, NatsSinkConfig, RunConfig
-from pipelines.executors.local import LocalExecutor
+from pipelines.config import NatsSinkConfig, RunConfig
+from pipelines.executors import HeldExecutors
 from pipelines.pipeline import RunOutcome
 from pipelines.runinfo import MASK, RUN_INFO_FILE, read_run_config
 
@@ -53,8 +53,8 @@ def log_to(run_dir: Path) -> Iterator[None]:
         handler.close()
 
 
-def resume_run(run_dir: Path, local: LocalExecutor) -> tuple[RunConfig, RunOutcome]:
-    """Continue the run in ``run_dir``; ``local`` serves executor=local runs."""
+def resume_run(run_dir: Path, held: HeldExecutors) -> tuple[RunConfig, RunOutcome]:
+    """Continue the run in ``run_dir`` on an executor from ``held``."""
     from pipelines.engines import preflight
     from pipelines.pipeline import run_pipeline
     from pipelines.reaper import reap_recorded, reaper
@@ -66,8 +66,7 @@ def resume_run(run_dir: Path, local: LocalExecutor) -> tuple[RunConfig, RunOutco
         logging.getLogger("pipelines.resume").info("resuming run %s in %s", run_id, run_dir)
         reap_recorded(run_dir)
         with reaper(run_dir):
-            executor = local if cfg.executor.name == "local" else None
-            outcome = run_pipeline(cfg, run_dir, executor=executor, run_id=run_id)
+            outcome = run_pipeline(cfg, run_dir, executor=held, run_id=run_id)
     return cfg, outcome
 
 
@@ -84,8 +83,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     run_dir: Path = args.run_dir.resolve()
     try:
-        with LocalExecutor(ExecutorConfig(name="local")) as local:
-            cfg, outcome = resume_run(run_dir, local)
+        with HeldExecutors() as held:
+            cfg, outcome = resume_run(run_dir, held)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

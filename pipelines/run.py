@@ -17,14 +17,14 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from pipelines import UserError
-from pipelines.config import ExecutorConfig, register
-from pipelines.executors.local import LocalExecutor
+from pipelines.config import register
+from pipelines.executors import HeldExecutors
 
 log = logging.getLogger("pipelines.run")
 
 
-def run_job(cfg: DictConfig, local: LocalExecutor) -> list[str]:
-    """One run (one job of a multirun); ``local`` serves executor=local jobs.
+def run_job(cfg: DictConfig, held: HeldExecutors) -> list[str]:
+    """One run (one job of a multirun), on an executor from ``held``.
 
     Returns the ``fail_on`` rules the finished run broke (``pipelines.verdict``).
     """
@@ -41,9 +41,7 @@ def run_job(cfg: DictConfig, local: LocalExecutor) -> list[str]:
         preflight(run.engine, run.model)
         # Killed, this run leaves nothing running (pipelines/reaper.py).
         with reaper(out_dir):
-            outcome = run_pipeline(
-                run, out_dir, executor=local if run.executor.name == "local" else None
-            )
+            outcome = run_pipeline(run, out_dir, executor=held)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
@@ -59,14 +57,14 @@ def main() -> None:
 
     register()
     failed: list[str] = []
-    # Hydra multirun runs its jobs one after another in this process. With
-    # executor=local they share this executor, so one in-process engine serves
-    # every job; it is released when the last job ends.
-    with LocalExecutor(ExecutorConfig(name="local")) as local:
+    # Hydra multirun runs its jobs one after another in this process. Jobs with
+    # one executor config share that executor, and so its engines (one load for
+    # a temperature sweep, on Ray as in-process); released when the last job ends.
+    with HeldExecutors() as held:
 
         @hydra.main(config_path="../conf", config_name="config", version_base="1.3")
         def job(cfg: DictConfig) -> None:
-            if run_job(cfg, local):
+            if run_job(cfg, held):
                 failed.append(HydraConfig.get().runtime.output_dir)
 
         job()

@@ -16,6 +16,7 @@ import pandas as pd
 
 from pipelines.config import CouncilSpec
 from pipelines.council import expand
+from pipelines.metrics import engine_busy_s
 from pipelines.tasks import Task
 
 SCALING_FILE = "scaling.parquet"
@@ -52,7 +53,7 @@ def scaling_table(scored: pd.DataFrame) -> pd.DataFrame:
     """One row per council size: cost per task, throughput, latency, factor."""
     rows = []
     for n, arm in scored.groupby("council_size", sort=True):
-        engine_s = float(arm.groupby("batch_id")["batch_s"].first().sum())
+        engine_s = engine_busy_s(arm)
         tasks = arm["task_id"].nunique()
         tokens = int(arm["completion_tokens"].sum())
         rows.append(

@@ -34,6 +34,7 @@ def generate_stage(cfg: RunConfig, executor: Executor) -> StageSpec:
         {"engine": cfg.engine, "model": cfg.model},
         num_gpus=cfg.engine.replica_gpus(executor.gpus()),
         num_cpus=cfg.executor.num_cpus,
+        concurrency=cfg.batches_in_flight(),
     )
 
 
@@ -44,6 +45,9 @@ class StreamStats:
     generated: int = 0
     tokens: int = 0
     wall_s: float = 0.0
+    engine_loads: int = 0
+    """Engines loaded for this run (0: every engine was already up)."""
+    engine_load_s: float = 0.0
     landing_s: list[float] = field(default_factory=list)
     """Per batch: engine finish → part on disk."""
     acked_s: list[float] = field(default_factory=list)
@@ -57,6 +61,8 @@ class StreamStats:
             "rows_generated": self.generated,
             "generated_tokens": self.tokens,
             "generation_wall_s": self.wall_s,
+            "engine_loads": self.engine_loads,
+            "engine_load_s": self.engine_load_s,
             "landing_delay_p50_s": p50(self.landing_s),
             "landing_delay_max_s": max(self.landing_s, default=None),
             "ack_delay_p50_s": p50(self.acked_s),
@@ -108,6 +114,9 @@ def stream(executor: Executor, todo: pd.DataFrame, landing: Landing, total: int)
     for out in executor.map(generate_stage(landing.cfg, executor), batches(todo)):
         for batch_id, rows in out.groupby("batch_id", sort=True):
             first_call = min(first_call, float(rows["started_at"].min()))
+            load_s = float(rows["load_s"].max())
+            stats.engine_loads += load_s > 0
+            stats.engine_load_s += load_s
             if landing.store is not None:
                 landing.store(rows)
             landing.land(rows, stats, cached=False)

@@ -1,4 +1,9 @@
-"""Engines turn a batch of chat requests into completions.
+"""Engines turn batches of chat requests into completions.
+
+An engine takes batches as they are submitted and holds up to
+``batches_in_flight`` of them at once, so that its scheduler sees one queue
+rather than one batch at a time; each batch's future resolves when its last
+request finishes.
 
 Each engine module is imported only when chosen, so ``--help`` and the tests
 of other parts never import vLLM.
@@ -7,6 +12,8 @@ of other parts never import vLLM.
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -38,10 +45,19 @@ class Completion:
 class Engine(Protocol):
     """What a stage needs from an engine."""
 
-    def generate(self, requests: pd.DataFrame) -> list[Completion]:
-        """One completion per request row, in row order.
+    batches_in_flight: int
+    """Submitted batches it holds at once; may change between submits."""
 
-        Rows carry ``system_prompt``, ``prompt``, ``temperature``, ``seed`` and
+    def submit(
+        self, requests: pd.DataFrame, on_start: Callable[[], None] | None = None
+    ) -> Future[list[Completion]]:
+        """Queue one batch; returns at once. Thread-safe.
+
+        ``on_start`` is called when the engine takes the batch in (it may wait
+        behind ``batches_in_flight`` others).
+
+        The future gives one completion per request row, in row order. Rows
+        carry ``system_prompt``, ``prompt``, ``temperature``, ``seed`` and
         ``max_tokens``. A failed request is a completion with ``error`` set.
         """
         ...
@@ -86,3 +102,8 @@ def build_engine(cfg: EngineConfig, model: ModelConfig) -> Engine:
         raise UserError(f"unknown engine {cfg.name!r}; known: {sorted(ENGINES)}")
     module, cls = ENGINES[cfg.name].split(":")
     return getattr(importlib.import_module(module), cls)(cfg, model)
+
+
+def generate(engine: Engine, requests: pd.DataFrame) -> list[Completion]:
+    """One batch, waited for."""
+    return engine.submit(requests).result()

@@ -1,7 +1,8 @@
 """Remote engine: chat completions from a running OpenAI-compatible server.
 
-Any executor can run it: each worker sends its batch's requests concurrently
-(at most ``max_concurrency`` in flight) with the official ``openai`` client,
+Any executor can run it: each worker sends the requests of up to
+``batches_in_flight`` batches concurrently (at most ``max_concurrency`` per
+batch in flight) with the official ``openai`` client,
 which retries connection errors, 408, 409, 429 and 5xx with exponential
 backoff. A request that still fails becomes a row with ``error`` set.
 """
@@ -11,7 +12,8 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import pandas as pd
@@ -71,10 +73,25 @@ class OpenAIEngine:
         self.cfg = cfg
         self.model = cfg.served_name(model)
         self.url = base_url(cfg)
+        self.batches_in_flight = cfg.batches_in_flight
+        self._pools: list[tuple[int, ThreadPoolExecutor]] = []  # (depth, pool)
 
-    def generate(self, requests: pd.DataFrame) -> list[Completion]:
+    def submit(
+        self, requests: pd.DataFrame, on_start: Callable[[], None] | None = None
+    ) -> Future[list[Completion]]:
+        # One thread (and event loop) per batch in flight; a new depth, a new pool
+        # (the old one finishes what it holds).
+        depth = self.batches_in_flight
+        if not self._pools or self._pools[-1][0] != depth:
+            self._pools.append((depth, ThreadPoolExecutor(depth, "openai-batch")))
         rows = list(requests.itertuples(index=False))
-        return _run(self._generate(rows))
+
+        def run() -> list[Completion]:
+            if on_start is not None:
+                on_start()
+            return asyncio.run(self._generate(rows))
+
+        return self._pools[-1][1].submit(run)
 
     async def _generate(self, rows: list[Any]) -> list[Completion]:
         from openai import AsyncOpenAI
@@ -117,14 +134,6 @@ class OpenAIEngine:
         )
 
     def close(self) -> None:
-        """Nothing held between batches."""
-
-
-def _run(coro: Any) -> Any:
-    """Run ``coro`` to completion from sync code, even under a running loop."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(coro)
-    with ThreadPoolExecutor(1) as pool:
-        return pool.submit(asyncio.run, coro).result()
+        """Waits for the batches in flight."""
+        for _, pool in self._pools:
+            pool.shutdown()

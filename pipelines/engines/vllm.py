@@ -1,13 +1,28 @@
-"""In-process vLLM engine: one ``vllm.LLM``, a whole batch per ``chat`` call."""
+"""In-process vLLM engine: one ``vllm.LLM`` fed from a queue of batches.
+
+One thread owns the engine: it loads it, adds the requests of up to
+``batches_in_flight`` batches (``LLM.enqueue_chat``, the rendering
+``LLM.chat`` uses) and steps the engine (``LLMEngine.step``) while any is
+unfinished. vLLM's scheduler therefore sees one continuous queue: when a batch
+finishes, the next one's requests join those still running instead of
+waiting for the slowest request of the batch before. Each batch resolves its
+own future as soon as its last request finishes.
+"""
 
 from __future__ import annotations
 
 import logging
 import os
+import queue
+import threading
 import time
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
+import psutil
 
 from pipelines.config import ModelConfig, VLLMEngineConfig
 from pipelines.engines import Completion, chat_messages
@@ -15,79 +30,203 @@ from pipelines.procs import live_descendants, reap
 
 log = logging.getLogger(__name__)
 
+_STOP = object()
+
+
+@dataclass
+class _Batch:
+    """One submitted batch while its requests are in the engine."""
+
+    rows: list[Any]
+    future: Future
+    on_start: Callable[[], None] | None = None
+    done: dict[int, Completion] = field(default_factory=dict)
+    ids: dict[str, int] = field(default_factory=dict)
+    """Request id → row position."""
+    started: float = 0.0
+    """Unix time the engine took the batch in."""
+
+    def finish(self) -> None:
+        self.future.set_result([self.done[i] for i in range(len(self.rows))])
+
+
+def load_llm(cfg: VLLMEngineConfig, model: ModelConfig) -> tuple[Any, list[psutil.Process]]:
+    """A ``vllm.LLM`` with the run's settings, and the engine processes it started."""
+    for key, value in cfg.env.items():
+        os.environ.setdefault(key, str(value))  # the caller's environment wins
+    from vllm import LLM
+
+    start = time.perf_counter()
+    before = {p.pid for p in live_descendants()}
+    llm = LLM(
+        model=model.path,
+        served_model_name=cfg.served_name(model),
+        dtype=model.dtype,
+        max_model_len=model.max_model_len,
+        enforce_eager=cfg.enforce_eager,
+        gpu_memory_utilization=cfg.gpu_memory_utilization,
+        # Seeded requests + chunked prefill crash the CPU build (VLLMEngineConfig).
+        enable_chunked_prefill=cfg.enable_chunked_prefill,
+        **cfg.extra_engine_kwargs,
+    )
+    procs = [p for p in live_descendants("VLLM::") if p.pid not in before]
+    log.info("vllm: loaded %s in %.1f s", model.path, time.perf_counter() - start)
+    return llm, procs
+
+
+def close_llm(llm: Any, procs: list[psutil.Process]) -> None:
+    """Stop the engine now, and return only once its processes are gone."""
+    llm.llm_engine.engine_core.shutdown()
+    # shutdown() signals the engine core; its worker can outlive it by
+    # seconds on a loaded host.
+    killed = reap(procs)
+    if killed:
+        log.warning("vllm: killed engine processes that outlived shutdown: %s", killed)
+
 
 class VLLMEngine:
-    """Owns one ``vllm.LLM``; per-request temperature, seed and max_tokens."""
+    """Owns one ``vllm.LLM``; per-request temperature, seed and max_tokens.
+
+    ``submit`` is thread-safe and returns at once; every engine call happens on
+    the engine's own thread.
+    """
 
     def __init__(self, cfg: VLLMEngineConfig, model: ModelConfig) -> None:
-        for key, value in cfg.env.items():
-            os.environ.setdefault(key, str(value))  # the caller's environment wins
-        from vllm import LLM
-
-        start = time.perf_counter()
-        before = {p.pid for p in live_descendants()}
-        self.llm = LLM(
-            model=model.path,
-            served_model_name=cfg.served_name(model),
-            dtype=model.dtype,
-            max_model_len=model.max_model_len,
-            enforce_eager=cfg.enforce_eager,
-            gpu_memory_utilization=cfg.gpu_memory_utilization,
-            # Seeded requests + chunked prefill crash the CPU build (VLLMEngineConfig).
-            enable_chunked_prefill=cfg.enable_chunked_prefill,
-            **cfg.extra_engine_kwargs,
+        self.cfg, self.model = cfg, model
+        self.batches_in_flight = cfg.batches_in_flight
+        self._inbox: queue.Queue = queue.Queue()
+        self._procs: list[psutil.Process] = []
+        loaded: Future = Future()
+        self._thread = threading.Thread(
+            target=self._serve, args=(loaded,), name="vllm-engine", daemon=True
         )
-        # The engine-core and worker processes this engine started, for close().
-        self._procs = [p for p in live_descendants("VLLM::") if p.pid not in before]
-        log.info("vllm: loaded %s in %.1f s", model.path, time.perf_counter() - start)
+        self._thread.start()
+        loaded.result()  # the load's exception, if any, raises here
 
-    def generate(self, requests: pd.DataFrame) -> list[Completion]:
-        rows = list(requests.itertuples(index=False))
+    def submit(self, requests: pd.DataFrame, on_start: Callable[[], None] | None = None) -> Future:
+        """Queue one batch; the future gives its completions, in row order."""
+        future: Future = Future()
+        if not self._thread.is_alive():
+            future.set_exception(RuntimeError("the vLLM engine is closed"))
+            return future
+        self._inbox.put(_Batch(list(requests.itertuples(index=False)), future, on_start))
+        return future
+
+    def close(self) -> None:
+        """Stops the engine; returns once its processes are gone."""
+        if self._thread.is_alive():
+            self._inbox.put(_STOP)
+            self._thread.join()
+
+    # -- the engine thread -------------------------------------------------
+
+    def _serve(self, loaded: Future) -> None:
         try:
-            return self._chat(rows)
-        except Exception as e:  # noqa: BLE001 - isolate the failing rows below
-            if len(rows) == 1:
-                return [Completion(error=f"{type(e).__name__}: {e}")]
-            log.warning("vllm: batch of %d failed (%s); retrying row by row", len(rows), e)
-            return [c for row in rows for c in self.generate(pd.DataFrame([row]))]
+            llm, self._procs = load_llm(self.cfg, self.model)
+        except BaseException as e:  # noqa: BLE001 - handed to the constructor's caller
+            loaded.set_exception(e)
+            return
+        loaded.set_result(None)
+        waiting: list[_Batch] = []  # submitted, not yet in the engine
+        running: dict[str, _Batch] = {}  # request id → its batch
+        admitted: list[_Batch] = []
+        stopping = False
+        try:
+            while not stopping:
+                # Block only when the engine is idle; else take what has arrived.
+                block = not running and not waiting
+                while True:
+                    try:
+                        item = self._inbox.get(block=block)
+                    except queue.Empty:
+                        break
+                    if item is _STOP:
+                        stopping = True
+                        break
+                    waiting.append(item)
+                    block = False
+                admitted = [b for b in admitted if not b.future.done()]
+                while waiting and len(admitted) < self.batches_in_flight:
+                    batch = waiting.pop(0)
+                    batch.started = time.time()
+                    if batch.on_start is not None:
+                        batch.on_start()
+                    self._enqueue(llm, batch, running)
+                    admitted.append(batch)
+                    if len(batch.done) == len(batch.rows):  # every row failed to enqueue
+                        batch.finish()
+                if running:
+                    self._step(llm, running)
+        except BaseException as e:  # every caller learns why, then it re-raises
+            for batch in {id(b): b for b in [*waiting, *running.values()]}.values():
+                if not batch.future.done():
+                    batch.future.set_exception(e)
+            raise
+        finally:
+            self._shutdown(llm, [*waiting, *running.values()])
 
-    def _chat(self, rows: list[Any]) -> list[Completion]:
+    def _enqueue(self, llm: Any, batch: _Batch, running: dict[str, _Batch]) -> None:
+        """Add a batch's requests; a row the engine refuses gets an error completion."""
+        try:
+            ids = llm.enqueue_chat(
+                [chat_messages(r) for r in batch.rows], self._params(batch.rows), use_tqdm=False
+            )
+            positions = list(enumerate(ids))
+        except Exception as e:  # noqa: BLE001 - isolate the refused rows below
+            log.warning("vllm: batch of %d refused (%s); adding row by row", len(batch.rows), e)
+            positions = []
+            for i, row in enumerate(batch.rows):
+                try:
+                    (rid,) = llm.enqueue_chat(
+                        [chat_messages(row)], self._params([row]), use_tqdm=False
+                    )
+                    positions.append((i, rid))
+                except Exception as row_error:  # noqa: BLE001 - the row carries it
+                    batch.done[i] = Completion(error=f"{type(row_error).__name__}: {row_error}")
+        for i, rid in positions:
+            # Outputs carry the caller's id; enqueue returns the engine's
+            # ("<id>-<8 random characters>").
+            key = rid.rsplit("-", 1)[0]
+            batch.ids[key] = i
+            running[key] = batch
+
+    @staticmethod
+    def _params(rows: list[Any]) -> list[Any]:
         from vllm import SamplingParams
 
-        params = [
+        return [
             SamplingParams(
                 temperature=float(r.temperature), seed=int(r.seed), max_tokens=int(r.max_tokens)
             )
             for r in rows
         ]
-        start = time.perf_counter()
-        outputs = self.llm.chat([chat_messages(r) for r in rows], params, use_tqdm=False)
-        wall = time.perf_counter() - start
-        completions = []
-        for out in outputs:
+
+    @staticmethod
+    def _step(llm: Any, running: dict[str, _Batch]) -> None:
+        now = time.time()
+        for out in llm.llm_engine.step():
+            if not out.finished:
+                continue
+            batch = running.pop(out.request_id)
             gen = out.outputs[0]
             m = out.metrics
-            # Engine timestamps when stats are on; else the batch's wall time.
-            latency = m.last_token_ts - m.queued_ts if m and m.last_token_ts else wall
-            completions.append(
-                Completion(
-                    proposal=gen.text,
-                    prompt_tokens=len(out.prompt_token_ids or []),
-                    completion_tokens=len(gen.token_ids),
-                    finish_reason=gen.finish_reason or "",
-                    latency=latency,
-                )
+            latency = m.last_token_ts - m.queued_ts if m and m.last_token_ts else 0.0
+            batch.done[batch.ids[out.request_id]] = Completion(
+                proposal=gen.text,
+                prompt_tokens=len(out.prompt_token_ids or []),
+                completion_tokens=len(gen.token_ids),
+                finish_reason=gen.finish_reason or "",
+                latency=latency or now - batch.started,
             )
-        return completions
+            if len(batch.done) == len(batch.rows):
+                batch.finish()
 
-    def close(self) -> None:
-        llm = getattr(self, "llm", None)
-        if llm is not None:
-            # Stops the engine-core process now rather than at interpreter exit.
-            llm.llm_engine.engine_core.shutdown()
-            self.llm = None
-            # shutdown() signals the engine core; its worker can outlive it by
-            # seconds on a loaded host. Return only once all are gone.
-            killed = reap(self._procs)
-            if killed:
-                log.warning("vllm: killed engine processes that outlived shutdown: %s", killed)
+    def _shutdown(self, llm: Any, unfinished: list[_Batch]) -> None:
+        for batch in unfinished:
+            if not batch.future.done():
+                batch.future.set_exception(RuntimeError("the vLLM engine was closed"))
+        try:
+            close_llm(llm, self._procs)
+        except Exception as e:  # noqa: BLE001 - a failed engine may not shut down cleanly
+            log.warning("vllm: shutting the engine down failed: %s", e)
+            reap(self._procs, timeout=0)

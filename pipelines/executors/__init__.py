@@ -11,8 +11,11 @@ from __future__ import annotations
 import importlib
 import shutil
 import subprocess
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import FIRST_COMPLETED, Future, wait
+from contextlib import ExitStack
 from dataclasses import dataclass, field
+from itertools import islice
 from typing import Any, Protocol
 
 import pandas as pd
@@ -37,19 +40,33 @@ class StageSpec:
         kwargs: its constructor arguments (picklable: they travel to workers).
         num_gpus: GPUs each replica asks for.
         num_cpus: CPUs each replica asks for.
+        concurrency: batches a replica holds at once; the stage's
+            ``submit(batch) -> Future`` takes them without waiting. Not part of
+            what a replica is built from: a built stage takes a new value
+            (``set_batches_in_flight``) without reloading its engine.
     """
 
     cls: type
     kwargs: Mapping[str, Any] = field(default_factory=dict)
     num_gpus: float = 0.0
     num_cpus: float = 1.0
+    concurrency: int = 1
 
     def build(self) -> Any:
-        return self.cls(**self.kwargs)
+        stage = self.cls(**self.kwargs)
+        stage.set_batches_in_flight(self.concurrency)
+        return stage
+
+    @property
+    def replica(self) -> str:
+        """What a replica is built from: specs with equal ``replica`` share one."""
+        return repr((self.cls, dict(self.kwargs), self.num_gpus, self.num_cpus))
 
 
 class Executor(Protocol):
     """What the pipeline needs from an executor."""
+
+    cfg: ExecutorConfig
 
     def __enter__(self) -> Executor: ...
 
@@ -66,6 +83,23 @@ class Executor(Protocol):
         ...
 
 
+def keep_in_flight(
+    submit: Callable[[pd.DataFrame], Future], batches: list[pd.DataFrame], depth: int
+) -> Iterator[pd.DataFrame]:
+    """Keep ``depth`` batches submitted; yield each result as it completes.
+
+    A consumer that stops early leaves at most ``depth`` batches behind.
+    """
+    queued = iter(batches)
+    pending = [submit(b) for b in islice(queued, depth)]
+    while pending:
+        done, _ = wait(pending, return_when=FIRST_COMPLETED)
+        for future in [f for f in pending if f in done]:  # in submission order
+            pending.remove(future)
+            yield future.result()
+            pending += [submit(b) for b in islice(queued, 1)]
+
+
 def host_gpus() -> int:
     """NVIDIA GPUs on this host (``nvidia-smi -L``), 0 without a driver."""
     if shutil.which("nvidia-smi") is None:
@@ -75,6 +109,35 @@ def host_gpus() -> int:
     except (OSError, subprocess.SubprocessError):
         return 0
     return sum(line.startswith("GPU ") for line in out.stdout.splitlines())
+
+
+class HeldExecutors:
+    """Executors entered on first use and held until exit, one per distinct config.
+
+    The runs of one process (a multirun's jobs, a night's runs) share them,
+    and with them their engines: executor=local keeps its stage, Ray its
+    engine hosts, Dask its workers' stages. Nothing starts until a run has
+    something to generate.
+    """
+
+    def __init__(self, *entered: Executor) -> None:
+        """``entered``: executors the caller owns and keeps, to be used for their configs."""
+        self._stack = ExitStack()
+        self._held: dict[str, Executor] = {repr(e.cfg): e for e in entered}
+
+    def __enter__(self) -> HeldExecutors:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._held.clear()
+        self._stack.close()
+
+    def get(self, cfg: ExecutorConfig) -> Executor:
+        """The held executor for ``cfg``, entered now if none is."""
+        key = repr(cfg)
+        if key not in self._held:
+            self._held[key] = self._stack.enter_context(build_executor(cfg))
+        return self._held[key]
 
 
 def build_executor(cfg: ExecutorConfig) -> Executor:

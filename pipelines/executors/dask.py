@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -42,23 +43,43 @@ def close_stages(dask_worker: Any) -> int:
     return len(stages)
 
 
+_BUILD_LOCK = threading.Lock()
+
+
 def run_batch(stage: StageSpec, batch: pd.DataFrame) -> pd.DataFrame:
-    """Task body: run ``batch`` through this worker's stage, built on first use."""
-    from distributed import get_worker
+    """Task body: run ``batch`` through this worker's stage, built on first use.
+
+    The task submits its batch, then secedes from the worker's thread pool
+    while the engine works (``distributed.secede``): the worker starts the
+    next task, so one single-threaded worker keeps several batches in its
+    engine. The engine admits ``stage.concurrency`` of them at a time.
+    """
+    from distributed import get_worker, rejoin, secede
 
     worker = get_worker()
-    stages: dict[str, Any] = worker.__dict__.setdefault(_STAGE_ATTR, {})
-    key = repr(stage)  # the spec holds dicts, so it is not hashable itself
-    if key not in stages:
-        for old in stages.values():  # one stage (one engine) per worker: free the previous
-            old.close()
-        stages.clear()
-        stages[key] = stage.build()
-    return stages[key](batch)
+    with _BUILD_LOCK:
+        stages: dict[str, Any] = worker.__dict__.setdefault(_STAGE_ATTR, {})
+        key = stage.replica
+        if key not in stages:
+            for old in stages.values():  # one stage (one engine) per worker: free the previous
+                old.close()
+            stages.clear()
+            stages[key] = stage.build()
+        stages[key].set_batches_in_flight(stage.concurrency)
+        future = stages[key].submit(batch)
+    secede()
+    try:
+        return future.result()
+    finally:
+        rejoin()
 
 
 class DaskExecutor:
-    """Maps the stage over the batches with ``Client.submit``, in batch order."""
+    """Maps the stage over the batches with ``Client.submit``, in batch order.
+
+    The stage built on a worker stays there while the cluster lives: runs that
+    share one entered executor (a multirun) load each worker's engine once.
+    """
 
     def __init__(self, cfg: ExecutorConfig) -> None:
         self.cfg = cfg

@@ -9,16 +9,16 @@ from typing import Any
 import pandas as pd
 
 from pipelines.config import ExecutorConfig
-from pipelines.executors import StageSpec, host_gpus
+from pipelines.executors import StageSpec, host_gpus, keep_in_flight
 
 log = logging.getLogger(__name__)
 
 
 class LocalExecutor:
-    """Runs the stage in this process.
+    """Runs the stage in this process, ``stage.concurrency`` batches submitted at once.
 
     While entered it keeps the stage it built (and so its engine) for later
-    ``map`` calls with an equal spec: one ``LocalExecutor`` held open across
+    ``map`` calls with a spec of the same replica: one ``LocalExecutor`` held open across
     runs loads the engine once (multirun jobs, notebooks, test modules).
     ``__exit__`` releases it.
     """
@@ -43,8 +43,9 @@ class LocalExecutor:
         return float(host_gpus())
 
     def map(self, stage: StageSpec, batches: list[pd.DataFrame]) -> Iterator[pd.DataFrame]:
-        if self._stage is None or self._spec != stage:
+        if self._stage is None or self._spec is None or self._spec.replica != stage.replica:
             self._release()
-            self._stage, self._spec = stage.build(), stage
-        for batch in batches:
-            yield self._stage(batch)
+            self._stage = stage.build()
+        self._stage.set_batches_in_flight(stage.concurrency)
+        self._spec = stage
+        yield from keep_in_flight(self._stage.submit, batches, stage.concurrency)

@@ -1,10 +1,28 @@
-"""Ray Data executor: an actor pool of the stage, one replica per actor."""
+"""Ray Data executor: engines in long-lived Ray actors, batches through Ray Data.
+
+Each engine replica is a Ray actor (:class:`EngineHost`) that asks for the
+spec's GPUs (GPU pinning) and CPUs. The executor starts them on the first
+``map`` and keeps them while it is entered, so runs that share one entered
+executor (the jobs of a multirun) load each engine once.
+
+Every ``map`` is one Ray Data dataset, one block per pipeline batch, mapped by
+an async callable class (:class:`Forward`) over an actor pool of one actor
+per engine. Ray Data runs an async ``__call__`` on the actor's event loop;
+``ActorPoolStrategy(max_concurrent_calls_per_actor=n)`` becomes the actor's
+Ray ``max_concurrency`` (n calls at once) and
+``max_tasks_in_flight_per_actor=n`` sends it that many blocks
+(``ray/data/_internal/planner/plan_udf_map_op.py``,
+``actor_pool_map_operator.py``; ``ray.data.llm``'s vLLM stage does the same).
+Each call awaits its engine host, so each engine holds ``spec.concurrency``
+batches and its scheduler sees one queue.
+"""
 
 from __future__ import annotations
 
 import logging
 import os
 from collections.abc import Iterator
+from typing import Any
 
 import pandas as pd
 
@@ -14,16 +32,46 @@ from pipelines.executors import StageSpec
 log = logging.getLogger(__name__)
 
 
-class RayExecutor:
-    """Maps the stage with ``Dataset.map_batches`` over an actor pool.
+class EngineHost:
+    """Ray actor body: one stage (one engine), serving concurrent batches."""
 
-    Connects to ``executor.address`` or ``RAY_ADDRESS`` when set, else starts a
-    local Ray. Each actor asks for the spec's GPUs (GPU pinning) and CPUs.
+    def __init__(self, spec: StageSpec) -> None:
+        self.stage = spec.build()
+
+    async def run(self, batch: pd.DataFrame) -> pd.DataFrame:
+        return await self.stage.run(batch)
+
+    async def set_batches_in_flight(self, n: int) -> None:
+        self.stage.set_batches_in_flight(n)
+
+    async def close(self) -> None:
+        self.stage.close()
+
+
+class Forward:
+    """Ray Data UDF: hands each batch to an engine host and awaits its table.
+
+    A batch goes to host ``batch_id mod hosts``: the pipeline's batches are of
+    one size, so the hosts share them evenly.
     """
+
+    def __init__(self, hosts: list[Any]) -> None:
+        self.hosts = hosts
+
+    async def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
+        host = self.hosts[int(batch["batch_id"].iloc[0]) % len(self.hosts)]
+        return await host.run.remote(batch)
+
+
+class RayExecutor:
+    """Connects to ``executor.address`` or ``RAY_ADDRESS`` when set, else starts a
+    local Ray; ``executor.concurrency`` engine hosts."""
 
     def __init__(self, cfg: ExecutorConfig) -> None:
         self.cfg = cfg
         self._owns_ray = False
+        self._hosts: list[Any] = []
+        self._spec: StageSpec | None = None
 
     def __enter__(self) -> RayExecutor:
         import ray
@@ -40,6 +88,7 @@ class RayExecutor:
     def __exit__(self, *exc: object) -> None:
         import ray
 
+        self._release()
         if self._owns_ray:
             ray.shutdown()
             self._owns_ray = False
@@ -49,26 +98,57 @@ class RayExecutor:
 
         return float(ray.cluster_resources().get("GPU", 0))
 
+    def _release(self) -> None:
+        import ray
+
+        for host in self._hosts:
+            try:
+                ray.get(host.close.remote())
+            except Exception as e:  # noqa: BLE001 - killing it below stops it anyway
+                log.warning("ray: closing an engine host failed: %s", e)
+            ray.kill(host)
+        self._hosts, self._spec = [], None
+
+    def engine_hosts(self, stage: StageSpec) -> list[Any]:
+        """The hosts serving ``stage``: kept from an earlier map, else started."""
+        import ray
+
+        if self._spec is None or self._spec.replica != stage.replica:
+            self._release()
+            host = ray.remote(EngineHost).options(
+                num_gpus=stage.num_gpus, num_cpus=stage.num_cpus, max_concurrency=1000
+            )
+            self._hosts = [host.remote(stage) for _ in range(self.cfg.concurrency)]
+        elif self._spec.concurrency != stage.concurrency:
+            ray.get([h.set_batches_in_flight.remote(stage.concurrency) for h in self._hosts])
+        self._spec = stage
+        return self._hosts
+
     def map(self, stage: StageSpec, batches: list[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         import ray
         from ray.data import ActorPoolStrategy
 
+        hosts = self.engine_hosts(stage)
         log.info(
-            "ray: %d batches on %d actor(s), %g GPU and %g CPU per actor",
+            "ray: %d batches on %d engine host(s), %g GPU and %g CPU each, %d batches in flight",
             len(batches),
-            self.cfg.concurrency,
+            len(hosts),
             stage.num_gpus,
             stage.num_cpus,
+            stage.concurrency,
         )
         ds = ray.data.from_pandas(batches)
         out = ds.map_batches(
-            stage.cls,
-            fn_constructor_kwargs=dict(stage.kwargs),
+            Forward,
+            fn_constructor_kwargs={"hosts": hosts},
             batch_size=None,  # one block = one pipeline batch: keep the batches as cut
             batch_format="pandas",
-            compute=ActorPoolStrategy(size=self.cfg.concurrency),
-            num_gpus=stage.num_gpus,
-            num_cpus=stage.num_cpus,
+            compute=ActorPoolStrategy(
+                size=len(hosts),
+                max_tasks_in_flight_per_actor=stage.concurrency,
+                max_concurrent_calls_per_actor=stage.concurrency,
+            ),
+            num_cpus=0,  # the hosts hold the resources; a forwarder only awaits
         )
         # prefetch_batches=0: with prefetching, a finished block reaches the driver
         # only when the next one finishes too (measured: each batch one batch late,

@@ -16,6 +16,7 @@ import pytest
 
 from pipelines import PROJECT_ROOT, UserError
 from pipelines.config import RunConfig, compose_config
+from pipelines.engines import generate
 from pipelines.engines.openai import PROBE_TIMEOUT_S, OpenAIEngine, check_server
 from pipelines.parts import part_files
 from pipelines.pipeline import run_pipeline
@@ -78,7 +79,7 @@ def test_request_past_its_timeout_is_an_error_row_and_the_others_succeed(server:
             "max_tokens": [4, 900, 4],
         }
     )
-    completions = OpenAIEngine(settings.engine, settings.model).generate(rows)
+    completions = generate(OpenAIEngine(settings.engine, settings.model), rows)
 
     assert [c.error is None for c in completions] == [True, False, True]
     assert "Timeout" in completions[1].error
@@ -86,6 +87,31 @@ def test_request_past_its_timeout_is_an_error_row_and_the_others_succeed(server:
     # Bounds from the request: given up at its timeout, not after 900 tokens or a retry.
     timeout = settings.engine.timeout_s
     assert timeout <= completions[1].latency < 2 * timeout
+
+
+def test_the_engine_holds_batches_in_flight_together(server: str) -> None:
+    """Two batches submitted at once are both at the server before either returns;
+    with one in flight, the second waits for the first."""
+    settings = remote(server, "+engine.extra_body.ignore_eos=true")
+    batch = pd.DataFrame(
+        {"system_prompt": "", "prompt": ["Name a queue."], "temperature": 0.7, "seed": 1}
+    ).assign(max_tokens=48)
+    engine = OpenAIEngine(settings.engine, settings.model)
+
+    def second_starts_before_first_ends(depth: int) -> bool:
+        engine.batches_in_flight = depth
+        started: list[float] = []
+        finished: list[float] = []  # stamped on the engine's thread, as the batch ends
+        futures = [engine.submit(batch, lambda: started.append(time.time())) for _ in "ab"]
+        futures[0].add_done_callback(lambda _: finished.append(time.time()))
+        futures[1].result()
+        return max(started) < finished[0]
+
+    try:
+        assert second_starts_before_first_ends(2)
+        assert not second_starts_before_first_ends(1)
+    finally:
+        engine.close()
 
 
 def test_server_without_the_model_is_named_with_what_it_serves(server: str) -> None:

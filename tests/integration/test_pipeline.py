@@ -19,7 +19,7 @@ import pytest
 from mlflow import MlflowClient
 
 from pipelines import PROJECT_ROOT
-from pipelines.config import CouncilSpec, ExecutorConfig, compose_config
+from pipelines.config import CouncilSpec, ExecutorConfig, RunConfig, compose_config
 from pipelines.council import batches, expand
 from pipelines.executors.local import LocalExecutor
 from pipelines.metrics import QUALITY_METRICS
@@ -53,8 +53,10 @@ def run_cli(out: Path, *overrides: str) -> pd.DataFrame:
     return pd.read_parquet(out / "results.parquet")
 
 
-def test_ray_pipeline_runs_council_and_rerun_reproduces(tmp_path: Path, model_dir: Path) -> None:
-    first = run_cli(tmp_path / "a", "role=devops", "executor=ray", *TINY)
+def test_ray_pipeline_runs_council_with_its_batches_in_one_engine(
+    tmp_path: Path, model_dir: Path
+) -> None:
+    first = run_cli(tmp_path / "a", "role=devops", "executor=ray", "batch_size=2", *TINY)
 
     assert list(first.columns) == RESULT_COLUMNS
     assert len(first) == 2 * 3
@@ -71,11 +73,12 @@ def test_ray_pipeline_runs_council_and_rerun_reproduces(tmp_path: Path, model_di
         assert 0 <= metrics[name] <= 1, name
     task_metrics = pd.read_parquet(tmp_path / "a" / "task_metrics.parquet")
     assert len(task_metrics) == 6 and task_metrics["self_bleu"].notna().all()
-
-    second = run_cli(tmp_path / "b", "role=devops", "executor=ray", *TINY)
-    assert second["proposal"].tolist() == first["proposal"].tolist()
-    assert second["seed"].tolist() == first["seed"].tolist()
-    assert second["run_id"][0] != first["run_id"][0]
+    # Three batches, all in the engine at once (Ray Data's async calls, one host).
+    parts = [pd.read_parquet(p) for p in part_files(tmp_path / "a")]
+    assert len(parts) == 3
+    starts = [p["started_at"].iloc[0] for p in parts]
+    ends = [p["started_at"].iloc[0] + p["batch_s"].iloc[0] for p in parts]
+    assert max(starts) < min(ends)
 
 
 EQUIVALENT = ["task_id", "agent_id", "temperature", "seed", "proposal", "completion_tokens"]
@@ -112,8 +115,8 @@ def test_dask_gives_the_same_table_as_ray(ray_data_run: pd.DataFrame, tmp_path: 
     assert same_rows(dask_run, ray_data_run)
 
 
-def test_multirun_logs_one_mlflow_run_per_role_and_compare_lists_them(tmp_path: Path) -> None:
-    """Hydra multirun over every role, executor=local (one engine for all jobs)."""
+def test_multirun_on_ray_loads_one_engine_and_compare_lists_every_run(tmp_path: Path) -> None:
+    """Hydra multirun over every role on Ray: the jobs share one engine host."""
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     proc = subprocess.run(
         [
@@ -122,7 +125,7 @@ def test_multirun_logs_one_mlflow_run_per_role_and_compare_lists_them(tmp_path: 
             "pipelines.run",
             "-m",
             "role=dev,qa,architect,devops,data",
-            "executor=local",
+            "executor=ray",
             "limit=1",
             "agents=2",
             "max_tokens=4",
@@ -136,9 +139,13 @@ def test_multirun_logs_one_mlflow_run_per_role_and_compare_lists_them(tmp_path: 
         cwd=PROJECT_ROOT,
     )
     assert proc.returncode == 0, proc.stderr[-4000:]
-    assert (proc.stdout + proc.stderr).count("vllm: loaded") == 1  # one engine, five jobs
-    runs = sorted((tmp_path / "multi").glob("*/metrics.json"))
+    runs = sorted(
+        (tmp_path / "multi").glob("*/metrics.json"), key=lambda p: int(p.parent.name.split("-")[0])
+    )
     assert len(runs) == 5
+    # One engine, five jobs: the first job loads it, the others find it up.
+    loads = [json.loads(p.read_text())["engine_loads"] for p in runs]
+    assert loads == [1, 0, 0, 0, 0]
 
     out = subprocess.run(
         [sys.executable, "-m", "pipelines.compare", "--uri", uri, "--csv", str(tmp_path / "c.csv")],
@@ -214,32 +221,44 @@ def test_many_seeded_requests_in_one_batch_are_stable(local: LocalExecutor) -> N
     assert first["proposal"].tolist() == again["proposal"].tolist()
 
 
-def test_stage_output_times_each_batch_on_one_engine(local: LocalExecutor) -> None:
-    """The stage adds OUTPUT_COLUMNS to each row; batch stamps follow one engine's timeline."""
-    settings = compose_config(["role=all", "limit=1", "agents=2", "max_tokens=4"])
+def test_batches_share_the_engine_and_deterministic_mode_takes_one_at_a_time(
+    local: LocalExecutor,
+) -> None:
+    """By default every batch is in the engine at once; deterministic=true takes them
+    one after the other, on the same engine (no reload), with the same texts."""
+    overrides = ["role=all", "limit=1", "agents=2", "max_tokens=4"]
+    settings = compose_config(overrides)
     requests = expand(load_run_tasks(settings), settings, settings.system_prompts, 4)
     parts = batches(requests)
     assert [len(p) for p in parts] == [4, 3, 3]
 
-    before = time.time()
-    outs = list(local.map(generate_stage(settings, local), parts))
-    after = time.time()
+    def timeline(cfg: RunConfig) -> tuple[pd.DataFrame, pd.DataFrame]:
+        before = time.time()
+        outs = list(local.map(generate_stage(cfg, local), parts))
+        after = time.time()
+        assert sorted(len(o) for o in outs) == [3, 3, 4]
+        assert all(set(OUTPUT_COLUMNS) <= set(o.columns) for o in outs)
+        table = pd.concat(outs).sort_values("row")
+        per_batch = table.groupby("batch_id").agg(
+            at=("started_at", "first"), busy=("batch_s", "first"), load=("load_s", "max")
+        )
+        assert per_batch.index.tolist() == [0, 1, 2]
+        assert per_batch["at"].min() >= before
+        assert (per_batch["at"] + per_batch["busy"]).max() <= after
+        assert (per_batch["busy"] > 0).all()
+        return table, per_batch
 
-    assert [len(o) for o in outs] == [4, 3, 3]
-    assert all(set(OUTPUT_COLUMNS) <= set(o.columns) for o in outs)
-    per_batch = (
-        pd.concat(outs)
-        .groupby("batch_id")
-        .agg(at=("started_at", "first"), busy=("batch_s", "first"), load=("load_s", "max"))
-    )
-    assert per_batch.index.tolist() == [0, 1, 2]
-    assert per_batch["at"].iloc[0] >= before
-    # One engine runs the batches one after the other, inside the map call.
-    ends = per_batch["at"] + per_batch["busy"]
-    assert (per_batch["at"].iloc[1:].to_numpy() >= ends.iloc[:-1].to_numpy()).all()
-    assert ends.iloc[-1] <= after
-    assert (per_batch["busy"] > 0).all()
-    assert (per_batch["load"] > 0).sum() <= 1  # the engine load is reported once
+    together, shared = timeline(settings)
+    ends = shared["at"] + shared["busy"]
+    assert (shared["at"] < ends.min()).all()  # all three in before the first finished
+    assert (shared["load"] > 0).sum() <= 1  # the engine load is reported once
+
+    apart, one_by_one = timeline(compose_config([*overrides, "deterministic=true"]))
+    ends = one_by_one["at"] + one_by_one["busy"]
+    assert (one_by_one["at"].iloc[1:].to_numpy() >= ends.iloc[:-1].to_numpy()).all()
+    assert (one_by_one["load"] == 0).all()  # same engine: taking a new depth is no reload
+    # Per-request seeds: on this engine the batch's company does not change a text.
+    assert apart["proposal"].tolist() == together["proposal"].tolist()
 
 
 def test_scaling_experiment_times_each_council_size_on_its_own(

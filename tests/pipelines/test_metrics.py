@@ -3,7 +3,14 @@
 import pandas as pd
 import pytest
 
-from pipelines.metrics import agent_table, run_metrics, score_rows, task_diversity, task_metrics
+from pipelines.metrics import (
+    agent_table,
+    run_metrics,
+    score_rows,
+    task_diversity,
+    task_metrics,
+    union_s,
+)
 from pipelines.scaling import scaling_table
 
 KEYWORDS = {("devops", "t1"): ["redis", "queue"], ("devops", "t2"): ["pod"]}
@@ -32,6 +39,7 @@ def table() -> pd.DataFrame:
                 "completion_tokens": n,
                 "batch_id": b,
                 "batch_s": s,
+                "started_at": 100.0 + 2.0 * b,  # batch 0: 100-102, batch 1: 102-103
                 "latency": s,
                 "error": e,
             }
@@ -74,6 +82,7 @@ def test_scaling_factor_is_time_per_task_over_smallest_council() -> None:
             council_size=n,
             batch_s=seconds,
             batch_id=[n * 10, n * 10, n * 10, n * 10 + 1, n * 10 + 1, n * 10 + 1],
+            started_at=[n * 100.0] * 3 + [n * 100.0 + seconds] * 3,  # one after the other
         )
         arms.append(t)
     scored = score_rows(pd.concat(arms, ignore_index=True), KEYWORDS)
@@ -81,3 +90,9 @@ def test_scaling_factor_is_time_per_task_over_smallest_council() -> None:
     # two batches per arm, two tasks: time per task = seconds
     assert out["time_per_task_s"].tolist() == pytest.approx([2.0, 2.4, 3.0])
     assert out["scaling_factor"].tolist() == pytest.approx([1.0, 1.2, 1.5])
+
+
+def test_engine_busy_time_is_the_union_of_overlapping_batch_windows() -> None:
+    # Three batches in flight together, then one after a gap.
+    assert union_s([0.0, 0.5, 1.0, 10.0], [4.0, 4.0, 2.0, 1.0]) == pytest.approx(4.5 + 1.0)
+    assert union_s([0.0, 5.0], [1.0, 1.0]) == pytest.approx(2.0)
