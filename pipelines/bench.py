@@ -168,6 +168,10 @@ def ray_data_llm(settings: RunConfig, table: pd.DataFrame, batch_size: int) -> d
             },
             batch_size=batch_size,
             concurrency=1,
+            # Without a bundle the engine actor asks for a GPU; on CPU it never starts.
+            placement_group_config={"bundles": [{"CPU": 1}]},
+            # vLLM's Ray metrics wrappers fail to import in this build.
+            log_engine_metrics=False,
         )
         processor = build_processor(
             config,
@@ -232,6 +236,23 @@ def summarize(runs: list[tuple[str, dict]], reference: list[str]) -> pd.DataFram
     return pd.DataFrame(rows)
 
 
+def write(out: Path, settings: RunConfig, table: pd.DataFrame, result: pd.DataFrame) -> None:
+    """The table so far (rewritten after each contender: a long bench keeps its figures)."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(
+        json.dumps(
+            {
+                "requests": len(table),
+                "batches": len(batches(table)),
+                "max_tokens": settings.max_tokens,
+                "batches_in_flight": settings.batches_in_flight(),
+                "table": result.to_dict(orient="records"),
+            },
+            indent=2,
+        )
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m pipelines.bench",
@@ -275,22 +296,11 @@ def main(argv: list[str] | None = None) -> int:
             continue
         log.info("bench: raw again")
         runs.append(("raw", raw_vllm(settings, table)))
+        write(args.out, settings, table, summarize(runs, runs[0][1]["proposals"]))
 
     result = summarize(runs, runs[0][1]["proposals"])
     print(result.to_string(index=False, float_format=lambda x: f"{x:.3f}"))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(
-        json.dumps(
-            {
-                "requests": len(table),
-                "batches": len(batches(table)),
-                "max_tokens": args.max_tokens,
-                "batches_in_flight": settings.batches_in_flight(),
-                "table": result.to_dict(orient="records"),
-            },
-            indent=2,
-        )
-    )
+    write(args.out, settings, table, result)
     print(f"written: {args.out}")
     executors = result[result["contender"].isin(args.executors)]
     slow = executors[executors["e2e_vs_raw"] < args.min_vs_raw]["contender"].tolist()

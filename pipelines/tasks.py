@@ -48,56 +48,84 @@ def _describe(err: ValidationError) -> str:
     return "; ".join(parts)
 
 
+MAX_PROBLEMS = 20
+"""Problems of one file listed in one error (the count of the rest follows)."""
+
+
 def load_tasks(path: str | Path, roles: Iterable[str] | None = None) -> list[Task]:
-    """Read and validate a JSONL task file.
+    """Read and validate a JSONL task file, every line of it.
 
     Args:
-        path: the JSONL file.
+        path: the JSONL file (UTF-8; a leading byte-order mark is allowed).
         roles: the roles a task may have; ``None`` accepts any.
 
     Raises:
-        TaskFileError: missing or empty file, malformed JSON, a bad or unknown
-            field, an unexpected role, or a duplicate ``task_id`` within a role;
-            the message names file, line and field.
+        TaskFileError: a missing, unreadable or empty file, or lines with
+            problems (not UTF-8, malformed JSON, not an object, a bad or
+            unknown field, an unexpected role, a duplicate ``task_id`` within
+            a role). Every problem is listed, up to :data:`MAX_PROBLEMS`, each
+            as ``file:line: ...``.
     """
     path = Path(path)
     if not path.is_file():
         raise TaskFileError(f"{path}: dataset file not found")
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise TaskFileError(f"{path}: cannot read the dataset: {e.strerror or e}") from None
     allowed = set(roles) if roles is not None else None
     tasks: list[Task] = []
+    problems: list[str] = []
     first_line: dict[tuple[str, str], int] = {}
-    with path.open(encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            where = f"{path}:{lineno}"
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise TaskFileError(
-                    f"{where}: malformed JSON: {e.msg} (column {e.colno})"
-                ) from None
-            if not isinstance(record, dict):
-                raise TaskFileError(f"{where}: expected a JSON object, got {type(record).__name__}")
-            try:
-                task = Task.model_validate(record)
-            except ValidationError as e:
-                raise TaskFileError(f"{where}: {_describe(e)}") from None
-            if allowed is not None and task.role not in allowed:
-                raise TaskFileError(
-                    f"{where}: field 'role': {task.role!r} is not one of {sorted(allowed)}"
-                )
-            key = (task.role, task.task_id)
-            if key in first_line:
-                raise TaskFileError(
-                    f"{where}: field 'task_id': duplicate {task.task_id!r} "
-                    f"(first on line {first_line[key]})"
-                )
-            first_line[key] = lineno
-            tasks.append(task)
+    for lineno, raw in enumerate(data.removeprefix(b"\xef\xbb\xbf").split(b"\n"), 1):
+        if not raw.strip():
+            continue
+        task_or_problem = _parse_line(raw, allowed)
+        if isinstance(task_or_problem, str):
+            problems.append(f"{path}:{lineno}: {task_or_problem}")
+            continue
+        task = task_or_problem
+        key = (task.role, task.task_id)
+        if key in first_line:
+            problems.append(
+                f"{path}:{lineno}: field 'task_id': duplicate {task.task_id!r} "
+                f"(first on line {first_line[key]})"
+            )
+            continue
+        first_line[key] = lineno
+        tasks.append(task)
+    if len(problems) == 1:
+        raise TaskFileError(problems[0])
+    if problems:
+        more = len(problems) - MAX_PROBLEMS
+        listed = "\n".join(problems[:MAX_PROBLEMS]) + (f"\n... and {more} more" if more > 0 else "")
+        raise TaskFileError(f"{path}: {len(problems)} problems:\n{listed}")
     if not tasks:
         raise TaskFileError(f"{path}: dataset is empty")
     return tasks
+
+
+def _parse_line(raw: bytes, allowed: set[str] | None) -> Task | str:
+    """One line's task, or what is wrong with it (without the ``file:line``)."""
+    try:
+        line = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        return f"not UTF-8 text (byte 0x{raw[e.start]:02x} at column {e.start + 1})"
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError as e:
+        return f"malformed JSON: {e.msg} (column {e.colno})"
+    except (ValueError, RecursionError) as e:  # an over-long number, nesting too deep
+        return f"malformed JSON: {type(e).__name__}: {e}"
+    if not isinstance(record, dict):
+        return f"expected a JSON object, got {type(record).__name__}"
+    try:
+        task = Task.model_validate(record)
+    except ValidationError as e:
+        return _describe(e)
+    if allowed is not None and task.role not in allowed:
+        return f"field 'role': {task.role!r} is not one of {sorted(allowed)}"
+    return task
 
 
 def tasks_frame(tasks: list[Task]) -> pd.DataFrame:

@@ -46,6 +46,15 @@ def test_malformed_dataset_names_file_and_line(tmp_path: Path) -> None:
     assert f"{bad}:2: malformed JSON" in proc.stderr
 
 
+def test_a_dataset_that_is_not_utf8_exits_2_without_a_traceback(tmp_path: Path) -> None:
+    bad = tmp_path / "utf16.jsonl"
+    bad.write_bytes(b"\xff\xfe{\x00}\x00\n")  # UTF-16 with its byte-order mark
+    proc = run_cli(tmp_path, f"dataset={bad}")
+    assert proc.returncode == 2, proc.stderr
+    assert f"{bad}:1: not UTF-8 text (byte 0xff at column 1)" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
 def test_unknown_role_lists_the_known_ones(tmp_path: Path) -> None:
     proc = run_cli(tmp_path, "role=ops")
     assert proc.returncode != 0
