@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -101,10 +102,17 @@ def test_the_engine_holds_batches_in_flight_together(server: str) -> None:
     def second_starts_before_first_ends(depth: int) -> bool:
         engine.batches_in_flight = depth
         started: list[float] = []
-        finished: list[float] = []  # stamped on the engine's thread, as the batch ends
+        finished: list[float] = []
+        first_done = threading.Event()
+
+        def stamp(_: object) -> None:  # on the engine's thread, before it takes the next batch
+            finished.append(time.time())
+            first_done.set()
+
         futures = [engine.submit(batch, lambda: started.append(time.time())) for _ in "ab"]
-        futures[0].add_done_callback(lambda _: finished.append(time.time()))
+        futures[0].add_done_callback(stamp)
         futures[1].result()
+        assert first_done.wait(timeout=60)
         return max(started) < finished[0]
 
     try:
