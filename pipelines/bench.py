@@ -144,7 +144,7 @@ def through_executor(settings: RunConfig, name: str, table: pd.DataFrame) -> dic
     }
 
 
-def ray_data_llm(settings: RunConfig, table: pd.DataFrame, batch_size: int) -> dict[str, Any]:
+def ray_data_llm(settings: RunConfig, table: pd.DataFrame) -> dict[str, Any]:
     """The same requests through ``ray.data.llm``'s vLLM processor (a local Ray)."""
     import ray
     from ray.data.llm import build_processor, vLLMEngineProcessorConfig
@@ -166,7 +166,7 @@ def ray_data_llm(settings: RunConfig, table: pd.DataFrame, batch_size: int) -> d
                 "enable_chunked_prefill": engine.enable_chunked_prefill,
                 **engine.extra_engine_kwargs,
             },
-            batch_size=batch_size,
+            batch_size=settings.batch_size,
             concurrency=1,
             # Without a bundle the engine actor asks for a GPU; on CPU it never starts.
             placement_group_config={"bundles": [{"CPU": 1}]},
@@ -287,7 +287,7 @@ def main(argv: list[str] | None = None) -> int:
         log.info("bench: %s", name)
         try:
             if name == "ray-data-llm":
-                runs.append((name, ray_data_llm(settings, table, args.batch_size)))
+                runs.append((name, ray_data_llm(settings, table)))
             else:
                 runs.append((name, through_executor(settings, name, table)))
         except Exception:

@@ -158,7 +158,7 @@ class VLLMEngine:
                 if running:
                     self._step(llm, running)
         except BaseException as e:  # every caller learns why, then it re-raises
-            for batch in {id(b): b for b in [*waiting, *running.values()]}.values():
+            for batch in [*waiting, *running.values()]:  # a batch may appear more than once
                 if not batch.future.done():
                     batch.future.set_exception(e)
             raise
