@@ -172,6 +172,7 @@ OVERLAY_RULES = (
     rules.overrides_errors,
     rules.entrypoint_errors,
     rules.guard_errors,
+    rules.stop_errors,
 )
 """The project's rules over a whole overlay (deploy/rules.py)."""
 

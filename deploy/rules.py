@@ -369,3 +369,52 @@ def guard_errors(objects: list[Obj]) -> list[str]:
     if run.deleted != ["f"]:
         errors.append(f"CronJob: left RayJob f running past its deadline: {run.output.strip()}")
     return errors
+
+
+STOP_WAIT_MIN_S = 30
+"""Shortest SIGTERM-to-SIGKILL wait that lets a driver stop cleanly: abandon its
+batches, stop its engines, close the sink."""
+
+
+def stop_errors(objects: list[Obj]) -> list[str]:
+    """A stopped night stops cleanly and its retry resumes it.
+
+    Each nightly RayJob retries (``backoffLimit``; its ``--name``, or the date,
+    brings back the same run folders). The head that runs the driver sends it
+    SIGTERM before it goes (preStop ``pipelines.stopping``), waits longer than
+    that hook, and lets ``ray job stop`` wait too (``RAY_JOB_STOP_WAIT_TIME_S``).
+    """
+    errors = []
+    for where, job in nightly_jobs(objects):
+        if int(job.get("backoffLimit") or 0) < 1:
+            errors.append(
+                f"{where}: backoffLimit {job.get('backoffLimit', 0)}: a failed or stopped "
+                "night is never retried (a retry resumes its run folders)"
+            )
+    for o in objects:
+        if o.get("kind") != "RayCluster":
+            continue
+        pod = o["spec"]["headGroupSpec"]["template"]["spec"]
+        head = pod["containers"][0]
+        hook = ((head.get("lifecycle") or {}).get("preStop") or {}).get("exec") or {}
+        command = [str(c) for c in hook.get("command") or []]
+        if "pipelines.stopping" not in command:
+            errors.append(
+                f"{name_of(o)}: head container: no preStop `python -m pipelines.stopping`: an "
+                "evicted head kills the driver without a clean stop"
+            )
+        wait = float(command[command.index("--timeout") + 1]) if "--timeout" in command else 60
+        grace = float(pod.get("terminationGracePeriodSeconds", 30))
+        if grace <= wait:
+            errors.append(
+                f"{name_of(o)}: head terminationGracePeriodSeconds {grace:g} <= the preStop "
+                f"wait {wait:g} s: the kubelet kills the driver before it has stopped"
+            )
+        env = {e["name"]: e.get("value") for e in head.get("env") or []}
+        stop_wait = float(env.get("RAY_JOB_STOP_WAIT_TIME_S") or 3)
+        if stop_wait < STOP_WAIT_MIN_S:
+            errors.append(
+                f"{name_of(o)}: head RAY_JOB_STOP_WAIT_TIME_S {stop_wait:g} < "
+                f"{STOP_WAIT_MIN_S}: `ray job stop` SIGKILLs the driver before it has stopped"
+            )
+    return errors

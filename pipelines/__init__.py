@@ -35,3 +35,13 @@ def runs_root() -> Path:
 
 class UserError(Exception):
     """Bad input or set-up that the user can fix; printed without a traceback."""
+
+
+EXIT_STOPPED = 4
+"""The exit status of a run that raised :class:`RunStopped`."""
+
+
+class RunStopped(RuntimeError):
+    """The run stopped before its end for a reason outside its input (its engine
+    failed, its disk is full). What landed is on disk, whole; ``pipelines.resume``
+    finishes the run. Printed without a traceback."""

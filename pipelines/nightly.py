@@ -262,6 +262,7 @@ def one_night_at_a_time(root: Path) -> Iterator[str | None]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from pipelines.stopping import EXIT_TERMINATED, Terminated, stop_on_sigterm
     from pipelines.verdict import EXIT_RUN_FAILED
 
     parser = argparse.ArgumentParser(
@@ -296,7 +297,7 @@ def main(argv: list[str] | None = None) -> int:
         if not NAME.match(args.name):
             raise UserError(f"--name must be a folder name ([A-Za-z0-9._-]), got {args.name!r}")
         root = args.runs_dir or runs_root()
-        with one_night_at_a_time(root) as holder:
+        with stop_on_sigterm(), one_night_at_a_time(root) as holder:
             if holder is not None:
                 print(f"nightly {args.name}: skipped, another night still runs ({holder})")
                 return 0
@@ -304,6 +305,13 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except Terminated as e:
+        print(
+            f"nightly {args.name}: {e}; its runs' parts are kept: the same --name resumes them",
+            file=sys.stderr,
+            flush=True,
+        )
+        return EXIT_TERMINATED
     failed = {slug: found for slug, (_, found) in done.items() if found}
     print(f"nightly {args.name}:")
     for slug, (what, found) in done.items():

@@ -27,10 +27,14 @@ def write_part(run_dir: Path, batch_id: int, rows: pd.DataFrame) -> Path:
     path = part_path(run_dir, batch_id)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    rows.to_parquet(tmp, index=False)
-    with tmp.open("rb") as f:
-        os.fsync(f.fileno())
-    tmp.replace(path)
+    try:
+        rows.to_parquet(tmp, index=False)
+        with tmp.open("rb") as f:
+            os.fsync(f.fileno())
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # a full disk leaves no partial file behind
+        raise
     return path
 
 

@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from pipelines import UserError
+from pipelines import EXIT_STOPPED, RunStopped, UserError
 from pipelines.config import NatsSinkConfig, RunConfig
 from pipelines.executors import HeldExecutors
 from pipelines.pipeline import RunOutcome
@@ -71,6 +71,8 @@ def resume_run(run_dir: Path, held: HeldExecutors) -> tuple[RunConfig, RunOutcom
 
 
 def main(argv: list[str] | None = None) -> int:
+    from pipelines.run import stopped_note
+    from pipelines.stopping import EXIT_TERMINATED, Terminated, stop_on_sigterm
     from pipelines.summary import summary
     from pipelines.verdict import EXIT_RUN_FAILED, problems, report
 
@@ -83,11 +85,17 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     run_dir: Path = args.run_dir.resolve()
     try:
-        with HeldExecutors() as held:
+        with stop_on_sigterm(), HeldExecutors() as held:
             cfg, outcome = resume_run(run_dir, held)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except Terminated as e:
+        print(f"{e}: {stopped_note(run_dir)}", file=sys.stderr, flush=True)
+        return EXIT_TERMINATED
+    except RunStopped as e:
+        print(f"error: {e}\n{stopped_note(run_dir)}", file=sys.stderr, flush=True)
+        return EXIT_STOPPED
     print(summary(outcome), flush=True)
     found = problems(outcome.metrics, cfg.fail_on)
     if found:

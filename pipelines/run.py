@@ -16,7 +16,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from pipelines import UserError
+from pipelines import EXIT_STOPPED, RunStopped, UserError
 from pipelines.config import register
 from pipelines.executors import HeldExecutors
 
@@ -32,6 +32,7 @@ def run_job(cfg: DictConfig, held: HeldExecutors) -> list[str]:
     from pipelines.engines import preflight
     from pipelines.pipeline import run_pipeline
     from pipelines.reaper import reaper
+    from pipelines.stopping import EXIT_TERMINATED, Terminated
     from pipelines.summary import summary
     from pipelines.verdict import problems, report
 
@@ -45,6 +46,12 @@ def run_job(cfg: DictConfig, held: HeldExecutors) -> list[str]:
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
+    except Terminated as e:
+        print(f"{e}: {stopped_note(out_dir)}", file=sys.stderr, flush=True)
+        sys.exit(EXIT_TERMINATED)  # a multirun stops here too
+    except RunStopped as e:
+        print(f"error: {e}\n{stopped_note(out_dir)}", file=sys.stderr, flush=True)
+        sys.exit(EXIT_STOPPED)
     print(summary(outcome), flush=True)
     found = problems(outcome.metrics, run.fail_on)
     if found:
@@ -52,7 +59,16 @@ def run_job(cfg: DictConfig, held: HeldExecutors) -> list[str]:
     return found
 
 
+def stopped_note(run_dir: Path) -> str:
+    """What a stopped run left, and how to finish it."""
+    from pipelines.parts import part_files
+
+    parts = len(part_files(run_dir))
+    return f"{parts} part(s) kept in {run_dir}; finish with: python -m pipelines.resume {run_dir}"
+
+
 def main() -> None:
+    from pipelines.stopping import stop_on_sigterm
     from pipelines.verdict import EXIT_RUN_FAILED
 
     register()
@@ -60,7 +76,8 @@ def main() -> None:
     # Hydra multirun runs its jobs one after another in this process. Jobs with
     # one executor config share that executor, and so its engines (one load for
     # a temperature sweep, on Ray as in-process); released when the last job ends.
-    with HeldExecutors() as held:
+    # SIGTERM stops the run cleanly (pipelines/stopping.py), exit 143.
+    with stop_on_sigterm(), HeldExecutors() as held:
 
         @hydra.main(config_path="../conf", config_name="config", version_base="1.3")
         def job(cfg: DictConfig) -> None:

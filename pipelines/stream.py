@@ -4,6 +4,7 @@ the sink and a progress line; the driver keeps counts, not rows."""
 from __future__ import annotations
 
 import logging
+import sqlite3
 import statistics
 import time
 from collections.abc import Callable, Mapping
@@ -13,6 +14,7 @@ from typing import Any
 
 import pandas as pd
 
+from pipelines import RunStopped
 from pipelines.config import RunConfig
 from pipelines.council import batches
 from pipelines.executors import Executor, StageSpec
@@ -20,6 +22,7 @@ from pipelines.parts import write_part
 from pipelines.sinks import Sink
 from pipelines.sinks.messages import agent_messages
 from pipelines.stage import GenerateStage
+from pipelines.stopping import uninterrupted
 
 log = logging.getLogger(__name__)
 
@@ -87,16 +90,31 @@ class Landing:
             run_id=self.run_id, cached=cached
         )
         finished = float((rows["started_at"] + rows["batch_s"]).iloc[0])
-        write_part(self.run_dir, int(rows["batch_id"].iloc[0]), rows)
-        stats.landing_s.append(time.time() - finished)
         # Scaling: only the full council is a deliberation; smaller arms are not published.
         full = max(self.cfg.experiment.agents) if "council_size" in rows else None
         published = rows if full is None else rows[rows["council_size"] == full]
-        if len(published):
-            self.sink.publish(
-                agent_messages(published, self.cfg.served_model, self.keywords, self.cfg.agents),
-                on_acked=lambda f=finished: stats.acked_s.append(time.time() - f),
-            )
+        messages = (
+            agent_messages(published, self.cfg.served_model, self.keywords, self.cfg.agents)
+            if len(published)
+            else []
+        )
+        batch = int(rows["batch_id"].iloc[0])
+        # Never a part without its outbox entry: a SIGTERM waits for both, and a
+        # failed outbox write takes the part back (a resume generates the batch again).
+        with uninterrupted():
+            try:
+                part = write_part(self.run_dir, batch, rows)
+            except OSError as e:
+                raise RunStopped(f"cannot write batch {batch}'s part: {e}") from e
+            stats.landing_s.append(time.time() - finished)
+            if messages:
+                try:
+                    self.sink.publish(
+                        messages, on_acked=lambda f=finished: stats.acked_s.append(time.time() - f)
+                    )
+                except OSError as e:
+                    part.unlink(missing_ok=True)
+                    raise RunStopped(f"cannot keep batch {batch}'s messages: {e}") from e
         return finished
 
 
@@ -118,7 +136,10 @@ def stream(executor: Executor, todo: pd.DataFrame, landing: Landing, total: int)
             stats.engine_loads += load_s > 0
             stats.engine_load_s += load_s
             if landing.store is not None:
-                landing.store(rows)
+                try:
+                    landing.store(rows)
+                except (OSError, sqlite3.Error) as e:  # the cache only saves work
+                    log.warning("cache: batch %d not kept (%s); the run goes on", batch_id, e)
             landing.land(rows, stats, cached=False)
             stats.generated += len(rows)
             stats.tokens += int(rows["completion_tokens"].sum())

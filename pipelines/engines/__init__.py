@@ -20,7 +20,7 @@ from typing import Any, Protocol
 
 import pandas as pd
 
-from pipelines import UserError
+from pipelines import RunStopped, UserError
 from pipelines.config import EngineConfig, ModelConfig, OpenAIEngineConfig
 
 ENGINES = {
@@ -28,6 +28,26 @@ ENGINES = {
     "openai": "pipelines.engines.openai:OpenAIEngine",
 }
 """Engine name (``conf/engine/<name>.yaml``) → ``module:class``."""
+
+
+class EngineFailed(RunStopped):
+    """The engine as a whole failed (its process died, the server is gone): the
+    batches it held have no answers. Never turned into error rows: the run stops
+    (or, under Ray, the engine is restarted and its batches retried), keeping
+    what landed for a resume. A request the engine refuses on its own (a prompt
+    over the context) is an error row instead."""
+
+
+def engine_failure(error: BaseException) -> EngineFailed | None:
+    """The :class:`EngineFailed` behind ``error`` (a cluster's wrapper of it), if any."""
+    seen: set[int] = set()
+    e: BaseException | None = error
+    while e is not None and id(e) not in seen:
+        if isinstance(e, EngineFailed):
+            return e
+        seen.add(id(e))
+        e = e.__cause__ or e.__context__
+    return None
 
 
 @dataclass(frozen=True)
@@ -58,7 +78,8 @@ class Engine(Protocol):
 
         The future gives one completion per request row, in row order. Rows
         carry ``system_prompt``, ``prompt``, ``temperature``, ``seed`` and
-        ``max_tokens``. A failed request is a completion with ``error`` set.
+        ``max_tokens``. A failed request is a completion with ``error`` set; a
+        failed engine fails the future with :class:`EngineFailed`.
         """
         ...
 

@@ -25,7 +25,7 @@ import pandas as pd
 import psutil
 
 from pipelines.config import ModelConfig, VLLMEngineConfig
-from pipelines.engines import Completion, chat_messages
+from pipelines.engines import Completion, EngineFailed, chat_messages
 from pipelines.procs import live_descendants, reap
 
 log = logging.getLogger(__name__)
@@ -74,6 +74,13 @@ def load_llm(cfg: VLLMEngineConfig, model: ModelConfig) -> tuple[Any, list[psuti
     return llm, procs
 
 
+def engine_died(error: BaseException) -> bool:
+    """Whether ``error`` says the engine core is gone (not one request's fault)."""
+    from vllm.v1.engine.exceptions import EngineDeadError
+
+    return isinstance(error, EngineDeadError | EngineFailed)
+
+
 def close_llm(llm: Any, procs: list[psutil.Process]) -> None:
     """Stop the engine now, and return only once its processes are gone."""
     llm.llm_engine.engine_core.shutdown()
@@ -95,6 +102,8 @@ class VLLMEngine:
         self.cfg, self.model = cfg, model
         self.batches_in_flight = cfg.batches_in_flight
         self._inbox: queue.Queue = queue.Queue()
+        self._closed: Exception | None = None  # set once the engine takes no more batches
+        self._closing = threading.Lock()
         self._procs: list[psutil.Process] = []
         loaded: Future = Future()
         self._thread = threading.Thread(
@@ -106,17 +115,19 @@ class VLLMEngine:
     def submit(self, requests: pd.DataFrame, on_start: Callable[[], None] | None = None) -> Future:
         """Queue one batch; the future gives its completions, in row order."""
         future: Future = Future()
-        if not self._thread.is_alive():
-            future.set_exception(RuntimeError("the vLLM engine is closed"))
-            return future
-        self._inbox.put(_Batch(list(requests.itertuples(index=False)), future, on_start))
+        with self._closing:
+            if self._closed is not None:
+                future.set_exception(self._closed)
+            else:
+                self._inbox.put(_Batch(list(requests.itertuples(index=False)), future, on_start))
         return future
 
     def close(self) -> None:
         """Stops the engine; returns once its processes are gone."""
-        if self._thread.is_alive():
-            self._inbox.put(_STOP)
-            self._thread.join()
+        with self._closing:
+            if self._closed is None:
+                self._inbox.put(_STOP)
+        self._thread.join()
 
     # -- the engine thread -------------------------------------------------
 
@@ -157,13 +168,15 @@ class VLLMEngine:
                         batch.finish()
                 if running:
                     self._step(llm, running)
-        except BaseException as e:  # every caller learns why, then it re-raises
-            for batch in [*waiting, *running.values()]:  # a batch may appear more than once
-                if not batch.future.done():
-                    batch.future.set_exception(e)
-            raise
+        except BaseException as e:  # every caller learns why
+            failed = EngineFailed(f"the vLLM engine failed: {type(e).__name__}: {e}")
+            log.error("vllm: %s", failed)
+            self._fail([*waiting, *running.values()], failed)
+            if not isinstance(e, Exception):
+                raise
         finally:
-            self._shutdown(llm, [*waiting, *running.values()])
+            self._fail([*waiting, *running.values()], EngineFailed("the vLLM engine was closed"))
+            self._shutdown(llm)
 
     def _enqueue(self, llm: Any, batch: _Batch, running: dict[str, _Batch]) -> None:
         """Add a batch's requests; a row the engine refuses gets an error completion."""
@@ -172,7 +185,9 @@ class VLLMEngine:
                 [chat_messages(r) for r in batch.rows], self._params(batch.rows), use_tqdm=False
             )
             positions = list(enumerate(ids))
-        except Exception as e:  # noqa: BLE001 - isolate the refused rows below
+        except Exception as e:  # an engine-wide failure re-raises; else isolate the rows
+            if engine_died(e):
+                raise
             log.warning("vllm: batch of %d refused (%s); adding row by row", len(batch.rows), e)
             positions = []
             for i, row in enumerate(batch.rows):
@@ -181,7 +196,9 @@ class VLLMEngine:
                         [chat_messages(row)], self._params([row]), use_tqdm=False
                     )
                     positions.append((i, rid))
-                except Exception as row_error:  # noqa: BLE001 - the row carries it
+                except Exception as row_error:  # the row carries it
+                    if engine_died(row_error):
+                        raise
                     batch.done[i] = Completion(error=f"{type(row_error).__name__}: {row_error}")
         for i, rid in positions:
             # Outputs carry the caller's id; enqueue returns the engine's
@@ -221,10 +238,22 @@ class VLLMEngine:
             if len(batch.done) == len(batch.rows):
                 batch.finish()
 
-    def _shutdown(self, llm: Any, unfinished: list[_Batch]) -> None:
-        for batch in unfinished:
+    def _fail(self, unfinished: list[_Batch], error: Exception) -> None:
+        """Fail ``unfinished`` and whatever is still queued; refuse later batches."""
+        with self._closing:
+            self._closed = self._closed or error
+            while True:
+                try:
+                    item = self._inbox.get(block=False)
+                except queue.Empty:
+                    break
+                if item is not _STOP:
+                    unfinished.append(item)
+        for batch in unfinished:  # a batch may appear more than once
             if not batch.future.done():
-                batch.future.set_exception(RuntimeError("the vLLM engine was closed"))
+                batch.future.set_exception(self._closed)
+
+    def _shutdown(self, llm: Any) -> None:
         try:
             close_llm(llm, self._procs)
         except Exception as e:  # noqa: BLE001 - a failed engine may not shut down cleanly

@@ -27,19 +27,38 @@ from typing import Any
 import pandas as pd
 
 from pipelines.config import ExecutorConfig
+from pipelines.engines import EngineFailed, engine_failure
 from pipelines.executors import StageSpec
 
 log = logging.getLogger(__name__)
 
+ENGINE_HOST_ENV = {"RAY_worker_niceness": "0"}
+"""Ray starts every worker at niceness 15 (``worker_niceness``), below the
+driver, raylet and GCS. An engine host is the hot path, and its engine
+processes inherit the niceness: on a busy node each burst of the driver's
+work would stall the engine. Its worker starts at 0, as Ray's own job
+supervisor does (``dashboard/modules/job/job_manager.py``)."""
+
 
 class EngineHost:
-    """Ray actor body: one stage (one engine), serving concurrent batches."""
+    """Ray actor body: one stage (one engine), serving concurrent batches.
+
+    When its engine dies (:class:`EngineFailed`) the host exits: Ray restarts it
+    with a fresh engine (``max_restarts``) and sends it again the calls it had
+    not answered (``max_task_retries``), so each of its batches is generated
+    once more, and lands once.
+    """
 
     def __init__(self, spec: StageSpec) -> None:
         self.stage = spec.build()
 
     async def run(self, batch: pd.DataFrame) -> pd.DataFrame:
-        return await self.stage.run(batch)
+        try:
+            return await self.stage.run(batch)
+        except EngineFailed as e:
+            log.error("engine host: %s; exiting for Ray to restart it", e)
+            self.stage.close()  # its engine processes go first
+            os._exit(1)
 
     async def set_batches_in_flight(self, n: int) -> None:
         self.stage.set_batches_in_flight(n)
@@ -59,8 +78,13 @@ class Forward:
         self.hosts = hosts
 
     async def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
+        from ray.exceptions import RayActorError
+
         host = self.hosts[int(batch["batch_id"].iloc[0]) % len(self.hosts)]
-        return await host.run.remote(batch)
+        try:
+            return await host.run.remote(batch)
+        except RayActorError as e:
+            raise EngineFailed(f"an engine host died past its restarts: {e}") from e
 
 
 class RayExecutor:
@@ -116,7 +140,12 @@ class RayExecutor:
         if self._spec is None or self._spec.replica != stage.replica:
             self._release()
             host = ray.remote(EngineHost).options(
-                num_gpus=stage.num_gpus, num_cpus=stage.num_cpus, max_concurrency=1000
+                num_gpus=stage.num_gpus,
+                num_cpus=stage.num_cpus,
+                max_concurrency=1000,
+                runtime_env={"env_vars": ENGINE_HOST_ENV},
+                max_restarts=self.cfg.engine_restarts,
+                max_task_retries=self.cfg.engine_restarts,
             )
             self._hosts = [host.remote(stage) for _ in range(self.cfg.concurrency)]
         elif self._spec.concurrency != stage.concurrency:
@@ -153,4 +182,10 @@ class RayExecutor:
         # prefetch_batches=0: with prefetching, a finished block reaches the driver
         # only when the next one finishes too (measured: each batch one batch late,
         # the last two together); without it each block arrives as it completes.
-        yield from out.iter_batches(batch_size=None, batch_format="pandas", prefetch_batches=0)
+        try:
+            yield from out.iter_batches(batch_size=None, batch_format="pandas", prefetch_batches=0)
+        except Exception as e:
+            failed = engine_failure(e)
+            if failed is None:
+                raise
+            raise EngineFailed(str(failed)) from None

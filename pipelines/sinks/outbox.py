@@ -7,6 +7,7 @@ publishes what is in the first and not in the second.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from dataclasses import asdict
@@ -19,13 +20,23 @@ ACKED_FILE = "acked.txt"
 
 
 def append_outbox(run_dir: Path, messages: list[Message]) -> Path:
-    """Add ``messages`` to the outbox, flushed to disk before returning."""
+    """Add ``messages`` to the outbox, flushed to disk before returning.
+
+    All or nothing: a failed write (a full disk) cuts the file back to where it
+    was, so that no torn line sits before the lines a resume appends.
+    """
     path = run_dir / OUTBOX_FILE
     lines = "".join(json.dumps(asdict(m), separators=(",", ":")) + "\n" for m in messages)
-    with path.open("a") as f:
-        f.write(lines)
-        f.flush()
-        os.fsync(f.fileno())
+    with path.open("ab") as f:
+        size = f.tell()
+        try:
+            f.write(lines.encode())
+            f.flush()
+            os.fsync(f.fileno())
+        except BaseException:
+            with contextlib.suppress(OSError):
+                f.truncate(size)
+            raise
     return path
 
 

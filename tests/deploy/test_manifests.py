@@ -208,6 +208,21 @@ def test_the_checks_catch_what_broke_on_a_cluster(capsys: pytest.CaptureFixture[
             "",
             "containers[nats].securityContext.seccompProfile: RuntimeDefault required",
         ),
+        # A stopped night: retried, stopped cleanly on the head, given time to stop.
+        ("base/rayjob.yaml", "  backoffLimit: 2\n", "", "a failed or stopped night is never"),
+        ("base/raycluster.yaml", "pipelines.stopping,", "pipelines.status,", "no preStop"),
+        (
+            "base/raycluster.yaml",
+            "terminationGracePeriodSeconds: 120",
+            "terminationGracePeriodSeconds: 60",
+            "the kubelet kills the driver before it has stopped",
+        ),
+        (
+            "base/raycluster.yaml",
+            'value: "90"',
+            'value: "3"',
+            "`ray job stop` SIGKILLs the driver",
+        ),
     ],
 )
 def test_each_rule_catches_its_breakage(

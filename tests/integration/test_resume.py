@@ -1,4 +1,5 @@
-"""kill -9 a run mid-way, then ``pipelines.resume`` it: real engine, Ray, NATS, MLflow.
+"""Stop a run mid-way (kill -9, or SIGTERM as a pod eviction sends), then
+``pipelines.resume`` it: real engine, Ray, NATS, MLflow.
 
 One engine at a time: the in-process reference is released before the runs
 (each a subprocess with its own engine) start.
@@ -66,20 +67,47 @@ def run_messages(url: str, stream: str, run_id: str) -> list[tuple[str, dict]]:
     return [(s, p) for s, p in stream_contents(url, stream) if p["run_id"] == run_id]
 
 
-@pytest.mark.parametrize("executor", ["ray", "local"])
-def test_kill_9_then_resume_gives_the_uninterrupted_results(
-    executor: str, reference: pd.DataFrame, nats_url: str, tmp_path: Path, capsys
+def engine_cores(driver: int) -> list[psutil.Process]:
+    """The vLLM engine core processes under ``driver`` (in-process, or in a Ray actor)."""
+    found = []
+    for p in psutil.Process(driver).children(recursive=True):
+        try:
+            if "EngineCore" in " ".join(p.cmdline()) or p.name().startswith("VLLM::EngineC"):
+                found.append(p)
+        except psutil.NoSuchProcess:
+            continue
+    return found
+
+
+@pytest.mark.parametrize(
+    ("executor", "stop"),
+    [
+        ("ray", "kill-9"),
+        ("local", "kill-9"),
+        ("ray", "sigterm"),
+        ("local", "engine-kill"),
+        ("ray", "engine-kill"),
+    ],
+)
+def test_a_stopped_run_resumes_to_the_uninterrupted_results(
+    executor: str,
+    stop: str,
+    reference: pd.DataFrame,
+    nats_url: str,
+    tmp_path: Path,
+    capsys,
 ) -> None:
     out, stream = tmp_path / "run", "COUNCIL"  # one stream holds agent.response.> on a server
     mlflow_uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     env = {**os.environ, "NATS_URL": nats_url, "MLFLOW_TRACKING_URI": mlflow_uri}
     cmd = [sys.executable, "-m", "pipelines.run", f"hydra.run.dir={out}", *COUNCIL]
+    stderr = (tmp_path / "stderr").open("w")
     driver = subprocess.Popen(
         [*cmd, f"executor={executor}"],
         cwd=PROJECT_ROOT,
         env=env,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stderr=stderr,
     )
     deadline = time.monotonic() + 400
     while not part_files(out):
@@ -97,10 +125,35 @@ def test_kill_9_then_resume_gives_the_uninterrupted_results(
     assert status_main([run_id, "--url", nats_url]) == 0
     live = capsys.readouterr().out.splitlines()
     assert len(live) == 2 + 1 and "deliberations" in live[-1]
-    os.kill(driver.pid, signal.SIGKILL)
-    driver.wait()
+    if stop == "engine-kill":  # the engine dies under the run (OOM killer, a crash)
+        (core,) = engine_cores(driver.pid)
+        core.kill()
+    else:
+        os.kill(driver.pid, signal.SIGKILL if stop == "kill-9" else signal.SIGTERM)
+    code = driver.wait(timeout=400)
+    said = (tmp_path / "stderr").read_text()
     before = len(part_files(out))
-    assert 1 <= before < 3, f"{before} parts at the kill: the kill was not mid-run"
+    if (executor, stop) == ("ray", "engine-kill"):
+        # Ray restarts the engine host, which retries the batches it held: the
+        # run completes by itself, each row once, no error row.
+        assert code == 0, said[-3000:]
+        assert json.loads((out / "metrics.json").read_text())["engine_loads"] == 2
+    else:
+        assert 1 <= before < 3, f"{before} parts at the kill: the kill was not mid-run"
+    if stop == "sigterm":
+        # A clean stop: exit 143, what was kept and how to finish, no traceback.
+        assert code == 143, said[-3000:]
+        assert f"python -m pipelines.resume {out}" in said
+        assert "Traceback" not in said, said[-3000:]
+        assert not (out / "procs.json").exists()  # nothing left for a resume to reap
+    elif stop == "kill-9":
+        assert code == -signal.SIGKILL
+    elif executor == "local":
+        # A dead engine stops the run (never N error rows), saying why and what next.
+        assert code == 4, said[-3000:]
+        assert "the vLLM engine failed" in said
+        assert f"python -m pipelines.resume {out}" in said
+        assert "Traceback" not in said, said[-3000:]
 
     # Nothing the run started outlives it by more than a short grace.
     deadline = time.monotonic() + 15
@@ -108,22 +161,25 @@ def test_kill_9_then_resume_gives_the_uninterrupted_results(
         time.sleep(0.2)
     assert alive(family) == []
 
-    resumed = subprocess.run(
-        [sys.executable, "-m", "pipelines.resume", str(out)],
-        cwd=PROJECT_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert resumed.returncode == 0, resumed.stderr[-4000:]
+    if code != 0:
+        resumed = subprocess.run(
+            [sys.executable, "-m", "pipelines.resume", str(out)],
+            cwd=PROJECT_ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        assert resumed.returncode == 0, resumed.stderr[-4000:]
 
     results = pd.read_parquet(out / "results.parquet")
     assert results[[*KEY, "proposal"]].to_dict("records") == reference.to_dict("records")
     assert (results["run_id"] == run_id).all()
+    assert results["error"].isna().all()
     metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["rows_reused"] == 2 * before
-    assert metrics["rows_generated"] == 6 - 2 * before
+    if code != 0:
+        assert metrics["rows_reused"] == 2 * before
+        assert metrics["rows_generated"] == 6 - 2 * before
     got = run_messages(nats_url, stream, run_id)
     subjects = Counter(s.split(".")[0] for s, _ in got)
     assert subjects == {"agent": 6, "deliberation": 2}

@@ -34,3 +34,54 @@ def test_scaling_arms_are_told_apart(tmp_path: Path) -> None:
     write_part(tmp_path, 0, one)
     held = held_keys(tmp_path, requests)
     assert held.tolist() == [True] * 3 + [False] * 9  # agent 1 of the 3-council is not held
+
+
+FULL_DISK = """
+import os, resource, sys
+from pathlib import Path
+import pandas as pd
+from pipelines.parts import write_part
+from pipelines.sinks.messages import Message
+from pipelines.sinks.outbox import append_outbox
+
+run = Path(sys.argv[1])
+small = [Message("agent.response.completed", f"m{i}", {"text": "x" * 100}) for i in range(3)]
+append_outbox(run, small)
+# The file-size limit: what a full disk does to the next writes (EFBIG, as ENOSPC).
+resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))
+big = [Message("agent.response.completed", f"n{i}", {"text": "y" * 1000}) for i in range(9)]
+for write in (
+    lambda: append_outbox(run, big),
+    lambda: write_part(run, 7, pd.DataFrame({"proposal": [os.urandom(20_000).hex()]})),
+):
+    try:
+        write()
+        print("written")
+    except OSError as e:
+        print("refused", e.errno)
+"""
+
+
+def test_a_full_disk_leaves_no_torn_outbox_line_and_no_partial_part(tmp_path: Path) -> None:
+    """Real short writes: the child process runs under a file-size limit (RLIMIT_FSIZE)."""
+    import errno
+    import subprocess
+    import sys
+
+    from pipelines import PROJECT_ROOT
+    from pipelines.sinks.messages import Message
+    from pipelines.sinks.outbox import append_outbox, read_outbox
+
+    child = subprocess.run(
+        [sys.executable, "-c", FULL_DISK, str(tmp_path)],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert child.stdout.split() == ["refused", str(errno.EFBIG)] * 2, child.stderr
+    # The outbox is cut back to its last whole line; a resume appends after it.
+    append_outbox(tmp_path, [Message("agent.response.completed", "later", {})])
+    assert [m.msg_id for m in read_outbox(tmp_path)] == ["m0", "m1", "m2", "later"]
+    assert part_files(tmp_path) == []
+    assert list((tmp_path / "results").iterdir()) == []  # no temporary file left either
