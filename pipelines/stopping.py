@@ -79,6 +79,19 @@ def stop_on_sigterm() -> Iterator[None]:
         _State.raised, _State.pending = False, None
 
 
+def reclaim_sigterm() -> None:
+    """Put the SIGTERM handler of :func:`stop_on_sigterm` back in force.
+
+    Ray's ``ray.init`` installs a failure-signal handler for SIGTERM in the
+    driver (it prints a stack and ends the process), replacing Python's at the
+    C level while ``signal.getsignal`` still names ours.
+    """
+    if threading.current_thread() is threading.main_thread():
+        handler = signal.getsignal(signal.SIGTERM)
+        if handler is _on_signal:
+            signal.signal(signal.SIGTERM, handler)
+
+
 @contextmanager
 def uninterrupted() -> Iterator[None]:
     """Hold SIGTERM back until the block ends, then raise it (main thread only)."""

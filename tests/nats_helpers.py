@@ -10,9 +10,9 @@ def stream_contents(url: str, stream: str = "COUNCIL") -> list[tuple[str, dict]]
     """Every message in the stream, in order, read with an ephemeral pull consumer."""
 
     async def read() -> list[tuple[str, dict]]:
-        import nats
+        from pipelines.sinks.publisher import connect  # credentials from the environment
 
-        nc = await nats.connect(url)
+        nc = await connect(url)
         js = nc.jetstream()
         total = (await js.stream_info(stream)).state.messages
         sub = await js.pull_subscribe(">", stream=stream)

@@ -126,6 +126,7 @@ class VLLMEngine:
         """Stops the engine; returns once its processes are gone."""
         with self._closing:
             if self._closed is None:
+                self._closed = EngineFailed("the vLLM engine is closed")
                 self._inbox.put(_STOP)
         self._thread.join()
 
@@ -138,6 +139,9 @@ class VLLMEngine:
             loaded.set_exception(e)
             return
         loaded.set_result(None)
+        threading.Thread(
+            target=self._watch, args=(llm,), name="vllm-engine-watch", daemon=True
+        ).start()
         waiting: list[_Batch] = []  # submitted, not yet in the engine
         running: dict[str, _Batch] = {}  # request id → its batch
         admitted: list[_Batch] = []
@@ -237,6 +241,27 @@ class VLLMEngine:
             )
             if len(batch.done) == len(batch.rows):
                 batch.finish()
+
+    def _watch(self, llm: Any) -> None:
+        """Turn the death of an engine process into an error on the engine thread.
+
+        vLLM's synchronous client never returns from ``step()`` once its engine
+        core is gone: its monitor stops the output thread without queueing an
+        error (its asynchronous client queues ``EngineDeadError``). Queue one.
+        """
+        from vllm.v1.engine.exceptions import EngineDeadError
+
+        client = llm.llm_engine.engine_core
+        outputs = getattr(client, "outputs_queue", None)
+        if outputs is None or not self._procs:
+            return  # an engine in this process: its failures raise here
+        while self._closed is None:
+            gone, _ = psutil.wait_procs(self._procs, timeout=1.0)
+            if gone and self._closed is None:
+                names = ", ".join(f"pid {p.pid} (exit {p.returncode})" for p in gone)
+                log.error("vllm: engine process died: %s", names)
+                outputs.put_nowait(EngineDeadError())
+                return
 
     def _fail(self, unfinished: list[_Batch], error: Exception) -> None:
         """Fail ``unfinished`` and whatever is still queued; refuse later batches."""

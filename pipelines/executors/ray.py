@@ -29,6 +29,7 @@ import pandas as pd
 from pipelines.config import ExecutorConfig
 from pipelines.engines import EngineFailed, engine_failure
 from pipelines.executors import StageSpec
+from pipelines.stopping import reclaim_sigterm
 
 log = logging.getLogger(__name__)
 
@@ -107,6 +108,7 @@ class RayExecutor:
                 kwargs["num_cpus"] = os.cpu_count()
             ray.init(address=address, **kwargs)
             self._owns_ray = True
+            reclaim_sigterm()  # a SIGTERM stops the run cleanly, not Ray's way
         return self
 
     def __exit__(self, *exc: object) -> None:

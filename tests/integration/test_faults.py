@@ -110,7 +110,7 @@ def test_a_full_disk_stops_the_run_cleanly_and_resume_finishes_it(
     write fails for real (EFBIG, as a full disk's ENOSPC would)."""
     out = tmp_path / "run"
     overrides = [*COUNCIL, "limit=2", "batch_size=2", "max_tokens=32", "sink=none"]
-    overrides += ["tracking=none"]
+    overrides += ["tracking=none", "engine.batches_in_flight=1"]  # batches land seconds apart
     cmd = [sys.executable, "-m", "pipelines.run", f"hydra.run.dir={out}", *overrides]
     env = dict(os.environ)
     with (tmp_path / "stderr").open("w") as stderr:

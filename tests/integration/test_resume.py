@@ -32,7 +32,9 @@ from pipelines.status import main as status_main
 from tests.nats_helpers import stream_contents
 
 COUNCIL = ["role=data", "limit=2", "max_tokens=32", "batch_size=2", "embeddings=false"]
-"""6 requests in 3 batches: a kill after the first part leaves work to resume."""
+COUNCIL += ["engine.batches_in_flight=1"]
+"""6 requests in 3 batches, one at a time in the engine (held together, they finish
+within milliseconds): a stop after the first part leaves work to resume."""
 KEY = ["task_id", "agent_id"]
 
 
