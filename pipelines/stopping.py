@@ -79,17 +79,22 @@ def stop_on_sigterm() -> Iterator[None]:
         _State.raised, _State.pending = False, None
 
 
-def reclaim_sigterm() -> None:
-    """Put the SIGTERM handler of :func:`stop_on_sigterm` back in force.
+@contextmanager
+def keep_sigterm_handler() -> Iterator[None]:
+    """Whatever the block does to SIGTERM, the handler from before is in force after.
 
-    Ray's ``ray.init`` installs a failure-signal handler for SIGTERM in the
-    driver (it prints a stack and ends the process), replacing Python's at the
-    C level while ``signal.getsignal`` still names ours.
+    ``ray.init`` sets its own (``sys.exit``), and its core worker a C-level
+    failure-signal handler that prints a stack and ends the process.
     """
-    if threading.current_thread() is threading.main_thread():
-        handler = signal.getsignal(signal.SIGTERM)
-        if handler is _on_signal:
-            signal.signal(signal.SIGTERM, handler)
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    handler = signal.getsignal(signal.SIGTERM)
+    try:
+        yield
+    finally:
+        if handler is not None:
+            signal.signal(signal.SIGTERM, handler)  # at the C level too
 
 
 @contextmanager

@@ -258,8 +258,8 @@ class VLLMEngine:
         while self._closed is None:
             gone, _ = psutil.wait_procs(self._procs, timeout=1.0)
             if gone and self._closed is None:
-                names = ", ".join(f"pid {p.pid} (exit {p.returncode})" for p in gone)
-                log.error("vllm: engine process died: %s", names)
+                names = ", ".join(f"{p.pid}" for p in gone)
+                log.error("vllm: engine process(es) died: pid %s", names)
                 outputs.put_nowait(EngineDeadError())
                 return
 

@@ -29,7 +29,7 @@ import pandas as pd
 from pipelines.config import ExecutorConfig
 from pipelines.engines import EngineFailed, engine_failure
 from pipelines.executors import StageSpec
-from pipelines.stopping import reclaim_sigterm
+from pipelines.stopping import keep_sigterm_handler
 
 log = logging.getLogger(__name__)
 
@@ -106,9 +106,9 @@ class RayExecutor:
             kwargs: dict = {"include_dashboard": False, "logging_level": logging.WARNING}
             if address == "local":
                 kwargs["num_cpus"] = os.cpu_count()
-            ray.init(address=address, **kwargs)
+            with keep_sigterm_handler():  # a SIGTERM stops the run cleanly (exit 143)
+                ray.init(address=address, **kwargs)
             self._owns_ray = True
-            reclaim_sigterm()  # a SIGTERM stops the run cleanly, not Ray's way
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -25,6 +25,7 @@ from pipelines.sinks.nats_server import server_binary
 from pipelines.sinks.outbox import pending, read_outbox
 from tests.mlflow_helpers import mlflow_server
 from tests.nats_helpers import stream_contents
+from tests.run_helpers import resume
 
 RIGHT_PASSWORD = "sentinel-nats-password-right-6c0f"
 SECRETS = {
@@ -132,15 +133,7 @@ def test_a_full_disk_stops_the_run_cleanly_and_resume_finishes_it(
     assert 1 <= len(kept) < 3
     assert not list((out / "results").glob(".*.tmp"))  # nothing torn
 
-    resumed = subprocess.run(
-        [sys.executable, "-m", "pipelines.resume", str(out)],
-        cwd=PROJECT_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert resumed.returncode == 0, resumed.stderr[-4000:]
+    resume(out, env)
     results = pd.read_parquet(out / "results.parquet")
     assert len(results) == 6 and results["error"].isna().all()
     assert not results.duplicated(["task_id", "agent_id"]).any()

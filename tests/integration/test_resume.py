@@ -30,6 +30,7 @@ from pipelines.pipeline import run_pipeline
 from pipelines.sinks.nats_server import embedded_server
 from pipelines.status import main as status_main
 from tests.nats_helpers import stream_contents
+from tests.run_helpers import resume
 
 COUNCIL = ["role=data", "limit=2", "max_tokens=32", "batch_size=2", "embeddings=false"]
 COUNCIL += ["engine.batches_in_flight=1"]
@@ -164,15 +165,7 @@ def test_a_stopped_run_resumes_to_the_uninterrupted_results(
     assert alive(family) == []
 
     if code != 0:
-        resumed = subprocess.run(
-            [sys.executable, "-m", "pipelines.resume", str(out)],
-            cwd=PROJECT_ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=600,
-        )
-        assert resumed.returncode == 0, resumed.stderr[-4000:]
+        resume(out, env)
 
     results = pd.read_parquet(out / "results.parquet")
     assert results[[*KEY, "proposal"]].to_dict("records") == reference.to_dict("records")
