@@ -17,6 +17,7 @@ from evaluators.keywords import (
     keyword_hit_rates,
     keyword_hits,
     keyword_relevance,
+    keyword_spans,
 )
 
 __all__ = [
@@ -28,6 +29,7 @@ __all__ = [
     "keyword_hit_rates",
     "keyword_hits",
     "keyword_relevance",
+    "keyword_spans",
     "lexical_diversity",
     "mean_pairwise_cosine_distance",
     "normalize",

@@ -17,7 +17,7 @@ list the keyword that way.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from functools import lru_cache
 
 _SEPARATOR = r"[\s\-_]+"
@@ -50,13 +50,19 @@ def keyword_pattern(keyword: str) -> re.Pattern[str]:
 
 def _found(pattern: re.Pattern[str], text: str) -> bool:
     """Whether ``pattern`` matches ``text`` at a start of word."""
+    return next(_matches(pattern, text), None) is not None
+
+
+def _matches(pattern: re.Pattern[str], text: str) -> Iterator[re.Match[str]]:
+    """The matches of ``pattern`` in ``text`` that begin a word, left to right."""
     pos = 0
     while (m := pattern.search(text, pos)) is not None:
         start = m.start()
         if start == 0 or not _is_word_char(text[start - 1]):
-            return True
-        pos = start + 1
-    return False
+            yield m
+            pos = m.end()
+        else:
+            pos = start + 1
 
 
 def _is_word_char(char: str) -> bool:
@@ -68,6 +74,23 @@ def keyword_hits(proposal: str, keywords: Sequence[str]) -> list[bool]:
     """Whether each keyword occurs in ``proposal`` (same order as ``keywords``)."""
     text = proposal.lower()
     return [_found(keyword_pattern(k), text) for k in keywords]
+
+
+def keyword_spans(proposal: str, keywords: Sequence[str]) -> list[tuple[int, int]]:
+    """Where ``keywords`` occur in ``proposal``: sorted, merged ``(start, end)``
+    character spans, by the same rule as :func:`keyword_hits` (for highlighting)."""
+    text = proposal.lower()
+    found = sorted(m.span() for k in keywords for m in _matches(keyword_pattern(k), text))
+    if len(text) != len(proposal):  # a few characters lower-case to two (İ): map back
+        origin = [i for i, c in enumerate(proposal) for _ in c.lower()]
+        found = [(origin[a], origin[b - 1] + 1) for a, b in found]
+    merged: list[tuple[int, int]] = []
+    for start, end in found:
+        if merged and start <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(end, merged[-1][1]))
+        else:
+            merged.append((start, end))
+    return merged
 
 
 def keyword_relevance(proposal: str, keywords: Sequence[str]) -> float:

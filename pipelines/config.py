@@ -266,6 +266,9 @@ class MlflowTrackingConfig(TrackingConfig):
     uri: Optional[str] = None  # noqa: UP045
     # Experiment; null: council-eval/<role>.
     experiment: Optional[str] = None  # noqa: UP045
+    # Log each proposal as an evaluation row (a trace with its keyword scores), shown
+    # per row in MLflow's UI; false logs only the run's figures, tables and files.
+    rows: bool = True
 
     def resolved_uri(self) -> str:
         return (

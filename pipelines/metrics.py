@@ -22,6 +22,7 @@ from evaluators import (
     mean_pairwise_cosine_distance,
     self_bleu,
 )
+from pipelines.stats import bootstrap_ci
 
 Embed = Callable[[Sequence[str]], np.ndarray]
 QUALITY_METRICS = [
@@ -112,6 +113,32 @@ def task_metrics(scored: pd.DataFrame, diversity: pd.DataFrame) -> pd.DataFrame:
     return per_agent.merge(diversity.drop(columns="proposals"), on=["role", "task_id"], how="left")
 
 
+def task_scores(table: pd.DataFrame) -> pd.DataFrame:
+    """One row per (role, task_id): the task's quality metrics.
+
+    ``table`` is per (task, agent), like ``task_metrics.parquet``: keyword
+    figures are averaged over the task's proposals, diversity figures (one per
+    task already) over its repeats. The run-level figure of each metric is the
+    mean of this column, which is what the confidence intervals resample.
+    """
+    agg = {
+        "keyword_relevance": ("keyword_relevance", "mean"),
+        "keyword_full_coverage": ("keyword_full", "mean"),
+        **{name: (name, "mean") for name in DIVERSITY_METRICS if name in table},
+    }
+    return table.groupby(["role", "task_id"], sort=False).agg(**agg)
+
+
+def interval_figures(per_task: pd.DataFrame) -> dict[str, float]:
+    """``<metric>_ci_low`` and ``<metric>_ci_high`` for each quality metric: a 95 %
+    bootstrap interval clustered by task (see :mod:`pipelines.stats`)."""
+    out: dict[str, float] = {}
+    for name in QUALITY_METRICS:
+        if name in per_task and (ci := bootstrap_ci(per_task[name].to_numpy())) is not None:
+            out[f"{name}_ci_low"], out[f"{name}_ci_high"] = ci
+    return out
+
+
 def union_s(started_at: Iterable[float], seconds: Iterable[float]) -> float:
     """Length of the union of the windows ``[started_at, started_at + seconds]``."""
     total, end = 0.0, float("-inf")
@@ -147,6 +174,7 @@ def _figures(scored: pd.DataFrame, diversity: pd.DataFrame, wall_s: float) -> di
     for name in DIVERSITY_METRICS:
         if name in diversity:
             figures[name] = float(diversity[name].mean()) if len(diversity) else 0.0
+    figures.update(interval_figures(task_scores(task_metrics(scored, diversity))))
     figures.update(
         {
             "completion_tokens": tokens,

@@ -218,7 +218,8 @@ def generate_all(
     two threads of one process can fail. With a cache (``store``) and nothing
     to generate, it loads only if scoring meets a text the cache lacks.
     """
-    in_process = cfg.executor.name == "local"
+    # An entered executor may differ from the config's (a test's, a notebook's).
+    in_process = cfg.executor.name == "local" or getattr(executor, "in_process", False)
     eager = cfg.embeddings and not (store is not None and todo.empty)
     with ThreadPoolExecutor(max_workers=1) as pool:
         embedder = pool.submit(load_embedder) if eager and not in_process else None

@@ -1,24 +1,27 @@
-"""``report.html``: one self-contained page per run (tables + matplotlib plots).
+"""``report.html``: one self-contained page per run, rendered from
+``templates/report.html.j2`` (Jinja2, autoescaped; no network, opens from file://).
 
-``python -m pipelines.report <run_dir>`` rebuilds it from the run's files.
+It holds the figures with their 95 % intervals, the per-agent table, readable
+plots and, per task, every agent's proposal side by side with the keyword hits
+marked, filterable by text and role. ``python -m pipelines.report <run_dir>``
+rebuilds it from the run's files.
 """
 
 from __future__ import annotations
 
-import base64
-import html
-import io
 import json
 import sys
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from markupsafe import Markup, escape
 
-from pipelines.metrics import QUALITY_METRICS, agent_table
+from evaluators import keyword_spans
+from pipelines import plots
+from pipelines.metrics import DIVERSITY_METRICS, QUALITY_METRICS, agent_table
 
 REPORT_FILE = "report.html"
-QUALITY = QUALITY_METRICS
 THROUGHPUT = [
     "requests",
     "errors",
@@ -29,113 +32,144 @@ THROUGHPUT = [
     "latency_p50_s",
     "latency_p95_s",
 ]
+ROLE_FIGURES = ["keyword_relevance", "keyword_full_coverage", "unique_ratio", "distinct_2"]
 
 
-def _png(fig: Any) -> str:
-    import matplotlib.pyplot as plt
+def highlighted(text: str, keywords: list[str]) -> Markup:
+    """``text``, escaped, with each keyword occurrence in ``<mark>``."""
+    out, pos = [], 0
+    for start, end in keyword_spans(text, keywords):
+        out += [escape(text[pos:start]), Markup("<mark>"), escape(text[start:end])]
+        out.append(Markup("</mark>"))
+        pos = end
+    out.append(escape(text[pos:]))
+    return Markup("").join(out)
 
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    return f'<img alt="" src="data:image/png;base64,{base64.b64encode(buf.getvalue()).decode()}">'
+
+def figure_rows(figures: dict[str, Any], names: list[str]) -> list[dict[str, str]]:
+    """``name``, ``value`` and ``ci`` text for each figure present."""
+    rows = []
+    for name in names:
+        if (v := figures.get(name)) is None:
+            continue
+        low = figures.get(f"{name}_ci_low")
+        ci = "" if low is None else f"[{low:.3f}, {figures[f'{name}_ci_high']:.3f}]"
+        value = f"{v:.3f}" if isinstance(v, float) else str(v)
+        rows.append({"name": name, "value": value, "ci": ci})
+    return rows
 
 
-def _plots(tm: pd.DataFrame, hit_rates: dict[str, float]) -> list[tuple[str, str]]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    plots = []
-    agents = tm.groupby("agent_id").agg(
-        keyword_relevance=("keyword_relevance", "mean"), temperature=("temperature", "first")
+def task_cards(results: pd.DataFrame, tm: pd.DataFrame) -> list[dict[str, Any]]:
+    """Per task: its prompt, keywords (hit by anyone or not), diversity and each
+    agent's proposal with its scores, in the run's order."""
+    key = ["role", "task_id", "agent_id"]
+    rows = results.merge(
+        tm[[*key, "keywords", "keyword_hits", "keyword_relevance"]], on=key, how="inner"
     )
-    fig, ax = plt.subplots(figsize=(6, 3))
-    ax.bar(agents.index, agents["keyword_relevance"], color="#4c72b0")
-    for i, t in enumerate(agents["temperature"]):
-        ax.text(i, 0.02, f"T={t:g}", ha="center", color="white", fontsize=8)
-    ax.set_ylim(0, 1)
-    ax.set_ylabel("keyword relevance")
-    ax.tick_params(axis="x", labelrotation=20, labelsize=8)
-    plots.append(("Keyword relevance by agent", _png(fig)))
-
-    diversity = [c for c in ["distinct_2", "self_bleu", "embedding_diversity"] if c in tm]
-    per_task = tm.groupby("task_id")[diversity].first()
-    fig, ax = plt.subplots(figsize=(8, 3))
-    per_task.plot.bar(ax=ax, width=0.8)
-    ax.set_ylim(0, 1)
-    ax.set_xlabel("")
-    ax.set_ylabel("per task")
-    ax.tick_params(axis="x", labelrotation=60, labelsize=7)
-    ax.legend(fontsize=8)
-    plots.append(
-        (
-            "Diversity per task (higher distinct-2 / embedding, lower self-BLEU = more diverse)",
-            _png(fig),
+    diversity = [c for c in DIVERSITY_METRICS if c in tm]
+    cards = []
+    for (role, task_id), part in rows.groupby(["role", "task_id"], sort=False):
+        keywords = list(part["keywords"].iloc[0])
+        hit_any = [any(h[i] for h in part["keyword_hits"]) for i in range(len(keywords))]
+        first = tm[(tm["role"] == role) & (tm["task_id"] == task_id)].iloc[0]
+        cards.append(
+            {
+                "role": role,
+                "task_id": task_id,
+                "prompt": part["prompt"].iloc[0],
+                "keywords": list(zip(keywords, hit_any, strict=True)),
+                "diversity": [(c, first[c]) for c in diversity if pd.notna(first[c])],
+                "agents": [
+                    {
+                        "agent_id": r.agent_id,
+                        "temperature": r.temperature,
+                        "relevance": r.keyword_relevance,
+                        "tokens": r.completion_tokens,
+                        "finish": r.finish_reason,
+                        "error": r.error,
+                        "proposal": highlighted(r.proposal or "", keywords),
+                    }
+                    for r in part.sort_values("agent_index").itertuples()
+                ],
+            }
         )
-    )
-
-    rates = pd.Series(hit_rates).sort_values()
-    fig, ax = plt.subplots(figsize=(6, max(2.0, 0.18 * len(rates))))
-    ax.barh(rates.index, rates.values, color="#55a868")
-    ax.set_xlim(0, 1)
-    ax.set_xlabel("share of proposals hitting the keyword")
-    ax.tick_params(axis="y", labelsize=7)
-    plots.append(("Per-keyword hit rates", _png(fig)))
-
-    by_temp = tm.groupby("temperature")[["keyword_relevance", "completion_tokens"]].mean()
-    fig, ax = plt.subplots(figsize=(5, 3))
-    ax.plot(by_temp.index, by_temp["keyword_relevance"], "o-", label="keyword relevance")
-    ax.set_xlabel("temperature")
-    ax.set_ylim(0, 1)
-    ax.legend(fontsize=8)
-    plots.append(("Temperature vs keyword relevance", _png(fig)))
-    return plots
+    return cards
 
 
-def _table(df: pd.DataFrame) -> str:
-    return df.to_html(index=False, float_format=lambda x: f"{x:.3f}", border=0, classes="t")
+def figures_section(metrics: dict[str, Any], tm: pd.DataFrame) -> list[tuple[str, str]]:
+    """The report's plots, (title, PNG data URI)."""
+    overall = metrics["overall"]
+    quality = [m for m in QUALITY_METRICS if m in overall]
+    out = [
+        (
+            "Quality, 95% CI over tasks (lower self_bleu = more diverse)",
+            plots.interval_bars(
+                quality,
+                [
+                    (
+                        overall[m],
+                        overall.get(f"{m}_ci_low", overall[m]),
+                        overall.get(f"{m}_ci_high", overall[m]),
+                    )
+                    for m in quality
+                ],
+                "run-level figure",
+            ),
+        ),
+        ("Keyword relevance by agent", plots.per_agent(tm)),
+    ]
+    if tm["temperature"].nunique() > 1:
+        out.append(("Keyword relevance by temperature", plots.by_temperature(tm)))
+    if overall.get("keyword_hit_rates"):
+        out.append(
+            ("Keywords: least and most hit", plots.keyword_extremes(overall["keyword_hit_rates"]))
+        )
+    spread = [c for c in ("distinct_2", "self_bleu", "embedding_diversity") if c in tm]
+    if spread:
+        per_task = tm.groupby(["role", "task_id"], sort=False)[spread].first().reset_index()
+        out.append(
+            (
+                "Diversity across tasks (box: quartiles, triangle: mean)",
+                plots.diversity_spread(per_task, spread),
+            )
+        )
+    return out
 
 
 def render(run_dir: Path) -> str:
     """The report page for the run in ``run_dir``."""
+    from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
+
     metrics = json.loads((run_dir / "metrics.json").read_text())
+    info_path = run_dir / "run.json"
+    info = json.loads(info_path.read_text()) if info_path.is_file() else {}
     tm = pd.read_parquet(run_dir / "task_metrics.parquet")
+    results = pd.read_parquet(run_dir / "results.parquet")
+    if "council_size" in results:  # scaling: the task view shows the full council
+        results = results[results["council_size"] == results["council_size"].max()]
     overall = metrics["overall"]
-    summary = pd.DataFrame(
-        [
-            {"metric": k, "value": f"{v:.3f}" if isinstance(v, float) else str(v)}
-            for k in QUALITY + THROUGHPUT
-            if (v := overall.get(k)) is not None
-        ]
+    roles = metrics.get("roles", {})
+    env = Environment(
+        loader=PackageLoader("pipelines", "templates"),
+        autoescape=select_autoescape(["j2", "html"]),
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
     )
-    agents = agent_table(tm)
-    diversity_cols = [c for c in QUALITY[2:] if c in tm]
-    per_task = tm.groupby(["role", "task_id"])[diversity_cols].first().reset_index()
-    sections = [
-        ("Summary", _table(summary)),
-        ("Agents", _table(agents)),
-        *[(title, img) for title, img in _plots(tm, overall.get("keyword_hit_rates", {}))],
-        ("Diversity per task", _table(per_task)),
-    ]
-    if "scaling" in metrics:
-        sections.insert(2, ("Scaling", _table(pd.DataFrame(metrics["scaling"]))))
-    title = f"council-eval run {html.escape(metrics['run_id'])}"
-    body = "\n".join(f"<h2>{html.escape(t)}</h2>\n{c}" for t, c in sections)
-    return f"""<!doctype html>
-<html><head><meta charset="utf-8"><title>{title}</title>
-<style>
-body {{ font-family: system-ui, sans-serif; margin: 2em; color: #222; max-width: 70em; }}
-table.t {{ border-collapse: collapse; font-size: 0.9em; }}
-table.t td, table.t th {{ padding: 0.25em 0.8em; border-bottom: 1px solid #ddd; }}
-table.t th {{ background: #f3f3f3; }}
-img {{ max-width: 100%; }}
-</style></head>
-<body><h1>{title}</h1>
-<p>wall {metrics["wall_s"]:.1f} s · {overall["requests"]} requests · {overall["errors"]} errors</p>
-{body}
-</body></html>
-"""
+    return env.get_template("report.html.j2").render(
+        run_id=metrics["run_id"],
+        info=info,
+        metrics=metrics,
+        overall=overall,
+        quality=figure_rows(overall, QUALITY_METRICS),
+        throughput=figure_rows(overall, THROUGHPUT),
+        roles=[(role, figure_rows(f, ROLE_FIGURES)) for role, f in roles.items()],
+        role_names=sorted(tm["role"].unique()),
+        agents=agent_table(tm).to_dict(orient="records"),
+        scaling=metrics.get("scaling"),
+        figures=figures_section(metrics, tm),
+        tasks=task_cards(results, tm),
+    )
 
 
 def write_report(run_dir: Path) -> Path:

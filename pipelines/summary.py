@@ -10,15 +10,24 @@ from pipelines.report import REPORT_FILE
 from pipelines.scaling import SCALING_FILE
 
 
+def with_ci(figures: dict, name: str) -> str:
+    """``name 0.412 [0.350, 0.470]``; the interval is left out when there is none."""
+    text = f"{name:<22} {figures[name]:.3f}"
+    if (low := figures.get(f"{name}_ci_low")) is not None:
+        text += f"  [{low:.3f}, {figures[f'{name}_ci_high']:.3f}]"
+    return text
+
+
 def summary(outcome: RunOutcome) -> str:
     """Console summary: per-agent table, run figures, where the files are."""
     m = outcome.metrics
     o = m["overall"]
-    quality = "  ".join(f"{k} {o[k]:.3f}" for k in QUALITY_METRICS if k in o)
+    quality = "\n".join(f"  {with_ci(o, k)}" for k in QUALITY_METRICS if k in o)
     lines = [
         f"run {outcome.run_id}",
         outcome.agents.to_string(index=False, float_format=lambda x: f"{x:.3f}"),
         "",
+        "quality (95% CI over tasks):",
         quality,
         f"requests {o['requests']} (errors {o['errors']})  "
         f"tokens/s {o['tokens_per_s']:.1f} (engine busy: {o['generation_tokens_per_s']:.1f})  "

@@ -23,6 +23,9 @@ class LocalExecutor:
     ``__exit__`` releases it.
     """
 
+    in_process = True
+    """The engine loads in this process (so nothing else may import transformers meanwhile)."""
+
     def __init__(self, cfg: ExecutorConfig) -> None:
         self.cfg = cfg
         self._stage: Any = None

@@ -9,7 +9,8 @@ not logged twice.
 Metric keys: the run-level figures by their names (``keyword_relevance``, …),
 ``agent/<agent_id>/<metric>`` per agent, ``role/<role>/<metric>`` per role
 (``role=all``), ``scaling/<n>_agents/<column>`` for the scaling experiment and
-``keyword/<keyword>/hit_rate``.
+``keyword/<keyword>/hit_rate``. With ``rows`` (the default) every proposal is
+also an evaluation row with its scores (:mod:`pipelines.trackers.mlflow_rows`).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import pandas as pd
 
 from pipelines.config import MlflowTrackingConfig
 from pipelines.trackers import Tracked
+from pipelines.trackers.mlflow_rows import log_rows
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +76,18 @@ def flatten_metrics(metrics: dict[str, Any], task_metrics: pd.DataFrame) -> dict
     for agent, row in per_agent.iterrows():
         put(f"agent/{agent}/", row.to_dict())
     return out
+
+
+def proposals(run_dir: Path) -> pd.DataFrame:
+    """The run's proposals (for the scaling experiment, the full council's)."""
+    results = pd.read_parquet(run_dir / "results.parquet")
+    if "council_size" in results:
+        results = results[results["council_size"] == results["council_size"].max()]
+    return results
+
+
+def task_keywords(task_metrics: pd.DataFrame) -> pd.DataFrame:
+    return task_metrics[["role", "task_id", "keywords"]].drop_duplicates(["role", "task_id"])
 
 
 def _table_for_mlflow(task_metrics: pd.DataFrame) -> pd.DataFrame:
@@ -146,6 +160,8 @@ def track_run(run_dir: Path, cfg: MlflowTrackingConfig) -> Tracked:
             if path.is_file():
                 client.log_artifact(mlflow_id, str(path), os.path.dirname(name) or None)
         client.log_table(mlflow_id, _table_for_mlflow(task_metrics), "task_metrics.json")
+        if cfg.rows:
+            log_rows(uri, exp_id, mlflow_id, proposals(run_dir), task_keywords(task_metrics))
         client.set_terminated(mlflow_id, "FINISHED")
     except Exception:
         client.set_terminated(mlflow_id, "FAILED")

@@ -1,3 +1,4 @@
+import itertools
 import re
 
 import pytest
@@ -10,6 +11,7 @@ from evaluators.keywords import (
     keyword_hits,
     keyword_pattern,
     keyword_relevance,
+    keyword_spans,
 )
 
 
@@ -94,3 +96,24 @@ fragments = st.sampled_from(["a", "a a", "queue", "s", "re", "edge", "-", "_", "
 )
 def test_literal_search_agrees_with_lookbehind_regex(text: str, keywords: list[str]) -> None:
     assert keyword_hits(text, keywords) == lookbehind_hits(text, keywords)
+
+
+@given(
+    st.lists(st.sampled_from(["a", "a a", "queue", "s", "re", "edge", "-", " ", "İ", "case"])).map(
+        "".join
+    ),
+    st.lists(st.sampled_from(["a a", "queue", "edge case", "a", "i"]), min_size=1),
+)
+def test_spans_mark_exactly_the_keywords_that_hit(text: str, keywords: list[str]) -> None:
+    spans = keyword_spans(text, keywords)
+    assert spans == sorted(spans)
+    assert all(end > start and start >= 0 and end <= len(text) for start, end in spans)
+    assert all(a[1] < b[0] for a, b in itertools.pairwise(spans))  # merged
+    for keyword, hit in zip(keywords, keyword_hits(text, keywords), strict=True):
+        assert bool(keyword_spans(text, [keyword])) == hit
+
+
+def test_spans_of_a_proposal() -> None:
+    text = "Queues and edge-cases: a queued job."
+    spans = keyword_spans(text, ["queue", "edge case"])
+    assert [text[a:b] for a, b in spans] == ["Queues", "edge-cases", "queued"]

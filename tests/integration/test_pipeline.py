@@ -335,8 +335,8 @@ def test_mlflow_down_then_track_later_logs_once_over_http(
     settings = compose_config(
         [
             "role=qa",
-            "limit=1",
-            "max_tokens=8",
+            "limit=2",
+            "max_tokens=24",
             "sink=none",
             "tracking=mlflow",
             f"tracking.uri={down}",
@@ -357,18 +357,37 @@ def test_mlflow_down_then_track_later_logs_once_over_http(
         assert track_main([str(tmp_path / "run"), "--uri", url]) == 0
         assert track_main([str(tmp_path / "run"), "--uri", url]) == 0  # idempotent
         client = MlflowClient(tracking_uri=url)
-        (run,) = client.search_runs(
-            [client.get_experiment_by_name("council-tests/qa").experiment_id]
-        )
+        exp_id = client.get_experiment_by_name("council-tests/qa").experiment_id
+        (run,) = client.search_runs([exp_id])
         artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+        traces = client.search_traces(locations=[exp_id], run_id=run.info.run_id)
 
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())["overall"]
     for name in ("keyword_relevance", "unique_ratio", "self_bleu", "tokens_per_s"):
         assert run.data.metrics[name] == pytest.approx(metrics[name])
+    low, high = (run.data.metrics[f"keyword_relevance_ci_{end}"] for end in ("low", "high"))
+    assert low <= metrics["keyword_relevance"] <= high
     assert run.data.params["agents"] == "3" and run.data.params["role"] == "qa"
     assert run.data.tags["council.run_id"] == outcome.run_id
     assert {"results.parquet", "metrics.json", "report.html", "task_metrics.json"} <= artifacts
     assert any(k.startswith("agent/agent-qa-002/") for k in run.data.metrics)
+
+    # Every proposal is a row of the run in MLflow's UI, with the pipeline's scores.
+    tm = pd.read_parquet(tmp_path / "run" / "task_metrics.parquet")
+    want = {(r.task_id, r.agent_id, r.keyword_relevance, r.keyword_full) for r in tm.itertuples()}
+    got = set()
+    for trace in traces:
+        inputs = json.loads(trace.data.request)
+        scores = {a.name: a.value for a in trace.info.assessments if a.name.startswith("keyword")}
+        got.add(
+            (
+                inputs["task_id"],
+                inputs["agent_id"],
+                scores["keyword_relevance"],
+                scores["keyword_full"],
+            )
+        )
+    assert got == want and len(traces) == len(tm) == 6
 
 
 def test_nightly_continues_its_night_by_name_and_exits_3_when_tracking_is_down(

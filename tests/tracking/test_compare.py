@@ -46,18 +46,73 @@ def test_delta_is_against_the_previous_run_of_the_same_config() -> None:
     assert pd.isna(delta["qa-5"]) and pd.isna(delta["qa-old"]) and pd.isna(delta["dev-old"])
 
 
-def test_best_is_highest_except_where_lower_is_better_and_blanks_stay_blank() -> None:
+def scores(values: dict[str, list[float]], role: str = "qa") -> pd.DataFrame:
+    """Per-task scores of one run (``task_scores``'s shape) from per-metric lists."""
+    n = len(next(iter(values.values())))
+    index = pd.MultiIndex.from_tuples(
+        [(role, f"t{i}") for i in range(n)], names=["role", "task_id"]
+    )
+    return pd.DataFrame(values, index=index)
+
+
+NOISE = [0.02, -0.01, 0.03, -0.02, 0.0, 0.01, -0.03, 0.02]
+
+
+def test_best_is_marked_only_where_a_run_is_significantly_best() -> None:
+    base = [0.3, 0.5, 0.4, 0.6, 0.2, 0.5, 0.4, 0.3]
+    a = {"keyword_relevance": base, "self_bleu": base}
+    # b: every task's relevance 0.2 higher (significant); self-BLEU lower by noise only.
+    b = {
+        "keyword_relevance": [v + 0.2 + n for v, n in zip(base, NOISE, strict=True)],
+        "self_bleu": [v - 0.01 + n for v, n in zip(base, NOISE, strict=True)],
+    }
     table = comparison(
         runs(
             [
-                {"run": "a", "role": "qa", "kr": 0.5, "bleu": 0.30},
-                {"run": "b", "role": "qa", "kr": 0.7, "bleu": 0.10},
-                {"run": "c", "role": "dev", "kr": 0.6, "bleu": None},
+                {"run": "a", "role": "qa", "kr": 0.4, "bleu": 0.40},
+                {"run": "b", "role": "qa", "kr": 0.6, "bleu": 0.39},
+                {"run": "c", "role": "dev", "kr": 0.9, "bleu": None},
             ]
         ),
         ["keyword_relevance", "self_bleu"],
     )
-    shown = best_marks(table, ["keyword_relevance", "self_bleu"]).set_index("run")
-    assert shown["keyword_relevance"].tolist() == ["0.500", "0.700*", "0.600"]
-    assert shown["self_bleu"].tolist() == ["0.300", "0.100*", ""]
-    assert shown.loc["a", "Δkeyword_relevance"] == "-0.200"
+    # c is a dev run: it shares no task with a or b, so it cannot be "best" over them.
+    shown = best_marks(
+        table,
+        ["keyword_relevance", "self_bleu"],
+        [scores(a), scores(b), scores({"keyword_relevance": [0.9] * 8}, "dev")],
+    ).set_index("run")
+    assert shown["keyword_relevance"].tolist() == ["0.400", "0.600", "0.900"]
+    assert shown["self_bleu"].tolist() == ["0.400", "0.390", ""]
+    # Without c, b is significantly best on relevance, and nobody on self-BLEU.
+    shown = best_marks(table.iloc[:2], ["keyword_relevance", "self_bleu"], [scores(a), scores(b)])
+    shown = shown.set_index("run")
+    assert shown["keyword_relevance"].tolist() == ["0.400", "0.600*"]
+    assert shown["self_bleu"].tolist() == ["0.400", "0.390"]
+
+
+def test_a_delta_within_the_noise_is_shown_in_parentheses() -> None:
+    base = [0.3, 0.5, 0.4, 0.6, 0.2, 0.5, 0.4, 0.3]
+    new = {"keyword_relevance": [v + n for v, n in zip(base, NOISE, strict=True)]}
+    up = {"keyword_relevance": [v + 0.25 for v in base]}
+    table = comparison(
+        runs(
+            [
+                {"run": "up", "role": "qa", "kr": 0.68},
+                {"run": "new", "role": "qa", "kr": 0.43},
+                {"run": "old", "role": "qa", "kr": 0.40},
+            ]
+        ),
+        ["keyword_relevance", "tokens_per_s"],
+    )
+    table["tokens_per_s"] = [30.0, 20.0, 10.0]
+    table["Δtokens_per_s"] = [10.0, 10.0, None]
+    shown = best_marks(
+        table,
+        ["keyword_relevance", "tokens_per_s"],
+        [scores(up), scores(new), scores({"keyword_relevance": base})],
+    ).set_index("run")
+    assert shown["Δkeyword_relevance"].tolist() == ["+0.250", "(+0.030)", ""]
+    # Throughput has no per-task figures: shown as is, never marked best.
+    assert shown["Δtokens_per_s"].tolist() == ["+10.000", "+10.000", ""]
+    assert shown["tokens_per_s"].tolist() == ["30.000", "20.000", "10.000"]

@@ -1,0 +1,160 @@
+"""report.html as a browser shows it: every proposal on the page, escaped, with
+its keyword hits marked, and the filter working (headless Chromium)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from pipelines import PROJECT_ROOT
+from pipelines.metrics import task_metrics
+from pipelines.pipeline import evaluate
+from pipelines.report import write_report
+from pipelines.tasks import load_tasks
+
+HOSTILE = "<script>document.title='owned'</script> & <b>not bold</b>"
+
+
+def browser() -> str:
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    assert found, "headless Chromium is needed: apt-get install chromium (make setup does)"
+    return found
+
+
+def dump_dom(url: str) -> str:
+    """The page's DOM after its scripts ran."""
+    done = subprocess.run(
+        [browser(), "--headless", "--no-sandbox", "--disable-gpu", "--dump-dom", url],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout
+
+
+class Proposals(HTMLParser):
+    """Text of each ``div.proposal``, its ``<mark>`` texts, and which tasks are hidden."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.proposals: list[str] = []
+        self.marks: list[str] = []
+        self.hidden_tasks: list[str] = []
+        self.title = ""
+        self._in: str | None = None
+        self._depth = 0
+        self._mark = False
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = dict(attrs)
+        if tag == "section" and "hidden" in a:
+            self.hidden_tasks.append(a.get("id") or "")
+        if tag == "div" and a.get("class") == "proposal":
+            self._in, self._depth = "proposal", 1
+            self.proposals.append("")
+        elif self._in == "proposal" and tag == "div":
+            self._depth += 1
+        if tag == "mark":
+            self.marks.append("")
+            self._mark = True
+        if tag == "title":
+            self._in = "title"
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "mark":
+            self._mark = False
+        if self._in == "proposal" and tag == "div":
+            self._depth -= 1
+            if self._depth == 0:
+                self._in = None
+        if tag == "title":
+            self._in = None
+
+    def handle_data(self, data: str) -> None:
+        if self._in == "proposal":
+            self.proposals[-1] += data
+            if self._mark:
+                self.marks[-1] += data
+        elif self._in == "title":
+            self.title += data
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A two-role run folder, scored by the pipeline's own code, with made-up answers."""
+    tasks = [
+        t
+        for role in ("dev", "qa")
+        for t in load_tasks(PROJECT_ROOT / "datasets" / f"{role}.jsonl")[:3]
+    ]
+    rows = []
+    for t in tasks:
+        for i in range(1, 4):
+            proposal = f"Agent {i} on {t.task_id}: consider {t.keywords[0]} first."
+            if (t.role, t.task_id, i) == ("qa", tasks[-1].task_id, 2):
+                proposal = HOSTILE
+            rows.append(
+                {
+                    "run_id": "r",
+                    "task_id": t.task_id,
+                    "role": t.role,
+                    "agent_id": f"agent-{t.role}-{i:03d}",
+                    "agent_index": i,
+                    "temperature": 0.7 if i == 1 else 0.91,
+                    "seed": i,
+                    "prompt": t.prompt,
+                    "proposal": proposal,
+                    "prompt_tokens": 10,
+                    "completion_tokens": 12,
+                    "finish_reason": "stop",
+                    "latency": 0.5,
+                    "error": None,
+                    "cached": False,
+                    "batch_id": 0,
+                    "batch_s": 1.0,
+                    "started_at": 0.0,
+                }
+            )
+    results = pd.DataFrame(rows)
+    scored, diversity, metrics = evaluate(results, tasks, 10.0, None)
+    out = tmp_path_factory.mktemp("run")
+    results.to_parquet(out / "results.parquet")
+    task_metrics(scored, diversity).to_parquet(out / "task_metrics.parquet")
+    (out / "metrics.json").write_text(json.dumps({"run_id": "r", "wall_s": 10.0, **metrics}))
+    write_report(out)
+    return out
+
+
+def test_the_rendered_page_shows_every_proposal_escaped_and_marked(run_dir: Path) -> None:
+    results = pd.read_parquet(run_dir / "results.parquet")
+    page = Proposals()
+    page.feed(dump_dom((run_dir / "report.html").as_uri()))
+    assert sorted(page.proposals) == sorted(results["proposal"])
+    assert page.title.startswith("council-eval run")  # the hostile proposal ran no script
+    marked = {m.lower() for m in page.marks}
+    first_keywords = {
+        p.split("consider ")[1].removesuffix(" first.").lower()
+        for p in results["proposal"]
+        if "consider" in p
+    }
+    assert first_keywords <= marked
+    assert page.hidden_tasks == []
+
+
+def test_a_filter_link_shows_only_the_matching_tasks(run_dir: Path) -> None:
+    results = pd.read_parquet(run_dir / "results.parquet")
+    task = results.iloc[0]
+    page = Proposals()
+    page.feed(dump_dom((run_dir / "report.html").as_uri() + f"#q=on%20{task.task_id}:&role=dev"))
+    shown = {
+        f"task-{r}-{t}"
+        for r, t in results[["role", "task_id"]].drop_duplicates().itertuples(index=False)
+    }
+    assert set(page.hidden_tasks) == shown - {f"task-dev-{task.task_id}"}
