@@ -67,7 +67,7 @@ def paired_metric(a: pd.DataFrame | None, b: pd.DataFrame | None, metric: str) -
     """B - A on the tasks both runs scored; None when they share none."""
     if a is None or b is None or metric not in a or metric not in b:
         return None
-    both = a[[metric]].join(b[[metric]], how="inner", lsuffix="_a", rsuffix="_b")
+    both = a[[metric]].merge(b[[metric]], left_index=True, right_index=True, suffixes=("_a", "_b"))
     if both.empty:
         return None
     return paired(both[f"{metric}_a"].to_numpy(), both[f"{metric}_b"].to_numpy())

@@ -46,12 +46,16 @@ class CouncilSpec:
     max_temperature: float = 2.0
     # Generation cap per proposal (a task's own max_tokens may lower it).
     max_tokens: int = 256
-    # Run seed; per-(task, agent) seeds derive from it.
+    # Run seed; per-(task, agent, repeat) seeds derive from it.
     seed: int = 0
+    # Samples per (task, agent), each with its own seed; metrics average over them.
+    repeats: int = 1
 
     def __post_init__(self) -> None:
         if self.agents < 1:
             raise UserError(f"agents must be >= 1, got {self.agents}")
+        if self.repeats < 1:
+            raise UserError(f"repeats must be >= 1, got {self.repeats}")
         if self.temperature < 0:
             raise UserError(f"temperature must be >= 0, got {self.temperature}")
         if self.diversity_factor <= 0:

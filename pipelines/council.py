@@ -4,11 +4,15 @@ Agent ``i`` (1-based) of role ``r`` is ``agent-r-00i``. Agent 1 runs at the base
 temperature; agents 2..N at ``base * diversity_factor``, capped at
 ``max_temperature`` (the "diversity mode"). Each (task, agent) gets a seed
 derived from (run seed, task_id, agent_id), so a rerun reproduces its outputs.
+With ``repeats=K`` every (task, agent) is sampled K times; repeat 0 keeps that
+seed (so a repeated run reuses a single run's cached answers) and repeat k
+derives its own from k as well.
 """
 
 from __future__ import annotations
 
 import hashlib
+import itertools
 from collections.abc import Mapping
 
 import pandas as pd
@@ -17,7 +21,7 @@ from pipelines import UserError
 from pipelines.config import CouncilSpec
 from pipelines.tasks import Task
 
-AGENT_COLUMNS = ["task_id", "role", "agent_id", "agent_index", "temperature", "seed"]
+AGENT_COLUMNS = ["task_id", "role", "agent_id", "agent_index", "repeat", "temperature", "seed"]
 """Who answers what, how: the columns a request shares with its result."""
 REQUEST_COLUMNS = [
     "row",
@@ -41,9 +45,10 @@ def agent_temperature(spec: CouncilSpec, index: int) -> float:
     return round(min(spec.temperature * spec.diversity_factor, spec.max_temperature), 6)
 
 
-def request_seed(run_seed: int, task_id: str, agent: str) -> int:
-    """Deterministic 31-bit seed for one (task, agent) of a run."""
-    digest = hashlib.blake2b(f"{run_seed}\x1f{task_id}\x1f{agent}".encode(), digest_size=8)
+def request_seed(run_seed: int, task_id: str, agent: str, repeat: int = 0) -> int:
+    """Deterministic 31-bit seed for one (task, agent, repeat) of a run."""
+    key = f"{run_seed}\x1f{task_id}\x1f{agent}" + (f"\x1f{repeat}" if repeat else "")
+    digest = hashlib.blake2b(key.encode(), digest_size=8)
     return int.from_bytes(digest.digest(), "big") & 0x7FFFFFFF
 
 
@@ -58,7 +63,7 @@ def expand(
     system_prompts: Mapping[str, str],
     batch_size: int,
 ) -> pd.DataFrame:
-    """The request table: one row per (task, agent), task-major, stable order.
+    """The request table: one row per (task, repeat, agent), task-major, stable order.
 
     The pipeline, not the executor, cuts the table into balanced batches of at
     most ``batch_size`` (``batch_id``):
@@ -68,14 +73,14 @@ def expand(
     missing = sorted({t.role for t in tasks} - set(system_prompts))
     if missing:
         raise UserError(f"no system prompt for role(s) {missing}")
-    total = len(tasks) * spec.agents
+    total = len(tasks) * spec.agents * spec.repeats
     # Balanced contiguous batches of at most batch_size: 36 requests at 32 give
     # 18 + 18, not 32 + 4 (a nearly empty batch costs as many decode steps).
     n_batches = -(-total // batch_size)
     rows = []
     for task in tasks:
         budget = min(task.max_tokens or spec.max_tokens, spec.max_tokens)
-        for index in range(1, spec.agents + 1):
+        for repeat, index in itertools.product(range(spec.repeats), range(1, spec.agents + 1)):
             agent = agent_id(task.role, index)
             rows.append(
                 {
@@ -85,8 +90,9 @@ def expand(
                     "role": task.role,
                     "agent_id": agent,
                     "agent_index": index,
+                    "repeat": repeat,
                     "temperature": agent_temperature(spec, index),
-                    "seed": request_seed(spec.seed, task.task_id, agent),
+                    "seed": request_seed(spec.seed, task.task_id, agent, repeat),
                     "system_prompt": system_prompts[task.role],
                     "prompt": user_message(task),
                     "max_tokens": budget,

@@ -51,6 +51,8 @@ def score_rows(results: pd.DataFrame, keywords: dict[tuple[str, str], list[str]]
         keywords: expected keywords by (role, task_id).
     """
     scored = results.copy()
+    if "repeat" not in scored:  # tables from before repeats: one sample each
+        scored["repeat"] = 0
     # Lists, not Series iteration: several times faster on Arrow-backed strings.
     expected = [
         keywords[key]
@@ -71,26 +73,29 @@ def score_rows(results: pd.DataFrame, keywords: dict[tuple[str, str], list[str]]
 def task_diversity(
     scored: pd.DataFrame, embed: Embed | None = None, *, bleu: bool = True
 ) -> pd.DataFrame:
-    """One row per (role, task_id): diversity of its successful proposals.
+    """One row per (role, task_id, repeat): diversity of that sample's successful
+    proposals (the council's answers to the task, each repeat on its own).
 
     ``bleu=False`` leaves out ``self_bleu`` (by far the costliest figure) and
     ``embed=None`` leaves out ``embedding_diversity``.
     """
     ok = scored[scored["error"].isna()]
-    tasks: dict[tuple[str, str], list[str]] = {}
-    keys = zip(ok["role"].tolist(), ok["task_id"].tolist(), strict=True)
+    tasks: dict[tuple[str, str, int], list[str]] = {}
+    keys = zip(ok["role"].tolist(), ok["task_id"].tolist(), ok["repeat"].tolist(), strict=True)
     for key, proposal in zip(keys, ok["proposal"].tolist(), strict=True):
         tasks.setdefault(key, []).append(proposal)
     rows = []
-    for (role, task_id), proposals in tasks.items():
-        row = {"role": role, "task_id": task_id, "proposals": len(proposals)}
+    for (role, task_id, repeat), proposals in tasks.items():
+        row = {"role": role, "task_id": task_id, "repeat": repeat, "proposals": len(proposals)}
         row.update(lexical_diversity(proposals))
         if bleu:
             row["self_bleu"] = self_bleu(proposals)
         if embed is not None:
             row["embedding_diversity"] = mean_pairwise_cosine_distance(embed(proposals))
         rows.append(row)
-    return pd.DataFrame(rows)
+    return pd.DataFrame(
+        rows, columns=["role", "task_id", "repeat", "proposals"] if not rows else None
+    )
 
 
 def task_metrics(scored: pd.DataFrame, diversity: pd.DataFrame) -> pd.DataFrame:
@@ -101,6 +106,7 @@ def task_metrics(scored: pd.DataFrame, diversity: pd.DataFrame) -> pd.DataFrame:
         "task_id",
         "agent_id",
         "agent_index",
+        "repeat",
         "temperature",
         "keywords",
         "keyword_hits",
@@ -110,7 +116,9 @@ def task_metrics(scored: pd.DataFrame, diversity: pd.DataFrame) -> pd.DataFrame:
         "error",
     ]
     per_agent = scored[[c for c in cols if c in scored.columns]]
-    return per_agent.merge(diversity.drop(columns="proposals"), on=["role", "task_id"], how="left")
+    return per_agent.merge(
+        diversity.drop(columns="proposals"), on=["role", "task_id", "repeat"], how="left"
+    )
 
 
 def task_scores(table: pd.DataFrame) -> pd.DataFrame:
@@ -127,6 +135,25 @@ def task_scores(table: pd.DataFrame) -> pd.DataFrame:
         **{name: (name, "mean") for name in DIVERSITY_METRICS if name in table},
     }
     return table.groupby(["role", "task_id"], sort=False).agg(**agg)
+
+
+def repeat_spread(table: pd.DataFrame) -> dict[str, float]:
+    """With several repeats: ``repeats`` and, per quality metric, the standard
+    deviation of its run-level figure across repeats (``<metric>_repeat_sd``).
+
+    ``table`` is per (task, agent), like ``task_metrics.parquet``.
+    """
+    repeats = sorted(table["repeat"].unique()) if "repeat" in table else [0]
+    if len(repeats) < 2:
+        return {}
+    per_repeat = pd.DataFrame(
+        [task_scores(part).mean() for _, part in table.groupby("repeat", sort=True)]
+    )
+    out: dict[str, float] = {"repeats": len(repeats)}
+    for name in QUALITY_METRICS:
+        if name in per_repeat:
+            out[f"{name}_repeat_sd"] = float(per_repeat[name].std(ddof=1))
+    return out
 
 
 def interval_figures(per_task: pd.DataFrame) -> dict[str, float]:
@@ -174,7 +201,9 @@ def _figures(scored: pd.DataFrame, diversity: pd.DataFrame, wall_s: float) -> di
     for name in DIVERSITY_METRICS:
         if name in diversity:
             figures[name] = float(diversity[name].mean()) if len(diversity) else 0.0
-    figures.update(interval_figures(task_scores(task_metrics(scored, diversity))))
+    per_agent = task_metrics(scored, diversity)
+    figures.update(interval_figures(task_scores(per_agent)))
+    figures.update(repeat_spread(per_agent))
     figures.update(
         {
             "completion_tokens": tokens,

@@ -13,18 +13,22 @@ from pathlib import Path
 import pandas as pd
 
 PARTS_DIR = "results"
-KEY_COLUMNS = ["role", "task_id", "agent_id"]
+KEY_COLUMNS = ["role", "task_id", "agent_id", "repeat"]
 """What identifies a request across a run and its resumes (plus ``council_size``
 in the scaling experiment)."""
+DEFAULTS = {"repeat": 0}
+"""Columns parts written by earlier versions lack, and their value there."""
 
 
-def part_path(run_dir: Path, batch_id: int) -> Path:
-    return run_dir / PARTS_DIR / f"part-{batch_id:05d}.parquet"
+def part_path(run_dir: Path, batch_id: int, *, cached: bool = False) -> Path:
+    """A batch's part; the rows of it a cache answered are a part of their own (the
+    engine answers the rest of that batch later)."""
+    return run_dir / PARTS_DIR / f"part-{batch_id:05d}{'-cached' if cached else ''}.parquet"
 
 
-def write_part(run_dir: Path, batch_id: int, rows: pd.DataFrame) -> Path:
+def write_part(run_dir: Path, batch_id: int, rows: pd.DataFrame, *, cached: bool = False) -> Path:
     """Write one batch's rows atomically (temporary name, fsync, rename)."""
-    path = part_path(run_dir, batch_id)
+    path = part_path(run_dir, batch_id, cached=cached)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     try:
@@ -48,7 +52,18 @@ def read_parts(run_dir: Path, columns: list[str] | None = None) -> pd.DataFrame:
     files = part_files(run_dir)
     if not files:
         return pd.DataFrame(columns=columns or [])
-    return pd.concat([pd.read_parquet(f, columns=columns) for f in files], ignore_index=True)
+    return pd.concat([_read_part(f, columns) for f in files], ignore_index=True)
+
+
+def _read_part(path: Path, columns: list[str] | None) -> pd.DataFrame:
+    import pyarrow.parquet as pq
+
+    present = set(pq.read_schema(path).names)
+    rows = pd.read_parquet(path, columns=[c for c in columns if c in present] if columns else None)
+    for name, value in DEFAULTS.items():
+        if name not in present and (columns is None or name in columns):
+            rows[name] = value
+    return rows
 
 
 def key_columns(table: pd.DataFrame) -> list[str]:

@@ -47,22 +47,27 @@ def highlighted(text: str, keywords: list[str]) -> Markup:
 
 
 def figure_rows(figures: dict[str, Any], names: list[str]) -> list[dict[str, str]]:
-    """``name``, ``value`` and ``ci`` text for each figure present."""
+    """``name``, ``value``, ``ci`` and ``sd`` (across repeats) text for each figure present."""
     rows = []
     for name in names:
         if (v := figures.get(name)) is None:
             continue
         low = figures.get(f"{name}_ci_low")
         ci = "" if low is None else f"[{low:.3f}, {figures[f'{name}_ci_high']:.3f}]"
+        sd = figures.get(f"{name}_repeat_sd")
         value = f"{v:.3f}" if isinstance(v, float) else str(v)
-        rows.append({"name": name, "value": value, "ci": ci})
+        rows.append(
+            {"name": name, "value": value, "ci": ci, "sd": "" if sd is None else f"{sd:.3f}"}
+        )
     return rows
 
 
 def task_cards(results: pd.DataFrame, tm: pd.DataFrame) -> list[dict[str, Any]]:
     """Per task: its prompt, keywords (hit by anyone or not), diversity and each
     agent's proposal with its scores, in the run's order."""
-    key = ["role", "task_id", "agent_id"]
+    key = ["role", "task_id", "agent_id", "repeat"]
+    if "repeat" not in results:
+        results = results.assign(repeat=0)
     rows = results.merge(
         tm[[*key, "keywords", "keyword_hits", "keyword_relevance"]], on=key, how="inner"
     )
@@ -82,6 +87,7 @@ def task_cards(results: pd.DataFrame, tm: pd.DataFrame) -> list[dict[str, Any]]:
                 "agents": [
                     {
                         "agent_id": r.agent_id,
+                        "repeat": r.repeat,
                         "temperature": r.temperature,
                         "relevance": r.keyword_relevance,
                         "tokens": r.completion_tokens,
@@ -89,7 +95,7 @@ def task_cards(results: pd.DataFrame, tm: pd.DataFrame) -> list[dict[str, Any]]:
                         "error": r.error,
                         "proposal": highlighted(r.proposal or "", keywords),
                     }
-                    for r in part.sort_values("agent_index").itertuples()
+                    for r in part.sort_values(["repeat", "agent_index"]).itertuples()
                 ],
             }
         )

@@ -62,7 +62,7 @@ class Paired:
     @property
     def verdict(self) -> str:
         if self.tasks < MIN_PAIRED_TASKS:
-            return f"too few tasks ({self.tasks} < {MIN_PAIRED_TASKS})"
+            return f"not significant (too few tasks: {self.tasks} < {MIN_PAIRED_TASKS})"
         if not self.significant:
             return "not significant"
         return "significant: B higher" if self.diff > 0 else "significant: B lower"

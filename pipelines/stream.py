@@ -94,7 +94,9 @@ class Landing:
         full = max(self.cfg.experiment.agents) if "council_size" in rows else None
         published = rows if full is None else rows[rows["council_size"] == full]
         messages = (
-            agent_messages(published, self.cfg.served_model, self.keywords, self.cfg.agents)
+            agent_messages(
+                published, self.cfg.served_model, self.keywords, self.cfg.agents, self.cfg.repeats
+            )
             if len(published)
             else []
         )
@@ -103,7 +105,7 @@ class Landing:
         # failed outbox write takes the part back (a resume generates the batch again).
         with uninterrupted():
             try:
-                part = write_part(self.run_dir, batch, rows)
+                part = write_part(self.run_dir, batch, rows, cached=cached)
             except OSError as e:
                 raise RunStopped(f"cannot write batch {batch}'s part: {e}") from e
             stats.landing_s.append(time.time() - finished)

@@ -15,6 +15,8 @@ def with_ci(figures: dict, name: str) -> str:
     text = f"{name:<22} {figures[name]:.3f}"
     if (low := figures.get(f"{name}_ci_low")) is not None:
         text += f"  [{low:.3f}, {figures[f'{name}_ci_high']:.3f}]"
+    if (sd := figures.get(f"{name}_repeat_sd")) is not None:
+        text += f"  sd {sd:.3f} over {figures['repeats']} repeats"
     return text
 
 

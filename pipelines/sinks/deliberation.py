@@ -2,7 +2,8 @@
 
 A pure state machine, fed agent payloads with the time each was published,
 and the clock. A deliberation is IN_PROGRESS from its first agent message; it
-ends COMPLETED when every agent of the council answered, FAILED when every
+ends COMPLETED when every agent of the council answered (each of its
+``repeats`` samples), FAILED when every
 agent reported and one failed, TIMEOUT when not every agent reported within
 ``timeout_s`` of the first message. Each end yields the deliberation message
 (with the task's keyword and lexical diversity scores) and a status record;
@@ -54,13 +55,14 @@ def status_record(
     }
 
 
-def task_scores(payloads: list[dict[str, Any]], council_size: int) -> dict[str, Any]:
-    """Keyword scores over the council (a missing or failed agent is a miss) and
-    lexical diversity over the answers; ``embedding_diversity`` is left to the run."""
+def task_scores(payloads: list[dict[str, Any]], expected: int) -> dict[str, Any]:
+    """Keyword scores over the ``expected`` answers (a missing or failed one is a
+    miss) and lexical diversity over the answers (every repeat together);
+    ``embedding_diversity`` is left to the run."""
     ok = [p["proposal"] for p in payloads if p["status"] == COMPLETED]
     keywords = payloads[0]["keywords"] if payloads else []
     hits = [keyword_hits(p, keywords) for p in ok]
-    hits += [[False] * len(keywords)] * (council_size - len(hits))
+    hits += [[False] * len(keywords)] * (expected - len(hits))
     scores: dict[str, Any] = dict.fromkeys(TASK_SCORES)
     scores["keyword_relevance"] = sum(coverage(h) for h in hits) / len(hits) if hits else 0.0
     scores["keyword_full_coverage"] = full_coverage(hits)
@@ -68,6 +70,11 @@ def task_scores(payloads: list[dict[str, Any]], council_size: int) -> dict[str, 
         scores.update(lexical_diversity(ok))
         scores["self_bleu"] = self_bleu(ok)
     return scores
+
+
+def answer_key(agent: str, repeat: int) -> str:
+    """An answer's name in a deliberation: the agent, with ``#k`` for repeat k > 0."""
+    return f"{agent}#{repeat}" if repeat else agent
 
 
 @dataclass
@@ -78,8 +85,18 @@ class Deliberation:
     model: str
     council_size: int
     first_at: float
+    repeats: int = 1
     answers: dict[str, dict[str, Any]] = field(default_factory=dict)
     last_at: float = 0.0
+
+    @property
+    def expected(self) -> list[str]:
+        """Every answer the deliberation waits for."""
+        return [
+            answer_key(agent_id(self.role, i), r)
+            for r in range(self.repeats)
+            for i in range(1, self.council_size + 1)
+        ]
 
 
 @dataclass
@@ -120,14 +137,15 @@ class Deliberations:
                 model=payload.get("model", ""),
                 council_size=int(payload["council_size"]),
                 first_at=at,
+                repeats=int(payload.get("repeats", 1)),
             )
             self.open[key] = d
             started = status_record(d.run_id, d.task_id, d.role, IN_PROGRESS)
-        d.answers[payload["agent_id"]] = payload
+        d.answers[answer_key(payload["agent_id"], int(payload.get("repeat", 0)))] = payload
         d.last_at = max(d.last_at, at)
         if d.last_at - d.first_at > self.timeout_s:
             return started, self._end(d, TIMEOUT, d.last_at)
-        if len(d.answers) >= d.council_size:
+        if len(d.answers) >= len(d.expected):
             failed = any(p["status"] != COMPLETED for p in d.answers.values())
             return started, self._end(d, FAILED if failed else COMPLETED, d.last_at)
         if started is not None:
@@ -143,8 +161,8 @@ class Deliberations:
         del self.open[(d.run_id, d.task_id)]
         self.ended[(d.run_id, d.task_id)] = status
         payloads = [d.answers[a] for a in sorted(d.answers)]
-        answered = [p["agent_id"] for p in payloads if p["status"] == COMPLETED]
-        agents = [agent_id(d.role, i) for i in range(1, d.council_size + 1)]
+        answered = [a for a in sorted(d.answers) if d.answers[a]["status"] == COMPLETED]
+        agents = d.expected
         missing = [a for a in agents if a not in answered]
         payload = {
             "schema_version": SCHEMA_VERSION,
@@ -158,7 +176,7 @@ class Deliberations:
             "missing": missing,
             "elapsed_s": round(at - d.first_at, 3),
             "timeout_s": self.timeout_s,
-            "scores": task_scores(payloads, d.council_size),
+            "scores": task_scores(payloads, len(agents)),
             "created_at": now_iso(),
         }
         subject = DELIBERATION_COMPLETED if status == COMPLETED else DELIBERATION_FAILED

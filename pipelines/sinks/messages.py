@@ -4,7 +4,8 @@ Subjects: ``agent.response.completed|failed`` (one per task x agent, published
 as its batch lands) and ``deliberation.completed|failed`` (one per task, from
 the collector, :mod:`pipelines.sinks.collector`). Every payload carries
 ``schema_version``; ``Nats-Msg-Id`` is ``<run_id>.<task_id>.<agent_id>`` for
-agent messages and ``<run_id>.<task_id>`` for deliberations, so the server
+agent messages (``.r<k>`` added for repeat k > 0 of ``repeats=K``) and
+``<run_id>.<task_id>`` for deliberations, so the server
 drops a replayed duplicate. A field is never renamed or removed within a
 schema version.
 """
@@ -55,6 +56,7 @@ def agent_messages(
     model: str,
     keywords: Mapping[tuple[str, str], list[str]],
     council_size: int,
+    repeats: int = 1,
 ) -> list[Message]:
     """One message per (task, agent) row of a results table.
 
@@ -66,6 +68,7 @@ def agent_messages(
     sizes = results["council_size"].tolist() if "council_size" in results else None
     for i, r in enumerate(results.itertuples(index=False)):
         error = _clean(r.error)
+        repeat = int(getattr(r, "repeat", 0))
         payload = {
             "schema_version": SCHEMA_VERSION,
             "run_id": r.run_id,
@@ -73,6 +76,8 @@ def agent_messages(
             "role": r.role,
             "agent_id": r.agent_id,
             "agent_index": _clean(r.agent_index),
+            "repeat": repeat,
+            "repeats": repeats,
             "council_size": int(sizes[i]) if sizes else council_size,
             "status": "FAILED" if error else "COMPLETED",
             "model": model,
@@ -88,7 +93,8 @@ def agent_messages(
             "created_at": created_at,
         }
         subject = AGENT_FAILED if error else AGENT_COMPLETED
-        out.append(Message(subject, f"{r.run_id}.{r.task_id}.{r.agent_id}", payload))
+        msg_id = f"{r.run_id}.{r.task_id}.{r.agent_id}" + (f".r{repeat}" if repeat else "")
+        out.append(Message(subject, msg_id, payload))
     return out
 
 

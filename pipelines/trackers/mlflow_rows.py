@@ -36,6 +36,7 @@ def evaluation_rows(results: pd.DataFrame, keywords: pd.DataFrame) -> list[dict[
                 "role": r.role,
                 "task_id": r.task_id,
                 "agent_id": r.agent_id,
+                "repeat": int(getattr(r, "repeat", 0)),
                 "temperature": float(r.temperature),
                 "prompt": r.prompt,
             },

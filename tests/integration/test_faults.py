@@ -1,31 +1,26 @@
 """Faults real components produce on demand: a NATS server that refuses the
-run's credentials, a disk that refuses the next part, and secrets that must
-never leave the environment."""
+run's credentials, and secrets that must never leave the environment (a full
+disk and a dead engine: tests/integration/test_resume.py)."""
 
 from __future__ import annotations
 
 import json
 import os
-import resource
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import pandas as pd
-import psutil
 
 from pipelines import PROJECT_ROOT
-from pipelines.parts import part_files
 from pipelines.procs import child_server, free_port, port_open
 from pipelines.replay import main as replay_main
 from pipelines.sinks.nats_server import server_binary
 from pipelines.sinks.outbox import pending, read_outbox
 from tests.mlflow_helpers import mlflow_server
 from tests.nats_helpers import stream_contents
-from tests.run_helpers import resume
 
 RIGHT_PASSWORD = "sentinel-nats-password-right-6c0f"
 SECRETS = {
@@ -102,40 +97,3 @@ def test_wrong_nats_credentials_keep_the_run_in_its_outbox_and_no_secret_is_writ
     assert [s for s in secrets if s in said] == []
     payloads = json.dumps([p for _, p in got])
     assert [s for s in secrets if s in payloads] == []
-
-
-def test_a_full_disk_stops_the_run_cleanly_and_resume_finishes_it(
-    tmp_path: Path, model_dir: Path
-) -> None:
-    """The driver's file-size limit drops once its first part lands: the next part
-    write fails for real (EFBIG, as a full disk's ENOSPC would)."""
-    out = tmp_path / "run"
-    overrides = [*COUNCIL, "limit=2", "batch_size=2", "max_tokens=32", "sink=none"]
-    overrides += ["tracking=none", "engine.batches_in_flight=1"]  # batches land seconds apart
-    cmd = [sys.executable, "-m", "pipelines.run", f"hydra.run.dir={out}", *overrides]
-    env = dict(os.environ)
-    with (tmp_path / "stderr").open("w") as stderr:
-        driver = subprocess.Popen(
-            cmd, cwd=PROJECT_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=stderr
-        )
-        deadline = time.monotonic() + 400
-        while not part_files(out):
-            assert driver.poll() is None, "the run ended before its first part"
-            assert time.monotonic() < deadline, "no part within 400 s"
-            time.sleep(0.02)
-        psutil.Process(driver.pid).rlimit(resource.RLIMIT_FSIZE, (2048, 2048))
-        code = driver.wait(timeout=300)
-    said = (tmp_path / "stderr").read_text()
-    assert code == 4, said[-3000:]
-    assert "cannot write batch" in said and "File too large" in said
-    assert f"python -m pipelines.resume {out}" in said
-    kept = part_files(out)
-    assert 1 <= len(kept) < 3
-    assert not list((out / "results").glob(".*.tmp"))  # nothing torn
-
-    resume(out, env)
-    results = pd.read_parquet(out / "results.parquet")
-    assert len(results) == 6 and results["error"].isna().all()
-    assert not results.duplicated(["task_id", "agent_id"]).any()
-    metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["rows_reused"] == 2 * len(kept)

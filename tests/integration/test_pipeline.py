@@ -115,8 +115,11 @@ def test_dask_gives_the_same_table_as_ray(ray_data_run: pd.DataFrame, tmp_path: 
     assert same_rows(dask_run, ray_data_run)
 
 
-def test_multirun_on_ray_loads_one_engine_and_compare_lists_every_run(tmp_path: Path) -> None:
-    """Hydra multirun over every role on Ray: the jobs share one engine host."""
+def test_multirun_on_ray_loads_one_engine_and_compare_finds_no_difference_between_seeds(
+    tmp_path: Path,
+) -> None:
+    """A seed sweep on Ray shares one engine host; compare then finds the two runs,
+    the same config drawn with two seeds, not significantly different."""
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     proc = subprocess.run(
         [
@@ -124,11 +127,11 @@ def test_multirun_on_ray_loads_one_engine_and_compare_lists_every_run(tmp_path: 
             "-m",
             "pipelines.run",
             "-m",
-            "role=dev,qa,architect,devops,data",
+            "seed=0,1",
+            "role=all",
             "executor=ray",
-            "limit=1",
-            "agents=2",
-            "max_tokens=4",
+            "limit=2",
+            "max_tokens=24",
             "sink=none",
             f"tracking.uri={uri}",
             f"hydra.sweep.dir={tmp_path / 'multi'}",
@@ -142,28 +145,42 @@ def test_multirun_on_ray_loads_one_engine_and_compare_lists_every_run(tmp_path: 
     runs = sorted(
         (tmp_path / "multi").glob("*/metrics.json"), key=lambda p: int(p.parent.name.split("-")[0])
     )
-    assert len(runs) == 5
-    # One engine, five jobs: the first job loads it, the others find it up.
+    assert len(runs) == 2
+    # One engine, two jobs: the first job loads it, the second finds it up.
     loads = [json.loads(p.read_text())["engine_loads"] for p in runs]
-    assert loads == [1, 0, 0, 0, 0]
+    assert loads == [1, 0]
 
-    out = subprocess.run(
-        [sys.executable, "-m", "pipelines.compare", "--uri", uri, "--csv", str(tmp_path / "c.csv")],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=PROJECT_ROOT,
-    )
-    assert out.returncode == 0, out.stderr[-3000:]
+    def compare(*args: str) -> subprocess.CompletedProcess[str]:
+        out = subprocess.run(
+            [sys.executable, "-m", "pipelines.compare", "--uri", uri, *args],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=PROJECT_ROOT,
+        )
+        assert out.returncode == 0, out.stderr[-3000:]
+        return out
+
+    listing = compare("--csv", str(tmp_path / "c.csv"))
     table = pd.read_csv(tmp_path / "c.csv")
-    assert sorted(table["role"]) == ["architect", "data", "dev", "devops", "qa"]
+    assert sorted(table["run"]) == sorted(json.loads(p.read_text())["run_id"] for p in runs)
     for path in runs:
         m = json.loads(path.read_text())
         row = table[table["run"] == m["run_id"]].iloc[0]
         assert row["keyword_relevance"] == pytest.approx(m["overall"]["keyword_relevance"])
-    best = table["keyword_relevance"].max()
-    (best_line,) = [line for line in out.stdout.splitlines() if f"{best:.3f}*" in line]
-    assert table.loc[table["keyword_relevance"].idxmax(), "run"] in best_line
+    # Same config, another seed: no run is significantly best at anything.
+    assert "*" not in listing.stdout.split("\n\n")[0]
+
+    paired = compare("all/latest~1", "all/latest", "--csv", str(tmp_path / "p.csv"))
+    diffs = pd.read_csv(tmp_path / "p.csv").set_index("metric")
+    assert "10 shared tasks" in paired.stdout
+    assert set(diffs.index) == set(QUALITY_METRICS)
+    assert (diffs["verdict"] == "not significant").mean() >= 0.95, paired.stdout
+    seed0, seed1 = (json.loads(p.read_text())["overall"] for p in runs)
+    for metric, row in diffs.iterrows():
+        assert row["B-A"] == pytest.approx(seed1[metric] - seed0[metric], abs=1e-9)
+        low, high = (float(x) for x in row["95% CI"].strip("[]").split(","))
+        assert low <= row["B-A"] <= high
 
 
 @pytest.fixture(scope="module")
@@ -466,3 +483,16 @@ def test_a_rerun_is_answered_by_the_cache_and_starts_no_engine(
     )
     assert third.metrics["cache"] == {"mode": "refresh", "hits": 0, "misses": 2}
     assert third.results["proposal"].tolist() == first.results["proposal"].tolist()
+
+    # repeats=2: repeat 0 is the cached run's sample, repeat 1 is drawn with new seeds.
+    fourth = run_pipeline(
+        compose_config([*run, *cache, "repeats=2"]), tmp_path / "d", executor=local
+    )
+    assert fourth.metrics["cache"] == {"mode": "true", "hits": 2, "misses": 2}
+    results = fourth.results.set_index(["agent_id", "repeat"]).sort_index()
+    assert results.xs(0, level="repeat")["proposal"].tolist() == first.results["proposal"].tolist()
+    assert results.xs(0, level="repeat")["cached"].all()
+    assert not results.xs(1, level="repeat")["cached"].any()
+    assert results["seed"].nunique() == 4
+    overall = fourth.metrics["overall"]
+    assert overall["repeats"] == 2 and "keyword_relevance_repeat_sd" in overall

@@ -1,5 +1,6 @@
-"""Stop a run mid-way (kill -9, or SIGTERM as a pod eviction sends), then
-``pipelines.resume`` it: real engine, Ray, NATS, MLflow.
+"""Stop a run mid-way (SIGTERM as a pod eviction sends, kill -9, its engine
+killed, its disk full), then ``pipelines.resume`` it, which is stopped again,
+then resumed to the end: real engine, Ray, NATS, MLflow.
 
 One engine at a time: the in-process reference is released before the runs
 (each a subprocess with its own engine) start.
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -82,87 +84,111 @@ def engine_cores(driver: int) -> list[psutil.Process]:
     return found
 
 
+def wait_for_part(proc: subprocess.Popen, out: Path, more_than: int) -> int:
+    """Wait until the run holds more than ``more_than`` parts; returns how many."""
+    deadline = time.monotonic() + 400
+    while len(part_files(out)) <= more_than:
+        assert proc.poll() is None, "the run ended before its next part"
+        assert time.monotonic() < deadline, "no new part within 400 s"
+        time.sleep(0.02)
+    return len(part_files(out))
+
+
+def stop_run(stop: str, proc: subprocess.Popen) -> None:
+    """Stop the running driver ``proc`` the way ``stop`` names."""
+    if stop == "engine-kill":  # the engine dies under the run (OOM killer, a crash)
+        (core,) = engine_cores(proc.pid)
+        core.kill()
+    elif stop == "full-disk":  # the next part write fails for real (EFBIG, as ENOSPC would)
+        psutil.Process(proc.pid).rlimit(resource.RLIMIT_FSIZE, (2048, 2048))
+    else:
+        os.kill(proc.pid, signal.SIGKILL if stop == "kill-9" else signal.SIGTERM)
+
+
+def check_stopped(stop: str, code: int, said: str, out: Path) -> None:
+    """What each stop must leave: its exit status, and for a clean stop, what was
+    kept and how to finish, without a traceback."""
+    if stop == "kill-9":
+        assert code == -signal.SIGKILL
+        return
+    assert code == {"sigterm": 143, "engine-kill": 4, "full-disk": 4}[stop], said[-3000:]
+    assert f"python -m pipelines.resume {out}" in said
+    if stop != "full-disk":  # there Python's logging reports each log line it cannot write
+        assert "Traceback" not in said, said[-3000:]
+    if stop == "sigterm":
+        assert not (out / "procs.json").exists()  # nothing left for a resume to reap
+    if stop == "engine-kill":  # a dead engine stops the run, never N error rows
+        assert "the vLLM engine failed" in said
+    if stop == "full-disk":
+        assert "cannot write batch" in said and "File too large" in said
+        assert not list((out / "results").glob(".*.tmp"))  # nothing torn
+
+
 @pytest.mark.parametrize(
-    ("executor", "stop"),
+    ("executor", "stops"),
     [
-        ("ray", "kill-9"),
-        ("local", "kill-9"),
-        ("ray", "sigterm"),
-        ("local", "engine-kill"),
-        ("ray", "engine-kill"),
+        ("ray", ["sigterm", "kill-9"]),
+        ("local", ["engine-kill", "full-disk"]),
+        ("ray", ["engine-kill"]),
     ],
+    ids=["ray-sigterm-then-kill-9", "local-engine-kill-then-full-disk", "ray-engine-kill"],
 )
 def test_a_stopped_run_resumes_to_the_uninterrupted_results(
     executor: str,
-    stop: str,
+    stops: list[str],
     reference: pd.DataFrame,
     nats_url: str,
     tmp_path: Path,
     capsys,
 ) -> None:
+    """The run is stopped after its first part; the resume that follows is stopped
+    again after its own first part (a second fault mid-recovery); a last resume
+    finishes. Each session starts where the parts say."""
     out, stream = tmp_path / "run", "COUNCIL"  # one stream holds agent.response.> on a server
     mlflow_uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     env = {**os.environ, "NATS_URL": nats_url, "MLFLOW_TRACKING_URI": mlflow_uri}
-    cmd = [sys.executable, "-m", "pipelines.run", f"hydra.run.dir={out}", *COUNCIL]
-    stderr = (tmp_path / "stderr").open("w")
-    driver = subprocess.Popen(
-        [*cmd, f"executor={executor}"],
-        cwd=PROJECT_ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=stderr,
-    )
-    deadline = time.monotonic() + 400
-    while not part_files(out):
-        assert driver.poll() is None, "the run ended before its first part"
-        assert time.monotonic() < deadline, "no part within 400 s"
-        time.sleep(0.05)
-    family = psutil.Process(driver.pid).children(recursive=True)
-    run_id = json.loads((out / "run.json").read_text())["run_id"]
-    # Live: the first batch's agent messages are in the stream, and status answers.
-    deadline = time.monotonic() + 30
-    while not run_messages(nats_url, stream, run_id):
-        assert time.monotonic() < deadline, "no agent message of the run in the stream"
-        time.sleep(0.1)
-    capsys.readouterr()
-    assert status_main([run_id, "--url", nats_url]) == 0
-    live = capsys.readouterr().out.splitlines()
-    assert len(live) == 2 + 1 and "deliberations" in live[-1]
-    if stop == "engine-kill":  # the engine dies under the run (OOM killer, a crash)
-        (core,) = engine_cores(driver.pid)
-        core.kill()
-    else:
-        os.kill(driver.pid, signal.SIGKILL if stop == "kill-9" else signal.SIGTERM)
-    code = driver.wait(timeout=400)
-    said = (tmp_path / "stderr").read_text()
-    before = len(part_files(out))
-    if (executor, stop) == ("ray", "engine-kill"):
-        # Ray restarts the engine host, which retries the batches it held: the
-        # run completes by itself, each row once, no error row.
-        assert code == 0, said[-3000:]
-        assert json.loads((out / "metrics.json").read_text())["engine_loads"] == 2
-    else:
-        assert 1 <= before < 3, f"{before} parts at the kill: the kill was not mid-run"
-    if stop == "sigterm":
-        # A clean stop: exit 143, what was kept and how to finish, no traceback.
-        assert code == 143, said[-3000:]
-        assert f"python -m pipelines.resume {out}" in said
-        assert "Traceback" not in said, said[-3000:]
-        assert not (out / "procs.json").exists()  # nothing left for a resume to reap
-    elif stop == "kill-9":
-        assert code == -signal.SIGKILL
-    elif executor == "local":
-        # A dead engine stops the run (never N error rows), saying why and what next.
-        assert code == 4, said[-3000:]
-        assert "the vLLM engine failed" in said
-        assert f"python -m pipelines.resume {out}" in said
-        assert "Traceback" not in said, said[-3000:]
-
-    # Nothing the run started outlives it by more than a short grace.
-    deadline = time.monotonic() + 15
-    while alive(family) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert alive(family) == []
+    run = [sys.executable, "-m", "pipelines.run", f"hydra.run.dir={out}", *COUNCIL]
+    commands = [
+        [*run, f"executor={executor}"],
+        *([[sys.executable, "-m", "pipelines.resume", str(out)]] * (len(stops) - 1)),
+    ]
+    code, parts = 0, 0
+    for session, (stop, cmd) in enumerate(zip(stops, commands, strict=True)):
+        stderr_path = tmp_path / f"stderr-{session}"
+        with stderr_path.open("w") as stderr:
+            proc = subprocess.Popen(
+                cmd, cwd=PROJECT_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=stderr
+            )
+            parts = wait_for_part(proc, out, parts)
+            family = psutil.Process(proc.pid).children(recursive=True)
+            if session == 0:
+                run_id = json.loads((out / "run.json").read_text())["run_id"]
+                # Live: the first batch's agent messages are in the stream, and status answers.
+                deadline = time.monotonic() + 30
+                while not run_messages(nats_url, stream, run_id):
+                    assert time.monotonic() < deadline, "no agent message of the run in the stream"
+                    time.sleep(0.1)
+                capsys.readouterr()
+                assert status_main([run_id, "--url", nats_url]) == 0
+                live = capsys.readouterr().out.splitlines()
+                assert len(live) == 2 + 1 and "deliberations" in live[-1]
+            stop_run(stop, proc)
+            code = proc.wait(timeout=400)
+        said = stderr_path.read_text()
+        parts = len(part_files(out))
+        if (executor, stop) == ("ray", "engine-kill"):
+            # Ray restarts the engine host, which retries the batches it held: the
+            # run completes by itself, each row once, no error row.
+            assert code == 0, said[-3000:]
+            assert json.loads((out / "metrics.json").read_text())["engine_loads"] == 2
+        else:
+            assert session + 1 <= parts < 3, f"{parts} parts at the stop: it was not mid-run"
+            check_stopped(stop, code, said, out)
+        # Nothing the session started outlives it by more than a short grace.
+        deadline = time.monotonic() + 15
+        while alive(family) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert alive(family) == []
 
     if code != 0:
         resume(out, env)
@@ -173,8 +199,8 @@ def test_a_stopped_run_resumes_to_the_uninterrupted_results(
     assert results["error"].isna().all()
     metrics = json.loads((out / "metrics.json").read_text())
     if code != 0:
-        assert metrics["rows_reused"] == 2 * before
-        assert metrics["rows_generated"] == 6 - 2 * before
+        assert metrics["rows_reused"] == 2 * parts
+        assert metrics["rows_generated"] == 6 - 2 * parts
     got = run_messages(nats_url, stream, run_id)
     subjects = Counter(s.split(".")[0] for s, _ in got)
     assert subjects == {"agent": 6, "deliberation": 2}

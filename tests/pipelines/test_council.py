@@ -77,3 +77,16 @@ def test_scaling_arms_never_share_a_batch_and_keep_their_seeds() -> None:
     one = arms[(arms["council_size"] == 1)][["task_id", "seed"]]
     five = arms[(arms["council_size"] == 5) & (arms["agent_index"] == 1)][["task_id", "seed"]]
     assert one["seed"].tolist() == five["seed"].tolist()
+
+
+def test_repeats_sample_each_agent_again_with_new_seeds_and_keep_the_first() -> None:
+    once = expand(TASKS, CouncilSpec(agents=3), PROMPTS, batch_size=4)
+    thrice = expand(TASKS, CouncilSpec(agents=3, repeats=3), PROMPTS, batch_size=4)
+    assert len(thrice) == 18 and thrice["seed"].nunique() == 18
+    assert thrice["repeat"].tolist()[:9] == [0, 0, 0, 1, 1, 1, 2, 2, 2]
+    first = thrice[thrice["repeat"] == 0]
+    # Repeat 0 is the single run's request: its cached answer is reused.
+    assert first["seed"].tolist() == once["seed"].tolist()
+    assert first["temperature"].tolist() == once["temperature"].tolist()
+    with pytest.raises(UserError, match="repeats"):
+        CouncilSpec(repeats=0)

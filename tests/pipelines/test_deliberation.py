@@ -68,3 +68,27 @@ def test_answers_spread_past_the_timeout_end_it_timeout() -> None:
     state.add(agent(2), at=1.0)
     _, ended = state.add(agent(3), at=5.0)  # stored late (a replay after a pause)
     assert ended.message.payload["status"] == TIMEOUT
+
+
+def test_with_repeats_it_waits_for_every_sample_of_every_agent() -> None:
+    state = Deliberations(timeout_s=10)
+    answers = [
+        {**agent(i), "repeat": r, "repeats": 2, "proposal": f"a cache, sample {r} of {i}"}
+        for r in range(2)
+        for i in range(1, 4)
+    ]
+    for a in answers[:-1]:
+        assert state.add(a, at=1.0)[1] is None
+    assert state.add(answers[0], at=1.5)[1] is None  # a duplicate is not a new answer
+    _, ended = state.add(answers[-1], at=2.0)
+    p = ended.message.payload
+    assert p["status"] == COMPLETED and p["missing"] == []
+    assert p["agents"] == [
+        "agent-dev-001",
+        "agent-dev-002",
+        "agent-dev-003",
+        "agent-dev-001#1",
+        "agent-dev-002#1",
+        "agent-dev-003#1",
+    ]
+    assert p["scores"]["keyword_relevance"] == pytest.approx(1 / 3)

@@ -96,3 +96,23 @@ def test_engine_busy_time_is_the_union_of_overlapping_batch_windows() -> None:
     # Three batches in flight together, then one after a gap.
     assert union_s([0.0, 0.5, 1.0, 10.0], [4.0, 4.0, 2.0, 1.0]) == pytest.approx(4.5 + 1.0)
     assert union_s([0.0, 5.0], [1.0, 1.0]) == pytest.approx(2.0)
+
+
+def test_repeats_are_scored_sample_by_sample_and_their_spread_reported() -> None:
+    # Two samples of the same council: all on topic in repeat 0, half in repeat 1.
+    base = table().iloc[:3].assign(error=None)
+    again = base.assign(
+        repeat=1, proposal=["Use Redis", "use redis", "nothing"], completion_tokens=3
+    )
+    both = pd.concat([base.assign(repeat=0), again], ignore_index=True)
+    scored = score_rows(both, KEYWORDS)
+    diversity = task_diversity(scored)
+    assert diversity[["task_id", "repeat"]].values.tolist() == [["t1", 0], ["t1", 1]]
+    # Each repeat's diversity is over its own three answers.
+    assert diversity["unique_ratio"].tolist() == pytest.approx([2 / 3, 2 / 3])
+    m = run_metrics(scored, diversity, wall_s=1.0)["overall"]
+    relevance = [(1 + 1 + 0.5) / 3, (0.5 + 0.5 + 0) / 3]
+    assert m["keyword_relevance"] == pytest.approx(sum(relevance) / 2)
+    assert m["repeats"] == 2
+    assert m["keyword_relevance_repeat_sd"] == pytest.approx(pd.Series(relevance).std())
+    assert m["unique_ratio_repeat_sd"] == pytest.approx(0.0)

@@ -85,3 +85,11 @@ def test_a_full_disk_leaves_no_torn_outbox_line_and_no_partial_part(tmp_path: Pa
     assert [m.msg_id for m in read_outbox(tmp_path)] == ["m0", "m1", "m2", "later"]
     assert part_files(tmp_path) == []
     assert list((tmp_path / "results").iterdir()) == []  # no temporary file left either
+
+
+def test_parts_from_before_repeats_are_repeat_zero(tmp_path: Path) -> None:
+    requests = expand(TASKS, CouncilSpec(agents=2, repeats=2), {"dev": "s"}, batch_size=4)
+    old = requests[requests["repeat"] == 0].drop(columns="repeat").assign(proposal="a")
+    write_part(tmp_path, 0, old)
+    assert read_parts(tmp_path)["repeat"].tolist() == [0] * 6
+    assert held_keys(tmp_path, requests).tolist() == ([True] * 2 + [False] * 2) * 3
