@@ -66,8 +66,6 @@ def task_cards(results: pd.DataFrame, tm: pd.DataFrame) -> list[dict[str, Any]]:
     """Per task: its prompt, keywords (hit by anyone or not), diversity and each
     agent's proposal with its scores, in the run's order."""
     key = ["role", "task_id", "agent_id", "repeat"]
-    if "repeat" not in results:
-        results = results.assign(repeat=0)
     rows = results.merge(
         tm[[*key, "keywords", "keyword_hits", "keyword_relevance"]], on=key, how="inner"
     )
@@ -151,6 +149,9 @@ def render(run_dir: Path) -> str:
     info = json.loads(info_path.read_text()) if info_path.is_file() else {}
     tm = pd.read_parquet(run_dir / "task_metrics.parquet")
     results = pd.read_parquet(run_dir / "results.parquet")
+    # Runs from before repeats: one sample each.
+    tm = tm if "repeat" in tm else tm.assign(repeat=0)
+    results = results if "repeat" in results else results.assign(repeat=0)
     if "council_size" in results:  # scaling: the task view shows the full council
         results = results[results["council_size"] == results["council_size"].max()]
     overall = metrics["overall"]
