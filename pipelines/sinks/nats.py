@@ -63,6 +63,9 @@ class NatsSink:
         self._collecting: Future | None = None
         self._stop: asyncio.Event | None = None
         self._expected: set[tuple[str, str]] = set()
+        # Deliberations whose message the collector has published (or failed to): a
+        # deliberation is ended in its state before its publish is acked.
+        self._settled: set[tuple[str, str]] = set()
 
     def __enter__(self) -> NatsSink:
         from pipelines.sinks.nats_server import embedded_server
@@ -133,7 +136,8 @@ class NatsSink:
         if self._collector is None:
             return 0
         while True:
-            left = len(self._expected - set(self._collector.state.ended))
+            with self._lock:
+                left = len(self._expected - self._settled)
             stopped = self._collecting is None or self._collecting.done()
             if not left or stopped or time.monotonic() > deadline:
                 if left:
@@ -187,6 +191,8 @@ class NatsSink:
 
     def _ended(self, outcome: Outcome, ack: PubAck | None) -> None:
         with self._lock:
+            payload = outcome.message.payload
+            self._settled.add((payload["run_id"], payload["task_id"]))
             self._report.messages += 1
             if ack is not None:
                 self._report.acked += 1
