@@ -41,12 +41,12 @@ def fetch_runs(
     uri: str, experiments: list[str] | None, role: str | None, last: int | None
 ) -> pd.DataFrame:
     """Runs of the council-eval experiments (or the named ones), newest first."""
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
+    mlflow_client = client(uri)  # bounded retries before the fluent API starts
     import mlflow
 
     mlflow.set_tracking_uri(uri)
     if experiments is None:
-        experiments = [e.name for e in council_experiments(client(uri))]
+        experiments = [e.name for e in council_experiments(mlflow_client)]
     if not experiments:
         return pd.DataFrame()
     filters = f"params.role = '{role}'" if role else ""

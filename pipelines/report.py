@@ -66,15 +66,14 @@ def task_cards(results: pd.DataFrame, tm: pd.DataFrame) -> list[dict[str, Any]]:
     """Per task: its prompt, keywords (hit by anyone or not), diversity and each
     agent's proposal with its scores, in the run's order."""
     key = ["role", "task_id", "agent_id", "repeat"]
-    rows = results.merge(
-        tm[[*key, "keywords", "keyword_hits", "keyword_relevance"]], on=key, how="inner"
-    )
     diversity = [c for c in DIVERSITY_METRICS if c in tm]
+    scores = ["keywords", "keyword_hits", "keyword_relevance", *diversity]
+    rows = results.merge(tm[[*key, *scores]], on=key, how="inner")
     cards = []
     for (role, task_id), part in rows.groupby(["role", "task_id"], sort=False):
         keywords = list(part["keywords"].iloc[0])
         hit_any = [any(h[i] for h in part["keyword_hits"]) for i in range(len(keywords))]
-        first = tm[(tm["role"] == role) & (tm["task_id"] == task_id)].iloc[0]
+        first = part.iloc[0]
         cards.append(
             {
                 "role": role,

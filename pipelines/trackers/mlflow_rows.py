@@ -17,7 +17,7 @@ from typing import Any
 
 import pandas as pd
 
-from evaluators import keyword_hits
+from evaluators import coverage, keyword_hits
 
 WORKERS_ENV = "MLFLOW_GENAI_EVAL_MAX_WORKERS"
 
@@ -61,7 +61,7 @@ def scorers() -> list[Any]:
     @scorer(name="keyword_relevance")
     def relevance(outputs: str, expectations: dict[str, Any]) -> Any:
         hits, why = explain(outputs, expectations["keywords"])
-        return Feedback(value=sum(hits) / len(hits) if hits else 0.0, rationale=why)
+        return Feedback(value=coverage(hits), rationale=why)
 
     @scorer(name="keyword_full")
     def full(outputs: str, expectations: dict[str, Any]) -> Any:
