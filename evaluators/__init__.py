@@ -19,13 +19,16 @@ from evaluators.keywords import (
     keyword_relevance,
     keyword_spans,
 )
+from evaluators.ranking import borda, kendall_w, rank_agreement, top
 
 __all__ = [
+    "borda",
     "coverage",
     "distinct_1",
     "distinct_2",
     "distinct_n",
     "full_coverage",
+    "kendall_w",
     "keyword_hit_rates",
     "keyword_hits",
     "keyword_relevance",
@@ -33,7 +36,9 @@ __all__ = [
     "lexical_diversity",
     "mean_pairwise_cosine_distance",
     "normalize",
+    "rank_agreement",
     "self_bleu",
     "tokenize",
+    "top",
     "unique_ratio",
 ]

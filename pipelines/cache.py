@@ -85,15 +85,19 @@ def engine_identity(engine: EngineConfig, model: ModelConfig) -> dict[str, Any]:
 
 
 def request_keys(requests: pd.DataFrame, identity: dict[str, Any]) -> list[str]:
-    """One key per request row (system_prompt, prompt, temperature, seed, max_tokens)."""
+    """One key per request row (system_prompt, prompt, temperature, seed, max_tokens,
+    and the structured output asked for, if any)."""
     base = json.dumps(identity, sort_keys=True, default=str)
     keys = []
-    for r in requests[["system_prompt", "prompt", "temperature", "seed", "max_tokens"]].itertuples(
-        index=False
-    ):
-        request = json.dumps(
-            [r.system_prompt, r.prompt, float(r.temperature), int(r.seed), int(r.max_tokens)]
-        )
+    schemas = (
+        requests["json_schema"].fillna("").tolist()
+        if "json_schema" in requests
+        else [""] * len(requests)
+    )
+    columns = ["system_prompt", "prompt", "temperature", "seed", "max_tokens"]
+    for r, schema in zip(requests[columns].itertuples(index=False), schemas, strict=True):
+        fields = [r.system_prompt, r.prompt, float(r.temperature), int(r.seed), int(r.max_tokens)]
+        request = json.dumps([*fields, schema] if schema else fields)
         keys.append(hashlib.sha256(f"{base}\n{request}".encode()).hexdigest())
     return keys
 
@@ -151,6 +155,37 @@ class ResponseCache:
         items = [(k, v.astype(np.float32).tobytes()) for k, v in zip(keys, vectors, strict=True)]
         with closing(self._connect()) as db, db:
             db.executemany("INSERT OR REPLACE INTO embeddings VALUES (?, ?)", items)
+
+
+class CacheGate:
+    """A cache in front of one engine: answers the requests it holds (``cache=true``)
+    and keeps what the engine generates (``true`` and ``refresh``); counts both."""
+
+    def __init__(self, store: ResponseCache, identity: dict[str, Any], mode: str) -> None:
+        self.store, self.identity, self.mode = store, identity, mode
+        self.hits = self.misses = 0
+
+    def split(self, todo: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """(the rows of ``todo`` the cache answers, with their answers; the rest)."""
+        keys = pd.Series(request_keys(todo, self.identity), index=todo.index, dtype=object)
+        found = self.store.get(keys.tolist()) if self.mode == "true" and len(todo) else {}
+        hit = keys.isin(found.keys())
+        answered = todo[hit]
+        if hit.any():
+            answers = pd.DataFrame([found[k] for k in keys[hit]], index=answered.index)
+            answered = answered.assign(**{c: answers[c] for c in ANSWER_COLUMNS}, error=None)
+        self.hits += int(hit.sum())
+        self.misses += int((~hit).sum())
+        return answered, todo[~hit]
+
+    @property
+    def counts(self) -> tuple[int, int]:
+        """(hits, misses) so far."""
+        return self.hits, self.misses
+
+    def keep(self, rows: pd.DataFrame) -> None:
+        """Store the answers of generated ``rows`` (error rows are never stored)."""
+        self.store.put(request_keys(rows, self.identity), rows)
 
 
 class CachedEmbed:

@@ -37,7 +37,17 @@ DEFAULT_METRICS = [
     "scaling/5_agents/scaling_factor",
 ]
 LOWER_IS_BETTER = {"self_bleu", "latency_p50_s", "latency_p95_s", "wall_s"}
-CONFIG = ["role", "model", "agents", "temperature", "diversity_factor", "max_tokens"]
+CONFIG = ["role", "model", "agents", "temperature", "diversity_factor", "max_tokens", "rounds"]
+CONFIG_DEFAULTS = {"rounds": "1"}
+"""Config columns that runs from before they existed lack, and their value then."""
+DELIBERATION_METRICS = [
+    "round_gain/keyword_relevance",
+    "round_gain/judge_score",
+    "judge/mean_score",
+    "ranking/kendall_w",
+    "chair/judge_minus_best_agent",
+]
+"""Shown by default when some listed run deliberated."""
 
 
 def comparison(runs: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
@@ -52,6 +62,8 @@ def comparison(runs: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
             **{c: runs.get(f"params.{c}") for c in CONFIG},
         }
     )
+    for column, default in CONFIG_DEFAULTS.items():
+        table[column] = table[column].fillna(default) if column in table else default
     for m in metrics:
         table[m] = runs.get(f"metrics.{m}")
     # Previous run of the same config = the next row of its group (newest first).
@@ -229,11 +241,14 @@ def compare_two(uri: str, refs: list[str], args: argparse.Namespace) -> int:
 
 
 def list_runs(uri: str, args: argparse.Namespace) -> int:
-    metrics = args.metric or DEFAULT_METRICS
     runs = fetch_runs(uri, args.experiment, args.role, args.last)
     if runs.empty:
         print(f"no council-eval runs at {uri}", file=sys.stderr)
         return 1
+    metrics = args.metric or [
+        *DEFAULT_METRICS,
+        *(m for m in DELIBERATION_METRICS if runs.get(f"metrics.{m}", pd.Series()).notna().any()),
+    ]
     table = comparison(runs, metrics)
     tested = any(m in QUALITY_METRICS for m in metrics)
     scores = [run_task_scores(uri, r) if tested else None for r in runs["run_id"]]

@@ -50,6 +50,9 @@ class CouncilSpec:
     seed: int = 0
     # Samples per (task, agent), each with its own seed; metrics average over them.
     repeats: int = 1
+    # Append the role's persona lines (conf/role/<role>.yaml) to its prompt, cycled
+    # over the agents: agent i gets persona (i-1) mod len.
+    personas: bool = False
 
     def __post_init__(self) -> None:
         if self.agents < 1:
@@ -74,6 +77,8 @@ class RolePrompt:
     name: str = MISSING
     # The agents' system prompt.
     system_prompt: str = ""
+    # Short persona lines; with personas=true agent i's prompt ends with line (i-1) mod len.
+    personas: List[str] = field(default_factory=list)  # noqa: UP006
 
 
 @dataclass
@@ -92,9 +97,14 @@ class RoleConfig(RolePrompt):
     @property
     def system_prompts(self) -> dict[str, str]:
         """System prompt per role evaluated: this role, or every member of ``all``."""
+        return {name: r.system_prompt for name, r in self.prompts.items()}
+
+    @property
+    def prompts(self) -> dict[str, RolePrompt]:
+        """Each role evaluated, by name: this role, or every member of ``all``."""
         if self.members:
-            return {m.name: m.system_prompt for m in self.members.values()}
-        return {self.name: self.system_prompt}
+            return {m.name: m for m in self.members.values()}
+        return {self.name: self}
 
 
 @dataclass
@@ -289,6 +299,81 @@ class ExperimentConfig:
     agents: List[int] = field(default_factory=list)  # noqa: UP006
 
 
+REVISE_PROMPT = (
+    "Other members of the council answered the same task. Critique their proposals and "
+    "your own: what is right, what is wrong, what is missing. Then write your revised "
+    "proposal."
+)
+RANK_PROMPT = (
+    "Rank the proposals below from best to worst for the task: correctness, relevance and "
+    "completeness. Answer with JSON only: the proposal letters, best first."
+)
+CHAIR_PROMPT = (
+    "You chair the council. Its members answered the task below and ranked each other's "
+    "proposals. Write the council's final answer: keep what the proposals get right, fix "
+    "what they get wrong, and be concise."
+)
+RUBRIC = (
+    "Score the answer to the task below from 1 (useless) to 10 (excellent) for correctness, "
+    "relevance and completeness. Answer with JSON only."
+)
+
+
+@dataclass
+class DeliberationConfig:
+    """Rounds of critique and revision, peer ranking and a chair (pipelines/plan.py)."""
+
+    # Rounds of proposals; in round r >= 2 each agent revises after reading the
+    # others' round r-1 proposals, anonymized and shuffled.
+    rounds: int = 1
+    # After the last round each agent ranks the anonymized final proposals, twice
+    # (the second time in reversed order, to measure position bias).
+    rank: bool = False
+    # One more request writes the council's final answer from the proposals and
+    # the aggregate ranking; if it fails the top-ranked proposal stands in.
+    chair: bool = False
+    rank_max_tokens: int = 64
+    # null: max_tokens.
+    chair_max_tokens: Optional[int] = None  # noqa: UP045
+    revise_prompt: str = REVISE_PROMPT
+    rank_prompt: str = RANK_PROMPT
+    chair_prompt: str = CHAIR_PROMPT
+
+    def __post_init__(self) -> None:
+        if self.rounds < 1:
+            raise UserError(f"deliberation.rounds must be >= 1, got {self.rounds}")
+        if self.rank_max_tokens < 1 or (self.chair_max_tokens or 1) < 1:
+            raise UserError("deliberation.rank_max_tokens and chair_max_tokens must be >= 1")
+
+
+@dataclass
+class JudgeConfig:
+    """Rubric scores (1-10) of each proposal and the chair's answer, as structured
+    output; the judge never sees who wrote what. ``judge=none`` is this alone."""
+
+    name: str = MISSING
+    max_tokens: int = 16
+    temperature: float = 0.0
+    rubric: str = RUBRIC
+
+    def __post_init__(self) -> None:
+        if self.max_tokens < 1 or self.temperature < 0:
+            raise UserError("judge.max_tokens must be >= 1 and judge.temperature >= 0")
+
+
+@dataclass
+class OpenAIJudgeConfig(JudgeConfig):
+    """``judge=openai``: the judge is any OpenAI-compatible server, not the council's engine."""
+
+    name: str = "openai"
+    engine: OpenAIEngineConfig = field(default_factory=OpenAIEngineConfig)
+    # The judge server's model (the served name).
+    model: str = MISSING
+
+    def model_config(self) -> ModelConfig:
+        return ModelConfig(name=self.model, path=self.model)
+
+
 CACHE_MODES = ("true", "false", "refresh")
 
 
@@ -319,6 +404,8 @@ class RunConfig(CouncilSpec):
     sink: SinkConfig = MISSING
     tracking: TrackingConfig = MISSING
     experiment: ExperimentConfig = field(default_factory=ExperimentConfig)
+    judge: JudgeConfig = MISSING
+    deliberation: DeliberationConfig = field(default_factory=DeliberationConfig)
     fail_on: FailOnConfig = field(default_factory=FailOnConfig)
     # JSONL task file; null: datasets/<role>.jsonl (every role's file for role=all).
     dataset: Optional[str] = None  # noqa: UP045
@@ -367,6 +454,19 @@ class RunConfig(CouncilSpec):
         return self.role.system_prompts
 
     @property
+    def role_personas(self) -> dict[str, list[str]]:
+        """Persona lines per role when ``personas`` is on, else none."""
+        if not self.personas:
+            return {}
+        return {name: list(r.personas) for name, r in self.role.prompts.items()}
+
+    @property
+    def deliberates(self) -> bool:
+        """Whether requests depend on other answers (rounds, ranking, chair, judge)."""
+        d = self.deliberation
+        return d.rounds > 1 or d.rank or d.chair or self.judge.name != "none"
+
+    @property
     def roles(self) -> list[str]:
         """The roles whose tasks this run evaluates."""
         return sorted(self.system_prompts)
@@ -387,6 +487,7 @@ SCHEMAS: dict[str, dict[str, type]] = {
     "executor": {"ray": ExecutorConfig, "dask": ExecutorConfig, "local": ExecutorConfig},
     "sink": {"nats": NatsSinkConfig, "none": SinkConfig},
     "tracking": {"mlflow": MlflowTrackingConfig, "none": TrackingConfig},
+    "judge": {"none": JudgeConfig, "council": JudgeConfig, "openai": OpenAIJudgeConfig},
 }
 """Schema of each option of the plug-in groups; ``conf/<group>/<option>.yaml``
 extends ``/schema/<group>/<option>``."""
@@ -429,7 +530,7 @@ def from_record(record: dict[str, Any]) -> RunConfig:
     """The run config that :func:`to_record` wrote, typed again."""
     node = OmegaConf.structured(RunConfig)
     for group, options in SCHEMAS.items():
-        value = record[group]
+        value = record.get(group, {"name": "none"})  # runs from before the group existed
         if value["name"] not in options:
             raise UserError(f"unknown {group} {value['name']!r}; known: {sorted(options)}")
         node[group] = OmegaConf.merge(OmegaConf.structured(options[value["name"]]), value)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import pandas as pd
 
@@ -21,12 +21,28 @@ from pipelines import UserError
 from pipelines.config import CouncilSpec
 from pipelines.tasks import Task
 
-AGENT_COLUMNS = ["task_id", "role", "agent_id", "agent_index", "repeat", "temperature", "seed"]
+AGENT_COLUMNS = [
+    "task_id",
+    "role",
+    "agent_id",
+    "agent_index",
+    "repeat",
+    "round",
+    "temperature",
+    "seed",
+]
 """Who answers what, how: the columns a request shares with its result."""
+STEP_COLUMNS = ["step", "target", "shown", "json_schema"]
+"""What a deliberation request is (``pipelines.plan``): ``step`` is ``propose``,
+``rank``, ``chair`` or ``judge``; ``target`` the judged agent (or ``chair``) or
+the ranking's presentation order; ``shown`` the agents whose texts the prompt
+shows, in order (JSON); ``json_schema`` the structured output asked for."""
+PROPOSE = "propose"
 REQUEST_COLUMNS = [
     "row",
     "batch_id",
     *AGENT_COLUMNS,
+    *STEP_COLUMNS,
     "system_prompt",
     "prompt",
     "max_tokens",
@@ -45,11 +61,21 @@ def agent_temperature(spec: CouncilSpec, index: int) -> float:
     return round(min(spec.temperature * spec.diversity_factor, spec.max_temperature), 6)
 
 
-def request_seed(run_seed: int, task_id: str, agent: str, repeat: int = 0) -> int:
-    """Deterministic 31-bit seed for one (task, agent, repeat) of a run."""
+def request_seed(run_seed: int, task_id: str, agent: str, repeat: int = 0, salt: str = "") -> int:
+    """Deterministic 31-bit seed for one (task, agent, repeat) of a run; ``salt`` names
+    a deliberation step after the first proposal (round, ranking, chair, judge)."""
     key = f"{run_seed}\x1f{task_id}\x1f{agent}" + (f"\x1f{repeat}" if repeat else "")
+    key += f"\x1f{salt}" if salt else ""
     digest = hashlib.blake2b(key.encode(), digest_size=8)
     return int.from_bytes(digest.digest(), "big") & 0x7FFFFFFF
+
+
+def agent_prompt(system_prompt: str, personas: Sequence[str], index: int) -> str:
+    """The system prompt of the ``index``-th (1-based) agent: the role's, plus its
+    persona line when the role has personas (cycled over the agents)."""
+    if not personas:
+        return system_prompt
+    return f"{system_prompt}\n\n{personas[(index - 1) % len(personas)]}"
 
 
 def user_message(task: Task) -> str:
@@ -62,13 +88,15 @@ def expand(
     spec: CouncilSpec,
     system_prompts: Mapping[str, str],
     batch_size: int,
+    personas: Mapping[str, Sequence[str]] | None = None,
 ) -> pd.DataFrame:
     """The request table: one row per (task, repeat, agent), task-major, stable order.
 
     The pipeline, not the executor, cuts the table into balanced batches of at
     most ``batch_size`` (``batch_id``):
     the numerics of a CPU engine depend on batch composition, so every executor
-    must run exactly these batches to give the same text.
+    must run exactly these batches to give the same text. ``personas``: lines per
+    role appended to the agents' prompts (``agent_prompt``); none by default.
     """
     missing = sorted({t.role for t in tasks} - set(system_prompts))
     if missing:
@@ -91,9 +119,16 @@ def expand(
                     "agent_id": agent,
                     "agent_index": index,
                     "repeat": repeat,
+                    "round": 1,
                     "temperature": agent_temperature(spec, index),
                     "seed": request_seed(spec.seed, task.task_id, agent, repeat),
-                    "system_prompt": system_prompts[task.role],
+                    "step": PROPOSE,
+                    "target": "",
+                    "shown": "[]",
+                    "json_schema": "",
+                    "system_prompt": agent_prompt(
+                        system_prompts[task.role], (personas or {}).get(task.role, ()), index
+                    ),
                     "prompt": user_message(task),
                     "max_tokens": budget,
                 }

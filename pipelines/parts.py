@@ -13,10 +13,10 @@ from pathlib import Path
 import pandas as pd
 
 PARTS_DIR = "results"
-KEY_COLUMNS = ["role", "task_id", "agent_id", "repeat"]
+KEY_COLUMNS = ["role", "task_id", "agent_id", "repeat", "step", "round", "target"]
 """What identifies a request across a run and its resumes (plus ``council_size``
 in the scaling experiment)."""
-DEFAULTS = {"repeat": 0}
+DEFAULTS = {"repeat": 0, "step": "propose", "round": 1, "target": ""}
 """Columns parts written by earlier versions lack, and their value there."""
 
 

@@ -7,35 +7,41 @@ import json
 import logging
 import time
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cache
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from pipelines.cache import (
-    ANSWER_COLUMNS,
+    CacheGate,
     ResponseCache,
     cached_embed,
     engine_identity,
-    request_keys,
 )
 from pipelines.config import RunConfig
-from pipelines.council import AGENT_COLUMNS, expand
+from pipelines.council import AGENT_COLUMNS, PROPOSE, expand
 from pipelines.embeddings import load_embedder
 from pipelines.executors import Executor, HeldExecutors, build_executor
+from pipelines.flow import stream_plan
 from pipelines.metrics import (
     Embed,
     agent_table,
+    engine_busy_s,
     run_metrics,
     score_rows,
     task_diversity,
     task_metrics,
 )
 from pipelines.parts import held_keys, read_parts
+from pipelines.plan import Plan, split_steps
 from pipelines.report import write_report
+from pipelines.rounds import deliberation_figures, write_tables
 from pipelines.runinfo import RUN_INFO_FILE, write_run_info
 from pipelines.scaling import SCALING_FILE, arm_window_s, expand_arms, scaling_table
 from pipelines.sinks import SinkReport, build_sink
@@ -113,7 +119,7 @@ def council_requests(cfg: RunConfig, tasks: list[Task]) -> pd.DataFrame:
         return expand_arms(
             tasks, cfg, cfg.system_prompts, cfg.batch_size, list(cfg.experiment.agents)
         )
-    return expand(tasks, cfg, cfg.system_prompts, cfg.batch_size)
+    return expand(tasks, cfg, cfg.system_prompts, cfg.batch_size, cfg.role_personas)
 
 
 def run_pipeline(
@@ -166,24 +172,36 @@ def run_pipeline(
         )
         sink.publish_pending()  # what an earlier session kept and never saw acked
         landing = Landing(cfg, run_id, out_dir, sink, keywords)
-        todo, cache_figures, store = answer_from_cache(cfg, todo, landing)
-        stats, embed = generate_all(cfg, executor, todo, landing, len(requests), store)
-        results = read_parts(out_dir).sort_values("row").reset_index(drop=True)
+        if cfg.deliberates:
+            stats, embed, cache_figures = deliberate(cfg, executor, tasks, requests, landing)
+            reused = stats.done_before
+        else:
+            todo, cache_figures, store = answer_from_cache(cfg, todo, landing)
+
+            def plain(entered: Callable[[], Executor]) -> StreamStats:
+                return stream(entered(), todo, landing, len(requests))
+
+            stats, embed = generate_all(cfg, executor, plain, todo.empty, store)
+            reused = int(held.sum())
+        steps = split_steps(read_parts(out_dir))
+        results = steps[PROPOSE].sort_values("row").reset_index(drop=True)
         # Parts written before the cache existed have no `cached` column.
         results["cached"] = results.get("cached", pd.Series(False, index=results.index))
         results["cached"] = results["cached"].fillna(False).astype(bool)
-        if len(results) != len(requests):
-            raise RuntimeError(f"the parts hold {len(results)} rows for {len(requests)} requests")
+        expected = len(requests) * cfg.deliberation.rounds
+        if len(results) != expected:
+            raise RuntimeError(f"the parts hold {len(results)} proposals for {expected} requests")
         scaling = cfg.experiment.name == "scaling"
         columns = [*RESULT_COLUMNS, "council_size"] if scaling else RESULT_COLUMNS
         results[columns].to_parquet(out_dir / RESULTS_FILE, index=False)
-        metrics, scored = score(cfg, results, tasks, stats, embed, out_dir)
+        tables = write_tables(steps, out_dir, cfg.deliberation.chair) if cfg.deliberates else {}
+        metrics, scored = score(cfg, results, tasks, stats, embed, out_dir, steps, tables)
         open_left = sink.settle(SETTLE_S)
         sent = sink.report()
     metrics = {
         "run_id": run_id,
         **metrics,
-        "rows_reused": int(held.sum()),
+        "rows_reused": reused,
         **stats.figures(),
         **cache_figures,
         "driver_peak_rss_mb": peak_rss_mb(),
@@ -205,39 +223,64 @@ def run_pipeline(
 def generate_all(
     cfg: RunConfig,
     executor: Executor | HeldExecutors | None,
-    todo: pd.DataFrame,
-    landing: Landing,
-    total: int,
+    generate: Callable[[Callable[[], Executor]], StreamStats],
+    idle: bool,
     store: ResponseCache | None = None,
 ) -> tuple[StreamStats, Embed | None]:
-    """Stream ``todo`` through the executor; the embedding model loads meanwhile.
+    """Run ``generate`` (given a function that enters the executor on first call);
+    the embedding model loads meanwhile.
 
     The embedding model loads in the background while a Ray or Dask council
     generates (the driver mostly waits then), keeping it out of the scoring
     time. Not beside an in-process engine: concurrent transformers imports in
     two threads of one process can fail. With a cache (``store``) and nothing
-    to generate, it loads only if scoring meets a text the cache lacks.
+    to generate (``idle``), it loads only if scoring meets a text the cache lacks.
     """
     # An entered executor may differ from the config's (a test's, a notebook's).
     in_process = cfg.executor.name == "local" or getattr(executor, "in_process", False)
-    eager = cfg.embeddings and not (store is not None and todo.empty)
-    with ThreadPoolExecutor(max_workers=1) as pool:
+    eager = cfg.embeddings and not (store is not None and idle)
+    with ThreadPoolExecutor(max_workers=1) as pool, ExitStack() as stack:
         embedder = pool.submit(load_embedder) if eager and not in_process else None
-        if todo.empty:
-            stats = StreamStats()  # nothing to generate: no cluster, no engine
-        elif executor is None:
-            with build_executor(cfg.executor) as own:
-                stats = stream(own, todo, landing, total)
-        elif isinstance(executor, HeldExecutors):
-            stats = stream(executor.get(cfg.executor), todo, landing, total)
-        else:
-            stats = stream(executor, todo, landing, total)
+
+        @cache
+        def entered() -> Executor:
+            if executor is None:
+                return stack.enter_context(build_executor(cfg.executor))
+            if isinstance(executor, HeldExecutors):
+                return executor.get(cfg.executor)
+            return executor
+
+        stats = StreamStats() if idle else generate(entered)
         embed = embedder.result() if embedder is not None else None
     if eager and in_process:
         embed = load_embedder()
     if cfg.embeddings and store is not None:
         embed = cached_embed(store, embed)
     return stats, embed
+
+
+def deliberate(
+    cfg: RunConfig,
+    executor: Executor | HeldExecutors | None,
+    tasks: list[Task],
+    requests: pd.DataFrame,
+    landing: Landing,
+) -> tuple[StreamStats, Embed | None, dict[str, Any]]:
+    """Stream the run's deliberation (:mod:`pipelines.plan`, :mod:`pipelines.flow`)."""
+    plan = Plan(cfg, tasks, requests)
+    held = read_parts(landing.run_dir)
+    gate = cache_gate(cfg)
+    gates: list[CacheGate] = []
+
+    def run(entered: Callable[[], Executor]) -> StreamStats:
+        stats, used = stream_plan(cfg, entered, plan, held, landing, gate)
+        gates.extend(used)
+        return stats
+
+    idle = len(held) >= plan.total()
+    stats, embed = generate_all(cfg, executor, run, idle, gate.store if gate else None)
+    stats.done_before = len(held)
+    return stats, embed, cache_figures(*gates)
 
 
 def answer_from_cache(
@@ -248,21 +291,31 @@ def answer_from_cache(
 
     Also sets ``landing.store`` so that what the engine answers is kept.
     """
-    if cfg.cache == "false":
+    gate = cache_gate(cfg)
+    if gate is None:
         return todo, {}, None
-    store = ResponseCache(cfg.resolved_cache_dir())
-    identity = engine_identity(cfg.engine, cfg.model)
-    keys = pd.Series(request_keys(todo, identity), index=todo.index, dtype=object)
-    landing.store = lambda rows: store.put(request_keys(rows, identity), rows)
-    found = store.get(keys.tolist()) if cfg.cache == "true" else {}
-    hit = keys.isin(found.keys())
-    if hit.any():
-        answers = pd.DataFrame([found[k] for k in keys[hit]], index=todo.index[hit])
-        answered = todo[hit].assign(**{c: answers[c] for c in ANSWER_COLUMNS}, error=None)
+    landing.store = gate.keep
+    answered, rest = gate.split(todo)
+    if len(answered):
         land_answered(answered, landing)
-    hits, misses = int(hit.sum()), int((~hit).sum())
-    log.info("cache (%s, %s): %d hits, %d to generate", cfg.cache, store.path, hits, misses)
-    return todo[~hit], {"cache": {"mode": cfg.cache, "hits": hits, "misses": misses}}, store
+    log.info("cache (%s, %s): %d hits, %d to generate", cfg.cache, gate.store.path, *gate.counts)
+    return rest, cache_figures(gate), gate.store
+
+
+def cache_gate(cfg: RunConfig) -> CacheGate | None:
+    """The run's cache in front of its engine; None with cache=false."""
+    if cfg.cache == "false":
+        return None
+    store = ResponseCache(cfg.resolved_cache_dir())
+    return CacheGate(store, engine_identity(cfg.engine, cfg.model), cfg.cache)
+
+
+def cache_figures(*gates: CacheGate | None) -> dict[str, Any]:
+    used = [g for g in gates if g is not None]
+    if not used:
+        return {}
+    hits, misses = sum(g.hits for g in used), sum(g.misses for g in used)
+    return {"cache": {"mode": used[0].mode, "hits": hits, "misses": misses}}
 
 
 def score(
@@ -272,8 +325,14 @@ def score(
     stats: StreamStats,
     embed: Embed | None,
     out_dir: Path,
+    steps: dict[str, pd.DataFrame] | None = None,
+    tables: dict[str, pd.DataFrame] | None = None,
 ) -> tuple[dict[str, Any], pd.DataFrame]:
-    """Run-level metrics (and the scaling table); writes task_metrics.parquet."""
+    """Run-level metrics (and the scaling table); writes task_metrics.parquet.
+
+    A deliberating run's quality figures describe its last round (the council's
+    answers); its throughput counts every request it generated, every step.
+    """
     start = time.perf_counter()
     if cfg.experiment.name == "scaling":
         # Quality figures describe the full council (the largest arm), over its own time.
@@ -284,13 +343,22 @@ def score(
         table.to_parquet(out_dir / SCALING_FILE, index=False)
         metrics["scaling"] = table.to_dict(orient="records")
     else:
-        scored, diversity, metrics = evaluate(results, tasks, stats.wall_s, embed)
-        if len(results) > stats.generated:
-            # Resumed: throughput counts only what this session generated.
-            overall = metrics["overall"]
-            wall = stats.wall_s
+        final = results[results["round"] == results["round"].max()]
+        scored, diversity, metrics = evaluate(final, tasks, stats.wall_s, embed)
+        if len(final) > stats.generated or cfg.deliberates:
+            # Resumed or deliberating: throughput counts what this session generated.
+            overall, wall = metrics["overall"], stats.wall_s
             overall["tokens_per_s"] = stats.tokens / wall if wall else 0.0
             overall["requests_per_s"] = stats.generated / wall if wall else 0.0
+            if steps:
+                every = pd.concat([s for s in steps.values() if len(s)])
+                fresh = every[~every["cached"].astype(bool)]
+                busy = engine_busy_s(fresh) if len(fresh) else 0.0
+                generated = int(fresh["completion_tokens"].sum())
+                overall["generation_tokens_per_s"] = generated / busy if busy else 0.0
+        if cfg.deliberates and tables is not None:
+            keywords = task_keywords(tasks)
+            metrics |= deliberation_figures(results, tables, keywords, embed, cfg.judge.name)
     task_metrics(scored, diversity).to_parquet(out_dir / TASK_METRICS_FILE, index=False)
     metrics = {"wall_s": stats.wall_s, "scoring_s": time.perf_counter() - start, **metrics}
     return metrics, scored

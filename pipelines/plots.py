@@ -134,3 +134,36 @@ def diversity_spread(per_task: pd.DataFrame, metrics: list[str]) -> str:
         ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()
     return _uri(fig)
+
+
+def round_curves(rounds: list[dict[str, Any]], chair_score: float | None = None) -> str:
+    """Per-round curves: quality and diversity (0-1) on the left, the judge's mean
+    score (1-10) on the right, with the chair's answer as a dashed line."""
+    plt = _pyplot()
+    table = pd.DataFrame(rounds).set_index("round")
+    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.2))
+    for name, color in zip(
+        ("keyword_relevance", "distinct_2", "self_bleu", "embedding_diversity"),
+        (BLUE, GREEN, RED, GREY),
+        strict=True,
+    ):
+        if name in table and table[name].notna().any():
+            left.plot(table.index, table[name], marker="o", color=color, label=name)
+    left.set_ylim(0, 1)
+    left.set_xlabel("round")
+    left.set_xticks(table.index)
+    left.legend(fontsize=7)
+    left.grid(alpha=0.3)
+    if "judge_score" in table and table["judge_score"].notna().any():
+        right.plot(table.index, table["judge_score"], marker="o", color=BLUE, label="proposals")
+        if chair_score is not None:
+            right.axhline(chair_score, color=RED, linestyle="--", label="chair's answer")
+        right.legend(fontsize=7)
+    else:
+        right.text(0.5, 0.5, "no judge (judge=none)", ha="center", va="center", color=GREY)
+    right.set_ylim(1, 10)
+    right.set_xlabel("round")
+    right.set_ylabel("judge score, mean")
+    right.set_xticks(table.index)
+    right.grid(alpha=0.3)
+    return _uri(fig)

@@ -20,6 +20,7 @@ from markupsafe import Markup, escape
 from evaluators import keyword_spans
 from pipelines import plots
 from pipelines.metrics import DIVERSITY_METRICS, QUALITY_METRICS, agent_table
+from pipelines.rounds import ROUND_METRICS, deliberation_notes
 
 REPORT_FILE = "report.html"
 THROUGHPUT = [
@@ -103,7 +104,13 @@ def figures_section(metrics: dict[str, Any], tm: pd.DataFrame) -> list[tuple[str
     """The report's plots, (title, PNG data URI)."""
     overall = metrics["overall"]
     quality = [m for m in QUALITY_METRICS if m in overall]
-    out = [
+    out = []
+    if "rounds" in metrics:
+        chair = metrics.get("chair", {}).get("judge_score")
+        out.append(
+            ("Per round: quality, diversity, judge", plots.round_curves(metrics["rounds"], chair))
+        )
+    out += [
         (
             "Quality, 95% CI over tasks (lower self_bleu = more diverse)",
             plots.interval_bars(
@@ -153,6 +160,8 @@ def render(run_dir: Path) -> str:
     results = results if "repeat" in results else results.assign(repeat=0)
     if "council_size" in results:  # scaling: the task view shows the full council
         results = results[results["council_size"] == results["council_size"].max()]
+    if "round" in results:  # a deliberation: the task view shows the last round
+        results = results[results["round"] == results["round"].max()]
     overall = metrics["overall"]
     roles = metrics.get("roles", {})
     env = Environment(
@@ -173,6 +182,10 @@ def render(run_dir: Path) -> str:
         role_names=sorted(tm["role"].unique()),
         agents=agent_table(tm).to_dict(orient="records"),
         scaling=metrics.get("scaling"),
+        rounds=metrics.get("rounds"),
+        round_metrics=ROUND_METRICS,
+        round_gain=metrics.get("round_gain", {}),
+        deliberation=deliberation_notes(metrics),
         figures=figures_section(metrics, tm),
         tasks=task_cards(results, tm),
     )

@@ -91,6 +91,8 @@ def run_info(run_id: str, cfg: RunConfig) -> dict[str, Any]:
         "sink": cfg.sink.name,
         "tracking": cfg.tracking.name,
         "experiment": cfg.experiment.name,
+        "rounds": cfg.deliberation.rounds,
+        "judge": cfg.judge.name,
         "git_commit": git_commit(),
         **{f"version.{k}": v for k, v in package_versions().items()},
     }

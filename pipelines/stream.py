@@ -55,6 +55,12 @@ class StreamStats:
     """Per batch: engine finish → part on disk."""
     acked_s: list[float] = field(default_factory=list)
     """Per batch: engine finish → its agent messages confirmed by the sink."""
+    done_before: int = 0
+    """Requests answered before this session (earlier parts, the cache): for progress."""
+    total: int = 0
+    """Requests of the whole run: for progress."""
+    first_call: float = float("inf")
+    """Unix time the first engine call began (after the load)."""
 
     def figures(self) -> dict[str, Any]:
         def p50(xs: list[float]) -> float | None:
@@ -95,7 +101,12 @@ class Landing:
         published = rows if full is None else rows[rows["council_size"] == full]
         messages = (
             agent_messages(
-                published, self.cfg.served_model, self.keywords, self.cfg.agents, self.cfg.repeats
+                published,
+                self.cfg.served_model,
+                self.keywords,
+                self.cfg.agents,
+                self.cfg.repeats,
+                deliberation_plan(self.cfg),
             )
             if len(published)
             else []
@@ -120,6 +131,14 @@ class Landing:
         return finished
 
 
+def deliberation_plan(cfg: RunConfig) -> dict[str, Any] | None:
+    """What a deliberation's messages tell the collector to wait for; None: one round."""
+    if not cfg.deliberates:
+        return None
+    d = cfg.deliberation
+    return {"rounds": d.rounds, "rank": d.rank, "chair": d.chair, "judge": cfg.judge.name != "none"}
+
+
 def stream(executor: Executor, todo: pd.DataFrame, landing: Landing, total: int) -> StreamStats:
     """Generate ``todo`` batch by batch; land each batch as it comes back.
 
@@ -128,26 +147,39 @@ def stream(executor: Executor, todo: pd.DataFrame, landing: Landing, total: int)
         total: requests of the whole run (for progress).
     """
     stats = StreamStats()
-    done_before = total - len(todo)
+    stats.done_before = total - len(todo)
+    stats.total = total
     start = time.perf_counter()
-    first_call = float("inf")  # Unix time the first engine call began (after the load)
     for out in executor.map(generate_stage(landing.cfg, executor), batches(todo)):
-        for batch_id, rows in out.groupby("batch_id", sort=True):
-            first_call = min(first_call, float(rows["started_at"].min()))
-            load_s = float(rows["load_s"].max())
-            stats.engine_loads += load_s > 0
-            stats.engine_load_s += load_s
-            if landing.store is not None:
-                try:
-                    landing.store(rows)
-                except (OSError, sqlite3.Error) as e:  # the cache only saves work
-                    log.warning("cache: batch %d not kept (%s); the run goes on", batch_id, e)
-            landing.land(rows, stats, cached=False)
-            stats.generated += len(rows)
-            stats.tokens += int(rows["completion_tokens"].sum())
-            _progress(int(batch_id), stats, done_before, total, time.time() - first_call)
+        for _, rows in out.groupby("batch_id", sort=True):
+            land_generated(rows, landing, stats)
     stats.wall_s = time.perf_counter() - start
     return stats
+
+
+def land_generated(
+    rows: pd.DataFrame,
+    landing: Landing,
+    stats: StreamStats,
+    store: Callable[[pd.DataFrame], None] | None = None,
+) -> None:
+    """One batch the engine answered: counted, kept in the cache (``store``, else
+    ``landing.store``), landed, reported."""
+    store = store or landing.store
+    batch_id = int(rows["batch_id"].iloc[0])
+    stats.first_call = min(stats.first_call, float(rows["started_at"].min()))
+    load_s = float(rows["load_s"].max())
+    stats.engine_loads += load_s > 0
+    stats.engine_load_s += load_s
+    if store is not None:
+        try:
+            store(rows)
+        except (OSError, sqlite3.Error) as e:  # the cache only saves work
+            log.warning("cache: batch %d not kept (%s); the run goes on", batch_id, e)
+    landing.land(rows, stats, cached=False)
+    stats.generated += len(rows)
+    stats.tokens += int(rows["completion_tokens"].sum())
+    _progress(batch_id, stats, time.time() - stats.first_call)
 
 
 def land_answered(answered: pd.DataFrame, landing: Landing) -> None:
@@ -158,9 +190,10 @@ def land_answered(answered: pd.DataFrame, landing: Landing) -> None:
         landing.land(rows.assign(batch_s=0.0, started_at=now, load_s=0.0), stats, cached=True)
 
 
-def _progress(batch_id: int, stats: StreamStats, before: int, total: int, elapsed: float) -> None:
+def _progress(batch_id: int, stats: StreamStats, elapsed: float) -> None:
     """One line per landed batch; rates over the time since the first engine call
     (the engine load is not generation)."""
+    before, total = stats.done_before, stats.total
     done = before + stats.generated
     rate = stats.generated / elapsed if elapsed else 0.0
     eta = (total - done) / rate if rate else float("nan")

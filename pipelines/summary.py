@@ -7,6 +7,7 @@ import pandas as pd
 from pipelines.metrics import QUALITY_METRICS
 from pipelines.pipeline import METRICS_FILE, RESULTS_FILE, TASK_METRICS_FILE, RunOutcome
 from pipelines.report import REPORT_FILE
+from pipelines.rounds import TABLES, deliberation_lines
 from pipelines.scaling import SCALING_FILE
 
 
@@ -53,11 +54,15 @@ def summary(outcome: RunOutcome) -> str:
             f"  {role:<10} keyword_relevance {r['keyword_relevance']:.3f}  "
             f"unique_ratio {r['unique_ratio']:.3f}  requests {r['requests']}"
         )
+    lines += deliberation_lines(m)
     if "scaling" in m:
         table = pd.DataFrame(m["scaling"])
         lines += ["", "scaling:", table.to_string(index=False, float_format=lambda x: f"{x:.3f}")]
     for name in (RESULTS_FILE, TASK_METRICS_FILE, METRICS_FILE, REPORT_FILE):
         lines.append(f"{name}: {outcome.out_dir / name}")
+    for name in TABLES.values():
+        if (outcome.out_dir / name).is_file():
+            lines.append(f"{name}: {outcome.out_dir / name}")
     if "scaling" in m:
         lines.append(f"{SCALING_FILE}: {outcome.out_dir / SCALING_FILE}")
     if "tracking" in m:

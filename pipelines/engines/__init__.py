@@ -12,6 +12,7 @@ of other parts never import vLLM.
 from __future__ import annotations
 
 import importlib
+import json
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -95,6 +96,12 @@ def chat_messages(row: Any) -> list[dict[str, str]]:
         messages.append({"role": "system", "content": row.system_prompt})
     messages.append({"role": "user", "content": row.prompt})
     return messages
+
+
+def json_schema(row: Any) -> dict[str, Any] | None:
+    """The JSON schema a request row asks its output to follow (guided decoding), if any."""
+    text = getattr(row, "json_schema", None)
+    return json.loads(text) if isinstance(text, str) and text else None
 
 
 def preflight(cfg: EngineConfig, model: ModelConfig) -> None:

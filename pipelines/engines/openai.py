@@ -20,7 +20,7 @@ import pandas as pd
 
 from pipelines import UserError
 from pipelines.config import ModelConfig, OpenAIEngineConfig
-from pipelines.engines import Completion, chat_messages
+from pipelines.engines import Completion, chat_messages, json_schema
 
 PROBE_TIMEOUT_S = 5.0
 """How long the start-up check waits for the server."""
@@ -63,6 +63,19 @@ def check_server(cfg: OpenAIEngineConfig, model: ModelConfig) -> None:
             f"the server at {url} serves {served}, not {name!r}; "
             "set VLLM_MODEL (or engine.served_model) to one of them"
         )
+
+
+def structured_output(row: Any) -> dict[str, Any]:
+    """``response_format`` for a row that asks for JSON following a schema."""
+    schema = json_schema(row)
+    if schema is None:
+        return {}
+    return {
+        "response_format": {
+            "type": "json_schema",
+            "json_schema": {"name": "answer", "schema": schema, "strict": True},
+        }
+    }
 
 
 class OpenAIEngine:
@@ -117,6 +130,7 @@ class OpenAIEngine:
                     seed=int(row.seed),
                     max_tokens=int(row.max_tokens),
                     extra_body=self.cfg.extra_body or None,
+                    **structured_output(row),
                 )
             except Exception as e:  # noqa: BLE001 - the row carries the error, the run goes on
                 return Completion(

@@ -25,7 +25,7 @@ import pandas as pd
 import psutil
 
 from pipelines.config import ModelConfig, VLLMEngineConfig
-from pipelines.engines import Completion, EngineFailed, chat_messages
+from pipelines.engines import Completion, EngineFailed, chat_messages, json_schema
 from pipelines.procs import live_descendants, reap
 
 log = logging.getLogger(__name__)
@@ -214,10 +214,18 @@ class VLLMEngine:
     @staticmethod
     def _params(rows: list[Any]) -> list[Any]:
         from vllm import SamplingParams
+        from vllm.sampling_params import StructuredOutputsParams
+
+        def structured(row: Any) -> Any:
+            schema = json_schema(row)
+            return StructuredOutputsParams(json=schema) if schema else None
 
         return [
             SamplingParams(
-                temperature=float(r.temperature), seed=int(r.seed), max_tokens=int(r.max_tokens)
+                temperature=float(r.temperature),
+                seed=int(r.seed),
+                max_tokens=int(r.max_tokens),
+                structured_outputs=structured(r),
             )
             for r in rows
         ]

@@ -23,6 +23,9 @@ import pandas as pd
 from pipelines import UserError
 from pipelines.config import ExecutorConfig
 
+Submit = Callable[[pd.DataFrame], Future]
+"""Sends one batch to an engine; the future gives its result table."""
+
 EXECUTORS = {
     "ray": "pipelines.executors.ray:RayExecutor",
     "local": "pipelines.executors.local:LocalExecutor",
@@ -80,6 +83,13 @@ class Executor(Protocol):
 
     def map(self, stage: StageSpec, batches: list[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         """Run ``stage`` over ``batches``; yield result tables as they complete."""
+        ...
+
+    def submitter(self, stage: StageSpec) -> Submit:
+        """A function that sends one batch to ``stage``'s replicas and returns its
+        future at once: for requests that only exist once others are answered
+        (deliberation rounds), fed as they become ready. Same replicas, and so the
+        same engines, as ``map``."""
         ...
 
 

@@ -11,12 +11,13 @@ import logging
 import os
 import threading
 from collections.abc import Iterator
+from concurrent.futures import Future
 from typing import Any
 
 import pandas as pd
 
 from pipelines.config import ExecutorConfig
-from pipelines.executors import StageSpec, host_gpus
+from pipelines.executors import StageSpec, Submit, host_gpus
 
 log = logging.getLogger(__name__)
 
@@ -129,6 +130,24 @@ class DaskExecutor:
     def gpus(self) -> float:
         workers = self._client.scheduler_info()["workers"].values()
         return float(sum(w.get("resources", {}).get("GPU", 0) for w in workers))
+
+    def submitter(self, stage: StageSpec) -> Submit:
+        resources = {"GPU": stage.num_gpus} if stage.num_gpus else None
+
+        def submit(batch: pd.DataFrame) -> Future:
+            task = self._client.submit(run_batch, stage, batch, resources=resources, pure=False)
+            out: Future = Future()
+
+            def done(f: Any) -> None:
+                try:
+                    out.set_result(f.result())
+                except BaseException as e:  # noqa: BLE001 - the caller's future carries it
+                    out.set_exception(e)
+
+            task.add_done_callback(done)
+            return out
+
+        return submit
 
     def map(self, stage: StageSpec, batches: list[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         from distributed import as_completed

@@ -9,7 +9,7 @@ from typing import Any
 import pandas as pd
 
 from pipelines.config import ExecutorConfig
-from pipelines.executors import StageSpec, host_gpus, keep_in_flight
+from pipelines.executors import StageSpec, Submit, host_gpus, keep_in_flight
 
 log = logging.getLogger(__name__)
 
@@ -45,10 +45,13 @@ class LocalExecutor:
     def gpus(self) -> float:
         return float(host_gpus())
 
-    def map(self, stage: StageSpec, batches: list[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+    def submitter(self, stage: StageSpec) -> Submit:
         if self._stage is None or self._spec is None or self._spec.replica != stage.replica:
             self._release()
             self._stage = stage.build()
         self._stage.set_batches_in_flight(stage.concurrency)
         self._spec = stage
-        yield from keep_in_flight(self._stage.submit, batches, stage.concurrency)
+        return self._stage.submit
+
+    def map(self, stage: StageSpec, batches: list[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        yield from keep_in_flight(self.submitter(stage), batches, stage.concurrency)

@@ -22,13 +22,14 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterator
+from concurrent.futures import Future
 from typing import Any
 
 import pandas as pd
 
 from pipelines.config import ExecutorConfig
 from pipelines.engines import EngineFailed, engine_failure
-from pipelines.executors import StageSpec
+from pipelines.executors import StageSpec, Submit
 from pipelines.stopping import keep_sigterm_handler
 
 log = logging.getLogger(__name__)
@@ -86,6 +87,24 @@ class Forward:
             return await host.run.remote(batch)
         except RayActorError as e:
             raise EngineFailed(f"an engine host died past its restarts: {e}") from e
+
+
+def on_host_death(future: Future) -> Future:
+    """``future``, with an engine host that died past its restarts as :class:`EngineFailed`."""
+    from ray.exceptions import RayActorError
+
+    out: Future = Future()
+
+    def done(f: Future) -> None:
+        try:
+            out.set_result(f.result())
+        except RayActorError as e:
+            out.set_exception(EngineFailed(f"an engine host died past its restarts: {e}"))
+        except BaseException as e:  # noqa: BLE001 - the caller's future carries it
+            out.set_exception(e)
+
+    future.add_done_callback(done)
+    return out
 
 
 class RayExecutor:
@@ -154,6 +173,18 @@ class RayExecutor:
             ray.get([h.set_batches_in_flight.remote(stage.concurrency) for h in self._hosts])
         self._spec = stage
         return self._hosts
+
+    def submitter(self, stage: StageSpec) -> Submit:
+        """Batches straight to the engine hosts (``EngineHost.run``), round robin by
+        ``batch_id``: a Ray Data dataset is fixed when it starts, and these batches
+        are made from its own results."""
+        hosts = self.engine_hosts(stage)
+
+        def submit(batch: pd.DataFrame) -> Future:
+            host = hosts[int(batch["batch_id"].iloc[0]) % len(hosts)]
+            return on_host_death(host.run.remote(batch).future())
+
+        return submit
 
     def map(self, stage: StageSpec, batches: list[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         import ray

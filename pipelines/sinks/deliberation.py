@@ -15,7 +15,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from evaluators import coverage, full_coverage, keyword_hits, lexical_diversity, self_bleu
+from evaluators import (
+    borda,
+    coverage,
+    full_coverage,
+    keyword_hits,
+    lexical_diversity,
+    self_bleu,
+    top,
+)
 from pipelines.council import agent_id
 from pipelines.sinks.messages import (
     DELIBERATION_COMPLETED,
@@ -72,9 +80,34 @@ def task_scores(payloads: list[dict[str, Any]], expected: int) -> dict[str, Any]
     return scores
 
 
-def answer_key(agent: str, repeat: int) -> str:
-    """An answer's name in a deliberation: the agent, with ``#k`` for repeat k > 0."""
-    return f"{agent}#{repeat}" if repeat else agent
+def answer_key(
+    agent: str, repeat: int, step: str = "propose", round_: int = 1, target: str = ""
+) -> str:
+    """An answer's name in a deliberation: the agent, with ``@r`` for round r > 1,
+    ``rank:<agent>:<order>``, ``chair`` or ``judge:<target>@<round>`` for the other
+    steps, and ``#k`` for repeat k > 0."""
+    if step == "propose":
+        name = agent + (f"@{round_}" if round_ > 1 else "")
+    elif step == "rank":
+        name = f"rank:{agent}:{target}"
+    elif step == "chair":
+        name = "chair"
+    else:
+        name = f"judge:{target}@{round_}"
+    return f"{name}#{repeat}" if repeat else name
+
+
+def payload_key(payload: dict[str, Any]) -> str:
+    return answer_key(
+        payload["agent_id"],
+        int(payload.get("repeat", 0)),
+        payload.get("step", "propose"),
+        int(payload.get("round", 1)),
+        payload.get("target", ""),
+    )
+
+
+ORDERS = ("forward", "reversed")
 
 
 @dataclass
@@ -86,17 +119,105 @@ class Deliberation:
     council_size: int
     first_at: float
     repeats: int = 1
+    plan: dict[str, Any] = field(default_factory=dict)
+    """rounds, rank, chair, judge; empty: one round of proposals."""
     answers: dict[str, dict[str, Any]] = field(default_factory=dict)
     last_at: float = 0.0
 
     @property
+    def rounds(self) -> int:
+        return int(self.plan.get("rounds", 1))
+
+    @property
+    def agents(self) -> list[str]:
+        return [agent_id(self.role, i) for i in range(1, self.council_size + 1)]
+
+    def finals(self, repeat: int) -> list[dict[str, Any] | None]:
+        """The last round's proposals of one repeat (None: not in yet)."""
+        return [self.answers.get(answer_key(a, repeat, round_=self.rounds)) for a in self.agents]
+
+    @property
     def expected(self) -> list[str]:
-        """Every answer the deliberation waits for."""
-        return [
-            answer_key(agent_id(self.role, i), r)
-            for r in range(self.repeats)
-            for i in range(1, self.council_size + 1)
-        ]
+        """Every answer the deliberation waits for: each round's proposals, then (as
+        their inputs arrive) the rankings, the chair and the judge's scores."""
+        keys = []
+        for k in range(self.repeats):
+            rounds = range(1, self.rounds + 1)
+            keys += [answer_key(a, k, round_=r) for r in rounds for a in self.agents]
+            if self.plan.get("judge"):
+                keys += [
+                    answer_key("judge", k, "judge", int(p.get("round", 1)), p["agent_id"])
+                    for p in self.answers.values()
+                    if p.get("step", "propose") == "propose"
+                    and int(p.get("repeat", 0)) == k
+                    and p["status"] == COMPLETED
+                ]
+            finals = self.finals(k)
+            if any(p is None for p in finals):
+                continue
+            answered = sum(p["status"] == COMPLETED for p in finals if p is not None)
+            if self.plan.get("rank") and answered >= 2:
+                keys += [
+                    answer_key(a, k, "rank", self.rounds, o) for a in self.agents for o in ORDERS
+                ]
+            chair_key = answer_key("chair", k, "chair", self.rounds)
+            if self.plan.get("chair") and answered:
+                keys.append(chair_key)
+                chair = self.answers.get(chair_key)
+                if self.plan.get("judge") and chair is not None and chair["status"] == COMPLETED:
+                    keys.append(answer_key("judge", k, "judge", self.rounds, "chair"))
+        return keys
+
+
+def outcome(d: Deliberation) -> dict[str, Any]:
+    """A deliberating council's result: its last round, the peer ranking (Borda
+    counts over the rankings that parsed), the chair's answer (or the top-ranked
+    proposal standing in for a failed chair) and the judge's scores."""
+    by_step: dict[str, list[dict[str, Any]]] = {}
+    for p in d.answers.values():
+        by_step.setdefault(p.get("step", "propose"), []).append(p)
+
+    finals = [p for p in by_step.get("propose", []) if int(p.get("round", 1)) == d.rounds]
+    proposals = {payload_key(p): p["proposal"] for p in finals if p["status"] == COMPLETED}
+    rankings = [p for p in by_step.get("rank", []) if p["status"] == COMPLETED and p.get("parsed")]
+    names = [p["agent_id"] for p in finals if p["status"] == COMPLETED]
+    points = borda([p["parsed"] for p in rankings], names)
+    order = top(points, names)
+    chairs = {int(p.get("repeat", 0)): p for p in by_step.get("chair", [])}
+    chair = []
+    for k in range(d.repeats):
+        c = chairs.get(k)
+        if c is not None and c["status"] == COMPLETED:
+            chair.append({"repeat": k, "answer": c["proposal"], "fallback": False, "error": None})
+        elif d.plan.get("chair"):
+            mine = [p for p in finals if int(p.get("repeat", 0)) == k]
+            best = next((p for a in order for p in mine if p["agent_id"] == a), None)
+            chair.append(
+                {
+                    "repeat": k,
+                    "answer": best["proposal"] if best else "",
+                    "fallback": True,
+                    "source": best["agent_id"] if best else None,
+                    "error": c.get("error") if c else "no chair request",
+                }
+            )
+    return {
+        "rounds": d.rounds,
+        "final_round": proposals,
+        "ranking": {
+            "borda": points,
+            "order": order,
+            "rankings": len(by_step.get("rank", [])),
+            "valid": len(rankings),
+        },
+        "chair": chair,
+        "judge": {
+            f"{p['target']}@{p.get('round', 1)}"
+            + (f"#{p['repeat']}" if p.get("repeat") else ""): p["parsed"]
+            for p in by_step.get("judge", [])
+            if p["status"] == COMPLETED
+        },
+    }
 
 
 @dataclass
@@ -138,15 +259,20 @@ class Deliberations:
                 council_size=int(payload["council_size"]),
                 first_at=at,
                 repeats=int(payload.get("repeats", 1)),
+                plan=dict(payload.get("plan") or {}),
             )
             self.open[key] = d
             started = status_record(d.run_id, d.task_id, d.role, IN_PROGRESS)
-        d.answers[answer_key(payload["agent_id"], int(payload.get("repeat", 0)))] = payload
+        d.answers[payload_key(payload)] = payload
         d.last_at = max(d.last_at, at)
         if d.last_at - d.first_at > self.timeout_s:
             return started, self._end(d, TIMEOUT, d.last_at)
-        if len(d.answers) >= len(d.expected):
-            failed = any(p["status"] != COMPLETED for p in d.answers.values())
+        if set(d.expected) <= set(d.answers):
+            failed = any(
+                p["status"] != COMPLETED
+                for p in d.answers.values()
+                if p.get("step", "propose") == "propose"
+            )
             return started, self._end(d, FAILED if failed else COMPLETED, d.last_at)
         if started is not None:
             started["answered"] = sorted(d.answers)
@@ -160,7 +286,12 @@ class Deliberations:
     def _end(self, d: Deliberation, status: str, at: float) -> Outcome:
         del self.open[(d.run_id, d.task_id)]
         self.ended[(d.run_id, d.task_id)] = status
-        payloads = [d.answers[a] for a in sorted(d.answers)]
+        finals = [
+            d.answers[a]
+            for a in sorted(d.answers)
+            if d.answers[a].get("step", "propose") == "propose"
+            and int(d.answers[a].get("round", 1)) == d.rounds
+        ]
         answered = [a for a in sorted(d.answers) if d.answers[a]["status"] == COMPLETED]
         agents = d.expected
         missing = [a for a in agents if a not in answered]
@@ -176,9 +307,11 @@ class Deliberations:
             "missing": missing,
             "elapsed_s": round(at - d.first_at, 3),
             "timeout_s": self.timeout_s,
-            "scores": task_scores(payloads, len(agents)),
+            "scores": task_scores(finals, d.council_size * d.repeats),
             "created_at": now_iso(),
         }
+        if d.plan:
+            payload |= outcome(d)
         subject = DELIBERATION_COMPLETED if status == COMPLETED else DELIBERATION_FAILED
         message = Message(subject, f"{d.run_id}.{d.task_id}", payload)
         record = status_record(d.run_id, d.task_id, d.role, status, answered, missing)

@@ -4,7 +4,8 @@ Subjects: ``agent.response.completed|failed`` (one per task x agent, published
 as its batch lands) and ``deliberation.completed|failed`` (one per task, from
 the collector, :mod:`pipelines.sinks.collector`). Every payload carries
 ``schema_version``; ``Nats-Msg-Id`` is ``<run_id>.<task_id>.<agent_id>`` for
-agent messages (``.r<k>`` added for repeat k > 0 of ``repeats=K``) and
+agent messages (``.r<k>`` added for repeat k > 0 of ``repeats=K``, and ``.<step><round>[.<target>]``
+for a deliberation's later rounds, rankings, chair and judge scores) and
 ``<run_id>.<task_id>`` for deliberations, so the server
 drops a replayed duplicate. A field is never renamed or removed within a
 schema version.
@@ -12,6 +13,7 @@ schema version.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -57,11 +59,14 @@ def agent_messages(
     keywords: Mapping[tuple[str, str], list[str]],
     council_size: int,
     repeats: int = 1,
+    plan: Mapping[str, Any] | None = None,
 ) -> list[Message]:
     """One message per (task, agent) row of a results table.
 
     Each carries what a collector needs to judge the deliberation on its own:
-    the council's size and the task's keywords.
+    the council's size, the task's keywords and, when the council deliberates,
+    its ``plan`` (rounds, rank, chair, judge) and the row's ``step``, ``round``
+    and ``target``, with a ranking's agents or a judge's score (``parsed``).
     """
     out = []
     created_at = now_iso()
@@ -92,8 +97,21 @@ def agent_messages(
             "error": error,
             "created_at": created_at,
         }
+        step, rnd = getattr(r, "step", "propose"), int(getattr(r, "round", 1))
+        target = getattr(r, "target", "") or ""
+        if plan is not None:
+            parsed = getattr(r, "parsed", None)
+            payload |= {
+                "plan": dict(plan),
+                "step": step,
+                "round": rnd,
+                "target": target,
+                "parsed": json.loads(parsed) if isinstance(parsed, str) else None,
+            }
         subject = AGENT_FAILED if error else AGENT_COMPLETED
         msg_id = f"{r.run_id}.{r.task_id}.{r.agent_id}" + (f".r{repeat}" if repeat else "")
+        if step != "propose" or rnd > 1:
+            msg_id += f".{step}{rnd}" + (f".{target}" if target else "")
         out.append(Message(subject, msg_id, payload))
     return out
 

@@ -9,8 +9,10 @@ not logged twice.
 Metric keys: the run-level figures by their names (``keyword_relevance``, …),
 ``agent/<agent_id>/<metric>`` per agent, ``role/<role>/<metric>`` per role
 (``role=all``), ``scaling/<n>_agents/<column>`` for the scaling experiment and
-``keyword/<keyword>/hit_rate``. With ``rows`` (the default) every proposal is
-also an evaluation row with its scores (:mod:`pipelines.trackers.mlflow_rows`).
+``keyword/<keyword>/hit_rate``; a deliberation adds ``round/<metric>`` at step
+= round, and ``round_gain/``, ``ranking/``, ``chair/`` and ``judge/`` figures.
+With ``rows`` (the default) every proposal is also an evaluation row with its
+scores (:mod:`pipelines.trackers.mlflow_rows`).
 """
 
 from __future__ import annotations
@@ -38,6 +40,9 @@ ARTIFACTS = [
     "results.parquet",
     "task_metrics.parquet",
     "scaling.parquet",
+    "rankings.parquet",
+    "chair.parquet",
+    "judge.parquet",
     "report.html",
     ".hydra/config.yaml",
     ".hydra/overrides.yaml",
@@ -72,17 +77,36 @@ def flatten_metrics(metrics: dict[str, Any], task_metrics: pd.DataFrame) -> dict
         put("sink/", metrics["sink"])
     if "cache" in metrics:
         put("cache/", metrics["cache"])
+    for section in ("round_gain", "ranking", "chair", "judge"):
+        if section in metrics:
+            put(f"{section}/", metrics[section])
+    for agent, points in metrics.get("ranking", {}).get("borda", {}).items():
+        out[f"ranking/borda/{agent}"] = float(points)
     per_agent = task_metrics.groupby("agent_id")[AGENT_METRICS].mean()
     for agent, row in per_agent.iterrows():
         put(f"agent/{agent}/", row.to_dict())
     return out
 
 
+def round_steps(metrics: dict[str, Any]) -> list[tuple[str, float, int]]:
+    """A deliberation's per-round figures as ``(round/<metric>, value, step=round)``:
+    MLflow draws each as a curve over the rounds."""
+    out = []
+    for figures in metrics.get("rounds", []):
+        for name, value in figures.items():
+            if name != "round" and isinstance(value, int | float) and not isinstance(value, bool):
+                out.append((f"round/{name}", float(value), int(figures["round"])))
+    return out
+
+
 def proposals(run_dir: Path) -> pd.DataFrame:
-    """The run's proposals (for the scaling experiment, the full council's)."""
+    """The run's proposals (for the scaling experiment, the full council's; for a
+    deliberation, the last round's)."""
     results = pd.read_parquet(run_dir / "results.parquet")
     if "council_size" in results:
         results = results[results["council_size"] == results["council_size"].max()]
+    if "round" in results:
+        results = results[results["round"] == results["round"].max()]
     return results
 
 
@@ -150,6 +174,7 @@ def track_run(run_dir: Path, cfg: MlflowTrackingConfig) -> Tracked:
         flat = flatten_metrics(metrics, task_metrics)
         params = [Param(k, str(v)[:6000]) for k, v in info["params"].items()]
         items = [Metric(k, v, now, 0) for k, v in flat.items()]
+        items += [Metric(k, v, now, step) for k, v, step in round_steps(metrics)]
         # Tags went with create_run; MLflow caps a batch at 100 params / 1000 metrics.
         for i in range(0, len(params), 100):
             client.log_batch(mlflow_id, params=params[i : i + 100])

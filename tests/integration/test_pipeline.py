@@ -24,8 +24,9 @@ from pipelines.council import batches, expand
 from pipelines.executors.local import LocalExecutor
 from pipelines.metrics import QUALITY_METRICS
 from pipelines.nightly import run_night
-from pipelines.parts import part_files
+from pipelines.parts import part_files, read_parts
 from pipelines.pipeline import RESULT_COLUMNS, load_run_tasks, run_pipeline
+from pipelines.plan import ORDERS
 from pipelines.procs import free_port, live_descendants
 from pipelines.replay import main as replay_main
 from pipelines.sinks.nats_server import embedded_server
@@ -496,3 +497,149 @@ def test_a_rerun_is_answered_by_the_cache_and_starts_no_engine(
     assert results["seed"].nunique() == 4
     overall = fourth.metrics["overall"]
     assert overall["repeats"] == 2 and "keyword_relevance_repeat_sd" in overall
+
+
+DELIBERATION = [
+    "role=dev",
+    "max_tokens=24",
+    "batch_size=3",
+    "deliberation.rounds=2",
+    "deliberation.rank=true",
+    "deliberation.chair=true",
+    "judge=council",
+    "tracking=none",
+]
+
+
+def short_first_task(tmp_path: Path) -> Path:
+    """Three dev tasks; the first with a 6-token budget, so its round 1 lands first."""
+    lines = (PROJECT_ROOT / "datasets" / "dev.jsonl").read_text().splitlines()[:3]
+    tasks = [json.loads(line) for line in lines]
+    tasks[0]["max_tokens"] = 6
+    path = tmp_path / "tasks.jsonl"
+    path.write_text("\n".join(json.dumps(t) for t in tasks) + "\n")
+    return path
+
+
+def test_deliberation_rounds_rank_chair_and_judge_stream_through_one_engine(
+    local: LocalExecutor, tmp_path: Path
+) -> None:
+    dataset = short_first_task(tmp_path)
+    run = [f"dataset={dataset}", *DELIBERATION, "cache=true", f"cache_dir={tmp_path / 'cache'}"]
+    out = tmp_path / "a"
+    nats = ["sink=nats", "sink.stream=DELIBERATION"]
+    outcome = run_pipeline(compose_config([*run, *nats]), out, executor=local)
+
+    results = pd.read_parquet(out / "results.parquet")
+    assert results.groupby("round").size().to_dict() == {1: 9, 2: 9}
+    per_task = results.groupby(["round", "task_id"])["agent_id"].apply(sorted)
+    assert all(agents == [f"agent-dev-00{i}" for i in (1, 2, 3)] for agents in per_task)
+    rankings = pd.read_parquet(out / "rankings.parquet")
+    assert len(rankings) == 3 * 3 * 2  # tasks x rankers x (forward, reversed)
+    for r in rankings.itertuples():  # a ranking is the shown agents in some order, or an error
+        assert (r.ranking is not None and sorted(r.ranking) == sorted(r.shown)) or (
+            r.ranking is None and r.error.startswith("malformed ranking")
+        )
+    assert sorted(rankings.groupby(["task_id", "ranker"])["order"].apply(sorted).iloc[0]) == [
+        "forward",
+        "reversed",
+    ]
+    for _, pair in rankings.groupby(["task_id", "ranker"]):  # the second showing is reversed
+        forward, reversed_ = (list(pair[pair["order"] == o]["shown"].iloc[0]) for o in ORDERS)
+        assert reversed_ == forward[::-1]
+    chair = pd.read_parquet(out / "chair.parquet")
+    assert len(chair) == 3 and not chair["fallback"].any() and chair["answer"].str.len().all()
+    judge = pd.read_parquet(out / "judge.parquet")
+    assert len(judge) == 9 * 2 + 3
+    assert judge["score"].dropna().between(1, 10).all() and judge["score"].notna().sum() >= 18
+    assert set(judge["target"]) == {"agent-dev-001", "agent-dev-002", "agent-dev-003", "chair"}
+
+    # Anonymized: no agent id in any prompt that shows others' texts, and an agent's
+    # own proposal is not always shown at the same place.
+    parts = read_parts(out)
+    shows = parts[(parts["step"] != "propose") | (parts["round"] > 1)]
+    assert not shows["prompt"].str.contains("agent-").any()
+    ranks = parts[parts["step"] == "rank"]
+    own_at = {
+        json.loads(s).index(a) for s, a in zip(ranks["shown"], ranks["agent_id"], strict=True)
+    }
+    assert len(own_at) > 1
+    # The judge sees the task and one text: no agent id, no other proposal.
+    judged = parts[parts["step"] == "judge"]
+    assert not judged["prompt"].str.contains("agent-").any()
+    assert (judged["shown"] == "[]").all()
+
+    # Streaming: the short task's round 2 entered the engine before the others' round 1 ended.
+    proposals = parts[parts["step"] == "propose"]
+    ends = proposals.assign(end=proposals["started_at"] + proposals["batch_s"])
+    round1_end = ends[ends["round"] == 1].groupby("task_id")["end"].max()
+    round2_start = proposals[proposals["round"] == 2].groupby("task_id")["started_at"].min()
+    assert round2_start["dev-001"] < round1_end.drop("dev-001").max()
+
+    m = outcome.metrics
+    assert [r["round"] for r in m["rounds"]] == [1, 2]
+    assert set(m["round_gain"]) >= {"keyword_relevance", "distinct_2", "judge_score"}
+    assert m["ranking"]["rankings"] == 18 and 0 <= (m["ranking"]["kendall_w"] or 0) <= 1
+    assert m["chair"]["answers"] == 3 and m["chair"]["fallbacks"] == 0
+    assert m["judge"]["scores"] + m["judge"]["errors"] == 21
+    assert m["engine_loads"] <= 1  # every round and step on the engine already up
+    assert "Per round: quality, diversity, judge" in (out / "report.html").read_text()
+
+    # NATS: every round, ranking, chair answer and score is an agent message; each
+    # deliberation message carries the last round, the ranking, the chair and the scores.
+    with embedded_server(out / "nats") as url:
+        got = stream_contents(url, "DELIBERATION")
+    steps = Counter((p["step"], p["round"]) for s, p in got if s.startswith("agent."))
+    assert steps == {
+        ("propose", 1): 9,
+        ("propose", 2): 9,
+        ("rank", 2): 18,
+        ("chair", 2): 3,
+        ("judge", 1): 9,
+        ("judge", 2): 12,
+    }
+    ended = [p for s, p in got if s == "deliberation.completed"]
+    assert len(ended) == 3
+    for p in ended:
+        assert p["rounds"] == 2 and len(p["final_round"]) == 3
+        assert p["ranking"]["rankings"] == 6 and p["chair"][0]["fallback"] is False
+        assert len(p["judge"]) == 7
+
+    # The chair's prompt over the model's context: the engine refuses it and the
+    # top-ranked proposal stands in. Every other request is the first run's, answered
+    # by the cache: the seeded permutations rendered the same prompts.
+    long_chair = "deliberation.chair_prompt='" + "Merge the proposals into one answer. " * 400 + "'"
+    second = run_pipeline(
+        compose_config([*run, "sink=none", long_chair]), tmp_path / "b", executor=local
+    )
+    # (Error rows are never cached: a malformed ranking or score is asked again.)
+    errors = int(rankings["error"].notna().sum() + judge["error"].notna().sum())
+    assert second.metrics["cache"] == {"mode": "true", "hits": 54 - errors, "misses": 3 + errors}
+    fallback = pd.read_parquet(tmp_path / "b" / "chair.parquet")
+    assert fallback["fallback"].all()
+    assert fallback["error"].str.contains("maximum context length").all()
+    assert fallback["source"].tolist() == [order[0] for order in chair["order"]]
+    finals = results[results["round"] == 2].set_index(["task_id", "agent_id"])["proposal"]
+    assert fallback["answer"].tolist() == [
+        finals[(t, s)] for t, s in zip(fallback["task_id"], fallback["source"], strict=True)
+    ]
+    assert second.metrics["chair"]["fallbacks"] == 3
+
+    # A ranking cut off before its JSON closes does not parse: an error row, not a default.
+    ranking_only = [
+        f"dataset={dataset}",
+        "role=dev",
+        "max_tokens=24",
+        "batch_size=3",
+        "sink=none",
+        "tracking=none",
+        "cache=true",
+        f"cache_dir={tmp_path / 'cache'}",
+        "deliberation.rank=true",
+        "deliberation.rank_max_tokens=3",
+    ]
+    third = run_pipeline(compose_config(ranking_only), tmp_path / "c", executor=local)
+    cut = pd.read_parquet(tmp_path / "c" / "rankings.parquet")
+    assert len(cut) == 18 and cut["ranking"].isna().all()
+    assert cut["error"].str.startswith("malformed ranking").all()
+    assert third.metrics["ranking"]["errors"] == 18
