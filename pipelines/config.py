@@ -367,10 +367,12 @@ class OpenAIJudgeConfig(JudgeConfig):
 
     name: str = "openai"
     engine: OpenAIEngineConfig = field(default_factory=OpenAIEngineConfig)
-    # The judge server's model (the served name).
-    model: str = MISSING
+    # The judge server's model (the name it serves).
+    model: Optional[str] = None  # noqa: UP045
 
     def model_config(self) -> ModelConfig:
+        if not self.model:
+            raise UserError("judge=openai needs the judge's model: set JUDGE_MODEL or judge.model")
         return ModelConfig(name=self.model, path=self.model)
 
 

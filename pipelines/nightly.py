@@ -144,14 +144,14 @@ def state(run_dir: Path) -> str:
 
 def start(cfg: RunConfig, run_dir: Path, held: HeldExecutors) -> list[str]:
     """A new run in ``run_dir``; returns the ``fail_on`` rules it broke."""
-    from pipelines.engines import preflight
+    from pipelines.engines import preflight_run
     from pipelines.pipeline import run_pipeline
     from pipelines.reaper import reaper
     from pipelines.resume import log_to
     from pipelines.summary import summary
     from pipelines.verdict import problems
 
-    preflight(cfg.engine, cfg.model)
+    preflight_run(cfg)
     run_dir.mkdir(parents=True, exist_ok=True)
     with log_to(run_dir), reaper(run_dir):
         outcome = run_pipeline(cfg, run_dir, executor=held)

@@ -63,7 +63,7 @@ def _read_part(path: Path, columns: list[str] | None) -> pd.DataFrame:
     for name, value in DEFAULTS.items():
         if name not in present and (columns is None or name in columns):
             rows[name] = value
-    return rows
+    return rows[columns] if columns else rows
 
 
 def key_columns(table: pd.DataFrame) -> list[str]:

@@ -55,13 +55,13 @@ def log_to(run_dir: Path) -> Iterator[None]:
 
 def resume_run(run_dir: Path, held: HeldExecutors) -> tuple[RunConfig, RunOutcome]:
     """Continue the run in ``run_dir`` on an executor from ``held``."""
-    from pipelines.engines import preflight
+    from pipelines.engines import preflight_run
     from pipelines.pipeline import run_pipeline
     from pipelines.reaper import reap_recorded, reaper
 
     cfg = resumed_config(run_dir)
     run_id = json.loads((run_dir / RUN_INFO_FILE).read_text())["run_id"]
-    preflight(cfg.engine, cfg.model)
+    preflight_run(cfg)
     with log_to(run_dir):
         logging.getLogger("pipelines.resume").info("resuming run %s in %s", run_id, run_dir)
         reap_recorded(run_dir)

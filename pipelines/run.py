@@ -29,7 +29,7 @@ def run_job(cfg: DictConfig, held: HeldExecutors) -> list[str]:
     Returns the ``fail_on`` rules the finished run broke (``pipelines.verdict``).
     """
     from pipelines.config import load
-    from pipelines.engines import preflight
+    from pipelines.engines import preflight_run
     from pipelines.pipeline import run_pipeline
     from pipelines.reaper import reaper
     from pipelines.stopping import EXIT_TERMINATED, Terminated
@@ -39,7 +39,7 @@ def run_job(cfg: DictConfig, held: HeldExecutors) -> list[str]:
     out_dir = Path(HydraConfig.get().runtime.output_dir)
     try:
         run = load(cfg)
-        preflight(run.engine, run.model)
+        preflight_run(run)
         # Killed, this run leaves nothing running (pipelines/reaper.py).
         with reaper(out_dir):
             outcome = run_pipeline(run, out_dir, executor=held)

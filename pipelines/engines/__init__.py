@@ -22,7 +22,13 @@ from typing import Any, Protocol
 import pandas as pd
 
 from pipelines import RunStopped, UserError
-from pipelines.config import EngineConfig, ModelConfig, OpenAIEngineConfig
+from pipelines.config import (
+    EngineConfig,
+    ModelConfig,
+    OpenAIEngineConfig,
+    OpenAIJudgeConfig,
+    RunConfig,
+)
 
 ENGINES = {
     "vllm": "pipelines.engines.vllm:VLLMEngine",
@@ -102,6 +108,13 @@ def json_schema(row: Any) -> dict[str, Any] | None:
     """The JSON schema a request row asks its output to follow (guided decoding), if any."""
     text = getattr(row, "json_schema", None)
     return json.loads(text) if isinstance(text, str) and text else None
+
+
+def preflight_run(cfg: RunConfig) -> None:
+    """:func:`preflight` for the run's engine and, with ``judge=openai``, its judge."""
+    preflight(cfg.engine, cfg.model)
+    if isinstance(cfg.judge, OpenAIJudgeConfig):
+        preflight(cfg.judge.engine, cfg.judge.model_config())
 
 
 def preflight(cfg: EngineConfig, model: ModelConfig) -> None:

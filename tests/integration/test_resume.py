@@ -39,16 +39,27 @@ COUNCIL = ["role=data", "limit=2", "max_tokens=32", "batch_size=2", "embeddings=
 COUNCIL += ["engine.batches_in_flight=1"]
 """6 requests in 3 batches, one at a time in the engine (held together, they finish
 within milliseconds): a stop after the first part leaves work to resume."""
-KEY = ["task_id", "agent_id"]
+KEY = ["task_id", "agent_id", "round"]
+ROUNDS = [1, 2]
+"""Council sizes of the chains: one round, or a deliberation of two (each round-2
+request made from its task's round-1 answers, as they land)."""
+
+
+def rounds(n: int) -> list[str]:
+    return [f"deliberation.rounds={n}"]
 
 
 @pytest.fixture(scope="module")
-def reference(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> pd.DataFrame:
-    """The uninterrupted run's proposals (same seed, same batches), in process."""
-    cfg = compose_config([*COUNCIL, "executor=local", "sink=none", "tracking=none"])
+def reference(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[int, pd.DataFrame]:
+    """The uninterrupted runs' proposals (same seed, same batches), in process, by rounds."""
+    out = {}
     with LocalExecutor(ExecutorConfig(name="local")) as local:
-        results = run_pipeline(cfg, tmp_path_factory.mktemp("reference"), executor=local).results
-    return results[[*KEY, "proposal"]]
+        for n in ROUNDS:
+            local_only = ["executor=local", "sink=none", "tracking=none"]
+            cfg = compose_config([*COUNCIL, *rounds(n), *local_only])
+            folder = tmp_path_factory.mktemp("reference")
+            out[n] = run_pipeline(cfg, folder, executor=local).results[[*KEY, "proposal"]]
+    return out
 
 
 @pytest.fixture(scope="module")
@@ -126,18 +137,23 @@ def check_stopped(stop: str, code: int, said: str, out: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("executor", "stops"),
+    ("executor", "stops", "n_rounds"),
     [
-        ("ray", ["sigterm", "kill-9"]),
-        ("local", ["engine-kill", "full-disk"]),
-        ("ray", ["engine-kill"]),
+        ("ray", ["sigterm", "kill-9"], 1),
+        ("local", ["engine-kill", "full-disk"], 2),
+        ("ray", ["engine-kill"], 1),
     ],
-    ids=["ray-sigterm-then-kill-9", "local-engine-kill-then-full-disk", "ray-engine-kill"],
+    ids=[
+        "ray-sigterm-then-kill-9",
+        "local-deliberation-engine-kill-then-full-disk",
+        "ray-engine-kill",
+    ],
 )
 def test_a_stopped_run_resumes_to_the_uninterrupted_results(
     executor: str,
     stops: list[str],
-    reference: pd.DataFrame,
+    n_rounds: int,
+    reference: dict[int, pd.DataFrame],
     nats_url: str,
     tmp_path: Path,
     capsys,
@@ -149,6 +165,9 @@ def test_a_stopped_run_resumes_to_the_uninterrupted_results(
     mlflow_uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     env = {**os.environ, "NATS_URL": nats_url, "MLFLOW_TRACKING_URI": mlflow_uri}
     run = [sys.executable, "-m", "pipelines.run", f"hydra.run.dir={out}", *COUNCIL]
+    run += rounds(n_rounds)
+    requests = 6 * n_rounds
+    total_parts = 3 if n_rounds == 1 else 3 + 2 * 2  # each task's round 2: a batch of 2, then 1
     commands = [
         [*run, f"executor={executor}"],
         *([[sys.executable, "-m", "pipelines.resume", str(out)]] * (len(stops) - 1)),
@@ -193,7 +212,7 @@ def test_a_stopped_run_resumes_to_the_uninterrupted_results(
             assert code == 0, said[-3000:]
             assert json.loads((out / "metrics.json").read_text())["engine_loads"] == 2
         else:
-            assert session + 1 <= parts < 3, f"{parts} parts at the stop: it was not mid-run"
+            assert session + 1 <= parts < total_parts, f"{parts} parts at the stop: not mid-run"
             check_stopped(stop, code, said, out)
         # Nothing the session started outlives it by more than a short grace.
         deadline = time.monotonic() + 15
@@ -201,21 +220,23 @@ def test_a_stopped_run_resumes_to_the_uninterrupted_results(
             time.sleep(0.2)
         assert alive(family) == []
 
+    held = sum(len(pd.read_parquet(p)) for p in part_files(out))
     if code != 0:
         resume(out, env)
 
     results = pd.read_parquet(out / "results.parquet")
-    assert results[[*KEY, "proposal"]].to_dict("records") == reference.to_dict("records")
+    expected = reference[n_rounds].to_dict("records")
+    assert results[[*KEY, "proposal"]].to_dict("records") == expected
     assert (results["run_id"] == run_id).all()
     assert results["error"].isna().all()
     metrics = json.loads((out / "metrics.json").read_text())
     if code != 0:
-        assert metrics["rows_reused"] == 2 * parts
-        assert metrics["rows_generated"] == 6 - 2 * parts
+        assert metrics["rows_reused"] == held
+        assert metrics["rows_generated"] == requests - held
     got = run_messages(nats_url, stream, run_id)
     subjects = Counter(s.split(".")[0] for s, _ in got)
-    assert subjects == {"agent": 6, "deliberation": 2}
-    ids = [(p["task_id"], p.get("agent_id")) for _, p in got]
+    assert subjects == {"agent": requests, "deliberation": 2}
+    ids = [(p["task_id"], p.get("agent_id"), p.get("round")) for _, p in got]
     assert len(ids) == len(set(ids))
     assert {p["status"] for s, p in got if s.startswith("deliberation.")} == {"COMPLETED"}
     client = MlflowClient(tracking_uri=mlflow_uri)

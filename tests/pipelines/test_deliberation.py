@@ -92,3 +92,63 @@ def test_with_repeats_it_waits_for_every_sample_of_every_agent() -> None:
         "agent-dev-003#1",
     ]
     assert p["scores"]["keyword_relevance"] == pytest.approx(1 / 3)
+
+
+PLAN = {"rounds": 2, "rank": True, "chair": True, "judge": True}
+
+
+def step(kind: str, index: int = 0, round_: int = 2, target: str = "", **extra) -> dict:
+    """A deliberating council's message: a proposal (index > 0), ranking, chair or score."""
+    payload = agent(index or 1) | {"plan": PLAN, "step": kind, "round": round_, "target": target}
+    if kind == "chair":
+        payload["agent_id"] = "chair"
+    if kind == "judge":
+        payload["agent_id"] = "judge"
+    return payload | extra
+
+
+def test_a_deliberating_council_ends_after_its_rounds_rankings_chair_and_scores() -> None:
+    state = Deliberations(timeout_s=60)
+    at = iter(range(100))
+    agents = [f"agent-dev-00{i}" for i in (1, 2, 3)]
+    for r in (1, 2):
+        for i in (1, 2, 3):
+            assert state.add(step("propose", i, r), at=next(at))[1] is None
+            assert (
+                state.add(step("judge", round_=r, target=agents[i - 1], parsed=i + 5), next(at))[1]
+                is None
+            )
+    for i in (1, 2, 3):
+        for order in ("forward", "reversed"):
+            ranking = step(
+                "rank", i, target=order, parsed=["agent-dev-003", "agent-dev-001", "agent-dev-002"]
+            )
+            assert state.add(ranking, at=next(at))[1] is None
+    chair = step("chair", status="FAILED", proposal="", error="prompt too long")
+    _, ended = state.add(chair, at=next(at))  # a failed chair is scored by nobody: it ends here
+
+    p = ended.message.payload
+    assert p["status"] == COMPLETED and p["rounds"] == 2
+    assert sorted(p["final_round"]) == ["agent-dev-001@2", "agent-dev-002@2", "agent-dev-003@2"]
+    assert p["ranking"]["order"] == ["agent-dev-003", "agent-dev-001", "agent-dev-002"]
+    assert p["ranking"]["borda"] == {"agent-dev-001": 6, "agent-dev-002": 0, "agent-dev-003": 12}
+    (c,) = p["chair"]
+    assert c["fallback"] and c["source"] == "agent-dev-003" and c["error"] == "prompt too long"
+    assert c["answer"] == "use a cache and a queue, answer 3"
+    assert p["judge"]["agent-dev-002@2"] == 7 and len(p["judge"]) == 6
+    assert "chair" in p["missing"]
+
+
+def test_a_deliberating_council_waits_for_the_chairs_score() -> None:
+    state = Deliberations(timeout_s=60)
+    plan = {"rounds": 1, "rank": False, "chair": True, "judge": True}
+    for i in (1, 2, 3):
+        state.add(agent(i) | {"plan": plan}, at=0.0)
+        state.add(
+            step("judge", round_=1, target=f"agent-dev-00{i}", parsed=5) | {"plan": plan}, at=0.0
+        )
+    assert state.add(step("chair", round_=1) | {"plan": plan}, at=1.0)[1] is None
+    _, ended = state.add(step("judge", round_=1, target="chair", parsed=9) | {"plan": plan}, at=2.0)
+    p = ended.message.payload
+    assert p["status"] == COMPLETED and p["chair"][0]["fallback"] is False
+    assert p["judge"]["chair@1"] == 9
