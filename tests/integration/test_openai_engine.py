@@ -17,7 +17,7 @@ import pytest
 
 from pipelines import PROJECT_ROOT, UserError
 from pipelines.config import RunConfig, compose_config
-from pipelines.engines import generate
+from pipelines.engines import generate, preflight_run
 from pipelines.engines.openai import PROBE_TIMEOUT_S, OpenAIEngine, check_server
 from pipelines.parts import part_files
 from pipelines.pipeline import run_pipeline
@@ -61,6 +61,45 @@ def test_pipeline_on_ray_through_the_server(server: str, tmp_path: Path) -> None
     assert (results["prompt_tokens"] > 0).all()
     assert set(results["finish_reason"]) <= {"stop", "length"}
     assert (tmp_path / "metrics.json").is_file()
+
+
+def test_a_judge_server_scores_every_proposal_with_structured_output(
+    server: str, tmp_path: Path
+) -> None:
+    """judge=openai: any OpenAI-compatible server; here the same one, reached through
+    the judge's own engine (response_format json_schema), not the council's."""
+    model = compose_config([]).model.name
+    settings = remote(
+        server,
+        "role=dev",
+        "executor=local",
+        "sink=none",
+        "tracking=none",
+        "limit=1",
+        "agents=2",
+        "max_tokens=8",
+        "judge=openai",
+        f"judge.engine.url={server}",
+        f"judge.model={model}",
+    )
+    outcome = run_pipeline(settings, tmp_path)
+
+    judge = pd.read_parquet(tmp_path / "judge.parquet")
+    assert sorted(judge["target"]) == ["agent-dev-001", "agent-dev-002"]
+    assert judge["error"].isna().all(), judge["error"].tolist()
+    assert judge["score"].between(1, 10).all()
+    assert outcome.metrics["judge"] == {
+        "name": "openai",
+        "scores": 2,
+        "errors": 0,
+        "mean_score": judge["score"].mean(),
+    }
+    assert outcome.metrics["rounds"][0]["judge_score"] == judge["score"].mean()
+
+
+def test_judge_openai_without_a_model_is_a_clear_error(server: str) -> None:
+    with pytest.raises(UserError, match="JUDGE_MODEL"):
+        preflight_run(remote(server, "judge=openai", f"judge.engine.url={server}"))
 
 
 def test_request_past_its_timeout_is_an_error_row_and_the_others_succeed(server: str) -> None:
