@@ -438,6 +438,11 @@ class RunConfig(CouncilSpec):
         if self.cache not in CACHE_MODES:
             raise UserError(f"cache must be one of {CACHE_MODES}, got {self.cache!r}")
         sizes = self.experiment.agents
+        if self.experiment.name == "scaling" and self.deliberates:
+            raise UserError(
+                "experiment=scaling times single answers per council size; run deliberation "
+                "(deliberation.*, judge) without it"
+            )
         if self.experiment.name == "scaling" and (not sizes or min(sizes) < 1):
             raise UserError(f"experiment.agents must be council sizes >= 1, got {list(sizes)}")
 

@@ -63,9 +63,12 @@ def figure_rows(figures: dict[str, Any], names: list[str]) -> list[dict[str, str
     return rows
 
 
-def task_cards(results: pd.DataFrame, tm: pd.DataFrame) -> list[dict[str, Any]]:
-    """Per task: its prompt, keywords (hit by anyone or not), diversity and each
-    agent's proposal with its scores, in the run's order."""
+def task_cards(
+    results: pd.DataFrame, tm: pd.DataFrame, chair: pd.DataFrame | None = None
+) -> list[dict[str, Any]]:
+    """Per task: its prompt, keywords (hit by anyone or not), diversity, each
+    agent's proposal with its scores, in the run's order, and the council's final
+    answer when a chair wrote one (or a proposal stood in)."""
     key = ["role", "task_id", "agent_id", "repeat"]
     diversity = [c for c in DIVERSITY_METRICS if c in tm]
     scores = ["keywords", "keyword_hits", "keyword_relevance", *diversity]
@@ -75,10 +78,23 @@ def task_cards(results: pd.DataFrame, tm: pd.DataFrame) -> list[dict[str, Any]]:
         keywords = list(part["keywords"].iloc[0])
         hit_any = [any(h[i] for h in part["keyword_hits"]) for i in range(len(keywords))]
         first = part.iloc[0]
+        finals = []
+        if chair is not None:
+            mine = chair[(chair["role"] == role) & (chair["task_id"] == task_id)]
+            for c in mine.sort_values("repeat").itertuples():
+                source = "the chair" if not c.fallback else f"{c.source}'s proposal (chair failed)"
+                finals.append(
+                    {
+                        "repeat": c.repeat,
+                        "source": source,
+                        "answer": highlighted(c.answer, keywords),
+                    }
+                )
         cards.append(
             {
                 "role": role,
                 "task_id": task_id,
+                "finals": finals,
                 "prompt": part["prompt"].iloc[0],
                 "keywords": list(zip(keywords, hit_any, strict=True)),
                 "diversity": [(c, first[c]) for c in diversity if pd.notna(first[c])],
@@ -160,8 +176,13 @@ def render(run_dir: Path) -> str:
     results = results if "repeat" in results else results.assign(repeat=0)
     if "council_size" in results:  # scaling: the task view shows the full council
         results = results[results["council_size"] == results["council_size"].max()]
+    # The task as put to the council (a later round's prompt quotes other proposals).
+    first = results[results["round"] == 1] if "round" in results else results
+    prompts = first.groupby(["role", "task_id"], sort=False)["prompt"].first().to_dict()
     if "round" in results:  # a deliberation: the task view shows the last round
         results = results[results["round"] == results["round"].max()]
+    chair_path = run_dir / "chair.parquet"
+    chair = pd.read_parquet(chair_path) if chair_path.is_file() else None
     overall = metrics["overall"]
     roles = metrics.get("roles", {})
     env = Environment(
@@ -187,7 +208,10 @@ def render(run_dir: Path) -> str:
         round_gain=metrics.get("round_gain", {}),
         deliberation=deliberation_notes(metrics),
         figures=figures_section(metrics, tm),
-        tasks=task_cards(results, tm),
+        tasks=[
+            c | {"prompt": prompts[(c["role"], c["task_id"])]}
+            for c in task_cards(results, tm, chair)
+        ],
     )
 
 

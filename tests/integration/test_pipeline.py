@@ -583,7 +583,9 @@ def test_deliberation_rounds_rank_chair_and_judge_stream_through_one_engine(
     assert m["chair"]["answers"] == 3 and m["chair"]["fallbacks"] == 0
     assert m["judge"]["scores"] + m["judge"]["errors"] == 21
     assert m["engine_loads"] <= 1  # every round and step on the engine already up
-    assert "Per round: quality, diversity, judge" in (out / "report.html").read_text()
+    report = (out / "report.html").read_text()
+    assert "Per round: quality, diversity, judge" in report
+    assert report.count("from the chair") == 3  # each task's card ends with the council's answer
 
     # NATS: every round, ranking, chair answer and score is an agent message; each
     # deliberation message carries the last round, the ranking, the chair and the scores.
