@@ -2,7 +2,7 @@
 
 import pandas as pd
 
-from pipelines.trackers.mlflow import flatten_metrics
+from pipelines.trackers.mlflow import flatten_metrics, round_steps
 
 
 def test_keys_per_level_and_only_numbers() -> None:
@@ -49,3 +49,37 @@ def test_keys_per_level_and_only_numbers() -> None:
         "agent/a2/keyword_full": 0.0,
         "agent/a2/completion_tokens": 30.0,
     }
+
+
+def test_a_deliberations_rounds_are_steps_and_its_sections_keys() -> None:
+    metrics = {
+        "overall": {"keyword_relevance": 0.5},
+        "rounds": [
+            {"round": 1, "keyword_relevance": 0.4, "judge_score": 5.0, "embedding_diversity": None},
+            {"round": 2, "keyword_relevance": 0.6, "judge_score": 6.5, "embedding_diversity": None},
+        ],
+        "round_gain": {"keyword_relevance": 0.2, "judge_score": 1.5},
+        "ranking": {"kendall_w": 0.3, "borda": {"agent-dev-001": 4}, "valid": 6},
+        "chair": {"fallbacks": 1, "fallback_errors": ["too long"], "judge_score": None},
+        "judge": {"name": "council", "mean_score": 5.75},
+    }
+    per_agent = pd.DataFrame(
+        {"agent_id": ["a1"], "keyword_relevance": [0.5], "keyword_full": [False]}
+        | {"completion_tokens": [3]}
+    )
+    flat = flatten_metrics(metrics, per_agent)
+    assert {k: v for k, v in flat.items() if "/" in k and not k.startswith("agent/")} == {
+        "round_gain/keyword_relevance": 0.2,
+        "round_gain/judge_score": 1.5,
+        "ranking/kendall_w": 0.3,
+        "ranking/valid": 6.0,
+        "ranking/borda/agent-dev-001": 4.0,
+        "chair/fallbacks": 1.0,
+        "judge/mean_score": 5.75,
+    }
+    assert round_steps(metrics) == [
+        ("round/keyword_relevance", 0.4, 1),
+        ("round/judge_score", 5.0, 1),
+        ("round/keyword_relevance", 0.6, 2),
+        ("round/judge_score", 6.5, 2),
+    ]
