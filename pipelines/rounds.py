@@ -267,7 +267,12 @@ def deliberation_lines(m: dict) -> list[str]:
     if "rounds" not in m:
         return []
     table = pd.DataFrame(m["rounds"]).set_index("round")
-    lines = ["", "per round (the figures above are the last round's):"]
+    lines = [
+        "",
+        f"deliberation: {m.get('rows_generated', 0)} requests generated in all steps "
+        f"({m.get('generated_tokens', 0)} tokens), {m.get('engine_loads', 0)} engine load(s)",
+        "per round (the figures above are the last round's):",
+    ]
     lines.append(table.to_string(float_format=lambda x: f"{x:.3f}", na_rep="-"))
     if gain := m.get("round_gain"):
         lines.append(
