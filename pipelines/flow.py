@@ -26,7 +26,13 @@ from pipelines.council import batches
 from pipelines.executors import Executor, StageSpec, Submit
 from pipelines.plan import JUDGE, Plan, check
 from pipelines.stage import GenerateStage
-from pipelines.stream import Landing, StreamStats, generate_stage, land_generated
+from pipelines.stream import (
+    Landing,
+    StreamStats,
+    answered_rows,
+    generate_stage,
+    land_generated,
+)
 
 log = logging.getLogger(__name__)
 
@@ -136,6 +142,6 @@ def stream_plan(
 
 def land_cached(answered: pd.DataFrame, landing: Landing, plan: Plan) -> pd.DataFrame:
     """Land rows the cache answered; return the requests they made ready."""
-    rows = check(answered.assign(batch_s=0.0, started_at=time.time(), load_s=0.0))
+    rows = check(answered_rows(answered))
     landing.land(rows, StreamStats(), cached=True)
     return plan.land(rows)

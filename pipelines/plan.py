@@ -53,9 +53,14 @@ Group = tuple[str, str, int]
 """role, task_id, repeat: one council deliberating one task."""
 
 
+def failed(error: Any) -> bool:
+    """Whether a row's ``error`` value marks it an error row."""
+    return isinstance(error, str) and bool(error)
+
+
 def ok(row: dict[str, Any] | None) -> bool:
     """Whether a landed row has an answer (not an error)."""
-    return row is not None and not (isinstance(row.get("error"), str) and row["error"])
+    return row is not None and not failed(row.get("error"))
 
 
 def row_key(row: dict[str, Any]) -> Key:
@@ -71,7 +76,7 @@ def check(rows: pd.DataFrame) -> pd.DataFrame:
     errors = rows["error"].tolist()
     for i, r in enumerate(rows[["step", "shown", "proposal"]].itertuples(index=False)):
         value = None
-        if r.step in (RANK, JUDGE) and not (isinstance(errors[i], str) and errors[i]):
+        if r.step in (RANK, JUDGE) and not failed(errors[i]):
             try:
                 if r.step == RANK:
                     shown = json.loads(r.shown)
@@ -145,6 +150,8 @@ class Plan:
             if any(p is None for p in before):
                 break
             for a, own in zip(agents, before, strict=True):
+                if not self._due(g, a, PROPOSE, r, ""):
+                    continue
                 others = [(b, p) for b, p in zip(agents, before, strict=True) if b != a and ok(p)]
                 shown = [others[i] for i in self._permutation(g, a, f"{PROPOSE}:{r}", len(others))]
                 prompt = revision_prompt(
@@ -169,6 +176,8 @@ class Plan:
                 order = self._permutation(g, a, RANK, len(answered))
                 forward = [answered[i] for i in order]
                 for target, shown in zip(ORDERS, (forward, forward[::-1]), strict=True):
+                    if not self._due(g, a, RANK, last, target):
+                        continue
                     prompt = ranking_prompt(
                         task, [p["proposal"] for _, p in shown], self.d.rank_prompt
                     )
@@ -181,7 +190,8 @@ class Plan:
             if key[4] == RANK and ok(row) and row.get("parsed")
         ]
         ranked = sum(1 for key in got if key[4] == RANK)
-        if self.d.chair and answered and (not ranking or ranked == len(agents) * len(ORDERS)):
+        settled = not ranking or ranked == len(agents) * len(ORDERS)
+        if self.d.chair and answered and settled and self._due(g, CHAIR_ID, CHAIR, last, ""):
             names = [a for a, _ in answered]
             points = borda(rankings, names)
             order = top(points, names)
@@ -198,7 +208,14 @@ class Plan:
             new += self._judge(g, last, CHAIR_ID, chair["proposal"], task)  # type: ignore[index]
         return new
 
+    def _due(self, g: Group, agent: str, step: str, r: int, target: str) -> bool:
+        """Whether that request is still to issue (checked before rendering its prompt:
+        every landing revisits its group)."""
+        return (g[0], g[1], agent, g[2], step, r, target) not in self.issued
+
     def _judge(self, g: Group, r: int, target: str, text: str, task: str) -> list[dict[str, Any]]:
+        if not self._due(g, JUDGE_ID, JUDGE, r, target):
+            return []
         prompt = judge_prompt(task, text, self.cfg.judge.rubric)
         return self._issue(g, JUDGE_ID, JUDGE, r, target, prompt, [], json.dumps(JUDGE_SCHEMA))
 

@@ -28,7 +28,7 @@ import pandas as pd
 
 from evaluators import borda, coverage, kendall_w, keyword_hits, rank_agreement, top
 from pipelines.metrics import Embed, score_rows, task_diversity
-from pipelines.plan import CHAIR, CHAIR_ID, JUDGE, ORDERS, PROPOSE, RANK
+from pipelines.plan import CHAIR, CHAIR_ID, JUDGE, ORDERS, PROPOSE, RANK, failed
 
 TABLES = {"rankings": "rankings.parquet", "chair": "chair.parquet", "judge": "judge.parquet"}
 ROUND_METRICS = [
@@ -40,10 +40,6 @@ ROUND_METRICS = [
 ]
 """Per-round figures; names are part of the interface."""
 GROUP = ["role", "task_id", "repeat"]
-
-
-def _failed(error: Any) -> bool:
-    return isinstance(error, str) and bool(error)
 
 
 def rankings_table(rows: pd.DataFrame) -> pd.DataFrame:
@@ -71,7 +67,7 @@ def chair_table(
     """The council's final answer per (task, repeat): the chair's, else the top-ranked
     proposal (``fallback``) with the chair's error kept."""
     last = int(proposals["round"].max())
-    finals = proposals[(proposals["round"] == last) & ~proposals["error"].map(_failed)]
+    finals = proposals[(proposals["round"] == last) & ~proposals["error"].map(failed)]
     chairs = {(r["role"], r["task_id"], r["repeat"]): r for r in chair.to_dict("records")}
     ranked: dict[tuple, list[list[str]]] = {}
     for key, ranking in zip(rankings[GROUP].values.tolist(), rankings["ranking"], strict=True):
@@ -90,7 +86,7 @@ def chair_table(
             "order": order,
             "borda": [points[a] for a in order],
         }
-        if row is not None and not _failed(row["error"]):
+        if row is not None and not failed(row["error"]):
             record |= {"answer": row["proposal"], "source": CHAIR_ID, "fallback": False}
             record |= {"error": None, "completion_tokens": int(row["completion_tokens"])}
         else:
@@ -137,7 +133,7 @@ def round_figures(
         figures: dict[str, Any] = {
             "round": int(r),
             "proposals": len(part),
-            "errors": int(part["error"].map(_failed).sum()),
+            "errors": int(part["error"].map(failed).sum()),
             "keyword_relevance": float(scored["keyword_relevance"].mean()),
         }
         for name in ("distinct_2", "self_bleu", "embedding_diversity"):
@@ -216,7 +212,7 @@ def chair_figures(
     out: dict[str, Any] = {
         "answers": len(chair),
         "fallbacks": int(chair["fallback"].sum()),
-        "fallback_errors": sorted({e for e in chair["error"] if _failed(e)}),
+        "fallback_errors": sorted({e for e in chair["error"] if failed(e)}),
         "keyword_relevance": _mean(chair_kw),
         "best_agent_keyword_relevance": _mean(best_kw),
         "judge_score": _mean(chair_judge),
@@ -252,7 +248,7 @@ def deliberation_figures(
         out["judge"] = {
             "name": judge_name,
             "scores": int(judge["score"].notna().sum()),
-            "errors": int(judge["error"].map(_failed).sum()),
+            "errors": int(judge["error"].map(failed).sum()),
             "mean_score": _mean(judge["score"]),
         }
     return out

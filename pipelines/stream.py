@@ -182,12 +182,17 @@ def land_generated(
     _progress(batch_id, stats, time.time() - stats.first_call)
 
 
+def answered_rows(answered: pd.DataFrame) -> pd.DataFrame:
+    """Requests answered without the engine (cache hits), with the engine's timing
+    columns: no engine time, landed now."""
+    return answered.assign(batch_s=0.0, started_at=time.time(), load_s=0.0)
+
+
 def land_answered(answered: pd.DataFrame, landing: Landing) -> None:
     """Land requests answered without the engine (cache hits), batch by batch."""
     stats = StreamStats()
-    now = time.time()
-    for _, rows in answered.groupby("batch_id", sort=True):
-        landing.land(rows.assign(batch_s=0.0, started_at=now, load_s=0.0), stats, cached=True)
+    for _, rows in answered_rows(answered).groupby("batch_id", sort=True):
+        landing.land(rows, stats, cached=True)
 
 
 def _progress(batch_id: int, stats: StreamStats, elapsed: float) -> None:

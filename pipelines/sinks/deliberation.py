@@ -25,6 +25,7 @@ from evaluators import (
     top,
 )
 from pipelines.council import agent_id
+from pipelines.plan import ORDERS
 from pipelines.sinks.messages import (
     DELIBERATION_COMPLETED,
     DELIBERATION_FAILED,
@@ -105,9 +106,6 @@ def payload_key(payload: dict[str, Any]) -> str:
         int(payload.get("round", 1)),
         payload.get("target", ""),
     )
-
-
-ORDERS = ("forward", "reversed")
 
 
 @dataclass
