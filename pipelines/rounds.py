@@ -262,14 +262,14 @@ def deliberation_lines(m: dict) -> list[str]:
     """Per-round figures, the ranking, the chair and the judge (a deliberating run)."""
     if "rounds" not in m:
         return []
-    table = pd.DataFrame(m["rounds"]).set_index("round")
+    table = pd.DataFrame(m["rounds"])
     lines = [
         "",
         f"deliberation: {m.get('rows_generated', 0)} requests generated in all steps "
         f"({m.get('generated_tokens', 0)} tokens), {m.get('engine_loads', 0)} engine load(s)",
         "per round (the figures above are the last round's):",
     ]
-    lines.append(table.to_string(float_format=lambda x: f"{x:.3f}", na_rep="-"))
+    lines.append(table.to_string(index=False, float_format=lambda x: f"{x:.3f}", na_rep="-"))
     if gain := m.get("round_gain"):
         lines.append(
             "gain, last round - first: " + ", ".join(f"{k} {v:+.3f}" for k, v in gain.items())
