@@ -15,6 +15,9 @@ Contenders:
   executor, on the pipeline's batches (``--batch-size``), with
   ``engine.batches_in_flight`` batches in each engine.
 - ``ray-data-llm``: ``ray.data.llm``'s vLLM processor on the same requests.
+- ``raw-inline``: ``raw`` with vLLM's engine core inline
+  (``VLLM_ENABLE_V1_MULTIPROCESSING=0``), as a Ray engine host on CPU runs it:
+  what the ceiling would be without vLLM's engine processes.
 
 Reported per contender:
 
@@ -263,7 +266,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-tokens", type=int, default=256, help="generation cap per request")
     parser.add_argument("--batch-size", type=int, default=30, help="requests per pipeline batch")
     parser.add_argument("--executors", nargs="*", default=["ray", "dask", "local"])
-    parser.add_argument("--peers", nargs="*", default=["ray-data-llm"], choices=["ray-data-llm"])
+    parser.add_argument(
+        "--peers", nargs="*", default=["ray-data-llm"], choices=["ray-data-llm", "raw-inline"]
+    )
     parser.add_argument(
         "--min-vs-raw",
         type=float,
@@ -288,6 +293,9 @@ def main(argv: list[str] | None = None) -> int:
         try:
             if name == "ray-data-llm":
                 runs.append((name, ray_data_llm(settings, table)))
+            elif name == "raw-inline":
+                inline = replace(settings, engine=replace(settings.engine, inline_core=True))
+                runs.append((name, raw_vllm(inline, table)))
             else:
                 runs.append((name, through_executor(settings, name, table)))
         except Exception:

@@ -157,6 +157,14 @@ class VLLMEngineConfig(EngineConfig):
     # Seeded requests + chunked prefill crash the CPU build ("CPU Generator does
     # not use offset") once a prefill is split across steps.
     enable_chunked_prefill: bool = False
+    # Where vLLM's engine core (scheduler and model) runs: true, in the process
+    # that holds the engine (VLLM_ENABLE_V1_MULTIPROCESSING=0); false, in
+    # processes of its own (vLLM's default); null, true on a CPU engine host that
+    # has a process to itself (executor=ray), else false. Outputs do not change;
+    # inline, the load spawns no engine and worker processes (each imports vLLM
+    # again). On CPU an inline engine uses every allowed CPU less
+    # VLLM_CPU_NUM_OF_RESERVED_CPU, as vLLM's own CPU worker does.
+    inline_core: Optional[bool] = None  # noqa: UP045
     # Passed to vllm.LLM as is: +engine.extra_engine_kwargs.max_num_seqs=64
     extra_engine_kwargs: Dict[str, Any] = field(default_factory=dict)  # noqa: UP006
     # Set for the engine unless already in the environment. The CPU build keeps

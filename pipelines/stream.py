@@ -8,14 +8,14 @@ import sqlite3
 import statistics
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from pipelines import RunStopped
-from pipelines.config import RunConfig
+from pipelines.config import EngineConfig, RunConfig, VLLMEngineConfig
 from pipelines.council import batches
 from pipelines.executors import Executor, StageSpec
 from pipelines.parts import write_part
@@ -30,12 +30,25 @@ NOT_KEPT = ["system_prompt"]
 """Request columns a part leaves out (the role's prompt, the same on every row)."""
 
 
+def placed_engine(engine: EngineConfig, process_alone: bool, gpus: float) -> EngineConfig:
+    """``engine`` with ``inline_core`` decided where the config leaves it to the
+    placement: inline on a CPU replica that is a process of its own. On a GPU,
+    vLLM's engine core process overlaps scheduling with the device's work."""
+    if not isinstance(engine, VLLMEngineConfig) or engine.inline_core is not None:
+        return engine
+    return replace(engine, inline_core=process_alone and gpus == 0)
+
+
 def generate_stage(cfg: RunConfig, executor: Executor) -> StageSpec:
     """The engine stage to map, with what each replica asks for on this cluster."""
+    gpus = cfg.engine.replica_gpus(executor.gpus())
     return StageSpec(
         GenerateStage,
-        {"engine": cfg.engine, "model": cfg.model},
-        num_gpus=cfg.engine.replica_gpus(executor.gpus()),
+        {
+            "engine": placed_engine(cfg.engine, executor.engine_process_alone, gpus),
+            "model": cfg.model,
+        },
+        num_gpus=gpus,
         num_cpus=cfg.executor.num_cpus,
         concurrency=cfg.batches_in_flight(),
     )

@@ -11,6 +11,7 @@ own future as soon as its last request finishes.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import queue
@@ -54,24 +55,57 @@ def load_llm(cfg: VLLMEngineConfig, model: ModelConfig) -> tuple[Any, list[psuti
     """A ``vllm.LLM`` with the run's settings, and the engine processes it started."""
     for key, value in cfg.env.items():
         os.environ.setdefault(key, str(value))  # the caller's environment wins
-    from vllm import LLM
+    from vllm import LLM, envs
+    from vllm.utils.system_utils import set_env_var
 
     start = time.perf_counter()
     before = {p.pid for p in live_descendants()}
-    llm = LLM(
-        model=model.path,
-        served_model_name=cfg.served_name(model),
-        dtype=model.dtype,
-        max_model_len=model.max_model_len,
-        enforce_eager=cfg.enforce_eager,
-        gpu_memory_utilization=cfg.gpu_memory_utilization,
-        # Seeded requests + chunked prefill crash the CPU build (VLLMEngineConfig).
-        enable_chunked_prefill=cfg.enable_chunked_prefill,
-        **cfg.extra_engine_kwargs,
-    )
+    # Both variables only for the load: engines loaded later in this process,
+    # and the processes they spawn, see the process's own.
+    with contextlib.ExitStack() as load:
+        if cfg.inline_core is not None:
+            mode = "0" if cfg.inline_core else "1"
+            load.enter_context(set_env_var("VLLM_ENABLE_V1_MULTIPROCESSING", mode))
+        envs.disable_envs_cache()  # an earlier engine in this process froze vLLM's settings
+        inline = not envs.VLLM_ENABLE_V1_MULTIPROCESSING
+        if inline and (threads := inline_cpu_threads()):
+            load.enter_context(set_env_var("OMP_NUM_THREADS", str(threads)))
+        llm = LLM(
+            model=model.path,
+            served_model_name=cfg.served_name(model),
+            dtype=model.dtype,
+            max_model_len=model.max_model_len,
+            enforce_eager=cfg.enforce_eager,
+            gpu_memory_utilization=cfg.gpu_memory_utilization,
+            # Seeded requests + chunked prefill crash the CPU build (VLLMEngineConfig).
+            enable_chunked_prefill=cfg.enable_chunked_prefill,
+            **cfg.extra_engine_kwargs,
+        )
     procs = [p for p in live_descendants("VLLM::") if p.pid not in before]
-    log.info("vllm: loaded %s in %.1f s", model.path, time.perf_counter() - start)
+    log.info(
+        "vllm: loaded %s in %.1f s, engine core %s",
+        model.path,
+        time.perf_counter() - start,
+        "inline" if inline else f"in {len(procs)} process(es) of its own",
+    )
     return llm, procs
+
+
+def inline_cpu_threads() -> int | None:
+    """For an inline engine on CPU: set this thread's torch threads to those vLLM's
+    CPU worker would take, every CPU this process may run on less
+    ``VLLM_CPU_NUM_OF_RESERVED_CPU``, and return how many (None on a GPU). Ray
+    sets ``OMP_NUM_THREADS`` to an actor's ``num_cpus`` (1 by default), which an
+    engine process of vLLM's own overrides and an inline one would keep."""
+    import torch
+    from vllm import envs
+    from vllm.platforms import current_platform
+
+    if not current_platform.is_cpu():
+        return None
+    threads = max(1, len(os.sched_getaffinity(0)) - (envs.VLLM_CPU_NUM_OF_RESERVED_CPU or 0))
+    torch.set_num_threads(threads)  # OpenMP's count is per thread: the one that loads steps
+    return threads
 
 
 def engine_died(error: BaseException) -> bool:

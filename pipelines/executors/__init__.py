@@ -70,6 +70,10 @@ class Executor(Protocol):
     """What the pipeline needs from an executor."""
 
     cfg: ExecutorConfig
+    engine_process_alone: bool
+    """Whether each replica is a process that serves its engine and nothing else
+    (a Ray engine host): there an engine's core can run inline
+    (``engine.inline_core``)."""
 
     def __enter__(self) -> Executor: ...
 

@@ -82,6 +82,10 @@ class DaskExecutor:
     share one entered executor (a multirun) load each worker's engine once.
     """
 
+    engine_process_alone = False
+    """A worker's process also runs its event loop, and its nanny holds it to a
+    memory limit: the engine keeps processes of its own."""
+
     def __init__(self, cfg: ExecutorConfig) -> None:
         self.cfg = cfg
         self._cluster: Any = None

@@ -25,6 +25,7 @@ class LocalExecutor:
 
     in_process = True
     """The engine loads in this process (so nothing else may import transformers meanwhile)."""
+    engine_process_alone = False
 
     def __init__(self, cfg: ExecutorConfig) -> None:
         self.cfg = cfg

@@ -111,6 +111,8 @@ class RayExecutor:
     """Connects to ``executor.address`` or ``RAY_ADDRESS`` when set, else starts a
     local Ray; ``executor.concurrency`` engine hosts."""
 
+    engine_process_alone = True
+
     def __init__(self, cfg: ExecutorConfig) -> None:
         self.cfg = cfg
         self._owns_ray = False

@@ -84,12 +84,12 @@ def run_messages(url: str, stream: str, run_id: str) -> list[tuple[str, dict]]:
     return [(s, p) for s, p in stream_contents(url, stream) if p["run_id"] == run_id]
 
 
-def engine_cores(driver: int) -> list[psutil.Process]:
-    """The vLLM engine core processes under ``driver`` (in-process, or in a Ray actor)."""
+def engine_processes(driver: int, name: str) -> list[psutil.Process]:
+    """The processes under ``driver`` whose name or command line holds ``name``."""
     found = []
     for p in psutil.Process(driver).children(recursive=True):
         try:
-            if "EngineCore" in " ".join(p.cmdline()) or p.name().startswith("VLLM::EngineC"):
+            if name in p.name() or name in " ".join(p.cmdline()):
                 found.append(p)
         except psutil.NoSuchProcess:
             continue
@@ -109,8 +109,12 @@ def wait_for_part(proc: subprocess.Popen, out: Path, more_than: int) -> int:
 def stop_run(stop: str, proc: subprocess.Popen) -> None:
     """Stop the running driver ``proc`` the way ``stop`` names."""
     if stop == "engine-kill":  # the engine dies under the run (OOM killer, a crash)
-        (core,) = engine_cores(proc.pid)
-        core.kill()
+        cores = engine_processes(proc.pid, "EngineCore")
+        hosts = engine_processes(proc.pid, "ray::EngineHost")
+        # On a Ray CPU engine host the engine core runs inline: the host is the engine.
+        (engine,) = hosts if hosts else cores
+        assert not (hosts and cores), "a Ray CPU engine host spawned an engine core"
+        engine.kill()
     elif stop == "full-disk":  # the next part write fails for real (EFBIG, as ENOSPC would)
         psutil.Process(proc.pid).rlimit(resource.RLIMIT_FSIZE, (2048, 2048))
     else:

@@ -163,3 +163,17 @@ def test_passwords_in_urls_are_masked() -> None:
     masked = mask_secrets(record)
     assert masked == {"sink": {"url": "nats://council:***@nats:4222"}, "x": ["http://a:***@h/p"]}
     assert mask_secrets("http://host:5000/path") == "http://host:5000/path"
+
+
+def test_the_engine_core_runs_inline_only_on_a_cpu_process_of_its_own() -> None:
+    from pipelines.stream import placed_engine
+
+    engine = compose_config([]).engine
+    assert engine.inline_core is None  # left to the placement
+    assert placed_engine(engine, process_alone=True, gpus=0).inline_core is True
+    assert placed_engine(engine, process_alone=True, gpus=1).inline_core is False
+    assert placed_engine(engine, process_alone=False, gpus=0).inline_core is False
+    chosen = compose_config(["engine.inline_core=false"]).engine
+    assert placed_engine(chosen, process_alone=True, gpus=0).inline_core is False
+    remote = compose_config(["engine=openai"]).engine
+    assert placed_engine(remote, process_alone=True, gpus=0) is remote
