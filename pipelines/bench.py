@@ -18,6 +18,9 @@ Contenders:
 - ``raw-inline``: ``raw`` with vLLM's engine core inline
   (``VLLM_ENABLE_V1_MULTIPROCESSING=0``), as a Ray engine host on CPU runs it:
   what the ceiling would be without vLLM's engine processes.
+- ``ray-runtime``: ``raw-inline`` while a local Ray pipeline rests beside it
+  (every Ray process up, nothing generating; ``pipelines.bench_ray_runtime``):
+  what Ray's own runtime costs an engine on the same cores.
 
 Reported per contender:
 
@@ -39,6 +42,7 @@ import os
 import sys
 import time
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +50,7 @@ import pandas as pd
 import psutil
 
 from pipelines import PROJECT_ROOT
+from pipelines.bench_ray_runtime import beside_resting_ray
 from pipelines.config import RunConfig, compose_config
 from pipelines.council import batches, expand
 from pipelines.engines import chat_messages
@@ -125,6 +130,11 @@ def raw_vllm(settings: RunConfig, table: pd.DataFrame) -> dict[str, Any]:
         "tokens": sum(len(o.outputs[0].token_ids) for o in outs),
         "proposals": [o.outputs[0].text for o in outs],
     }
+
+
+def inline_core(settings: RunConfig) -> RunConfig:
+    """``settings`` with vLLM's engine core inline, as a Ray engine host on CPU runs it."""
+    return replace(settings, engine=replace(settings.engine, inline_core=True))
 
 
 def through_executor(settings: RunConfig, name: str, table: pd.DataFrame) -> dict[str, Any]:
@@ -267,7 +277,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=30, help="requests per pipeline batch")
     parser.add_argument("--executors", nargs="*", default=["ray", "dask", "local"])
     parser.add_argument(
-        "--peers", nargs="*", default=["ray-data-llm"], choices=["ray-data-llm", "raw-inline"]
+        "--peers",
+        nargs="*",
+        default=["ray-data-llm"],
+        choices=["ray-data-llm", "raw-inline", "ray-runtime"],
     )
     parser.add_argument(
         "--min-vs-raw",
@@ -294,8 +307,10 @@ def main(argv: list[str] | None = None) -> int:
             if name == "ray-data-llm":
                 runs.append((name, ray_data_llm(settings, table)))
             elif name == "raw-inline":
-                inline = replace(settings, engine=replace(settings.engine, inline_core=True))
-                runs.append((name, raw_vllm(inline, table)))
+                runs.append((name, raw_vllm(inline_core(settings), table)))
+            elif name == "ray-runtime":
+                raw = partial(raw_vllm, inline_core(settings), table)
+                runs.append((name, beside_resting_ray(raw, settings, table)))
             else:
                 runs.append((name, through_executor(settings, name, table)))
         except Exception:
