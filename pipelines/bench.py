@@ -20,7 +20,9 @@ Contenders:
   what the ceiling would be without vLLM's engine processes.
 - ``ray-runtime``: ``raw-inline`` while a local Ray pipeline rests beside it
   (every Ray process up, nothing generating; ``pipelines.bench_ray_runtime``):
-  what Ray's own runtime costs an engine on the same cores.
+  what Ray's own runtime costs an engine on the same cores. Read its
+  ``gen`` figures: its end to end is raw-inline's own (the resting Ray starts
+  before it).
 
 Reported per contender:
 
