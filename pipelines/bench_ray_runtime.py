@@ -92,8 +92,12 @@ def beside_resting_ray(
     )
     driver.start()
     try:
-        if not ready.wait(timeout=300):
-            raise RuntimeError("the resting Ray pipeline did not start within 300 s")
+        deadline = time.monotonic() + 300
+        while not ready.wait(timeout=1.0):
+            if not driver.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"the resting Ray pipeline did not start (exit code {driver.exitcode})"
+                )
         log.info("bench: a resting Ray pipeline runs beside the engine")
         return run()
     finally:
