@@ -5,7 +5,7 @@ An engine host on a CPU node shares the cores with the rest of a Ray
 pipeline: the driver's Ray Data scheduling loop, the raylet, the GCS, the log
 monitor and Ray Data's own actors. This peer measures that share alone. A
 driver process of its own starts a local Ray and maps the bench's batches over
-:class:`RestingStage`, a stage that takes its batches and never answers, so
+:class:`RestingStage`, a stage that holds its batches until it is closed, so
 every Ray process is up and polling as in a real run, but none of them
 generates. Beside it, in the bench's process, ``raw-inline`` generates the
 bench's requests. Against ``raw-inline`` alone it gives the engine's loss to

@@ -1,5 +1,6 @@
-"""The bench's ``ray-runtime`` peer: a resting Ray pipeline is up, every batch held,
-while the measured engine runs beside it, and none of its processes outlives it."""
+"""The bench's ``ray-runtime`` peer: a resting Ray pipeline (raylet, engine host,
+Ray Data's map worker) is up while the measured function runs beside it, and none
+of its processes outlives it."""
 
 import psutil
 
@@ -18,8 +19,7 @@ def command(p: psutil.Process) -> str:
 def test_the_resting_ray_pipeline_runs_beside_the_engine_and_stops_after() -> None:
     settings, table = bench_requests(60, 8, 30)
     beside: list[psutil.Process] = []
-
-    commands: list[str] = []
+    commands: list[str] = []  # read while they run
 
     def run() -> dict:
         # Multiprocessing's resource tracker serves this process until it exits.
