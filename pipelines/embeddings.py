@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import os
+import shutil
 import zipfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -32,10 +34,18 @@ def prepare(out: Path = DEFAULT_DIR) -> Path | None:
     spec = importlib.util.find_spec(WHEEL_PACKAGE)
     if spec is None or spec.origin is None:
         return None
-    tmp = out.with_name(out.name + ".tmp")
+    # A name of this process's own: a run killed while unpacking, or another
+    # run unpacking at the same time, leaves no folder in this one's way.
+    tmp = out.with_name(f"{out.name}.{os.getpid()}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
     with zipfile.ZipFile(Path(spec.origin).parent / "model.zip") as zf:
         zf.extractall(tmp)
-    tmp.rename(out)
+    try:
+        tmp.rename(out)
+    except OSError:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if not (out / "config.json").is_file():
+            raise
     return out
 
 

@@ -37,6 +37,7 @@ def run_job(cfg: DictConfig, held: HeldExecutors) -> list[str]:
     from pipelines.verdict import problems, report
 
     out_dir = Path(HydraConfig.get().runtime.output_dir)
+    log.info("run folder: %s", out_dir.resolve())
     try:
         run = load(cfg)
         preflight_run(run)

@@ -12,29 +12,38 @@ A batch being landed (its part, then its outbox entry) is never cut in two:
 inside :func:`uninterrupted` the signal waits for the block to end.
 
 ``python -m pipelines.stopping [--timeout S]`` sends SIGTERM to every
-council-eval driver on this host and waits for them to exit: a pod's
-``preStop`` hook, so that an evicted Ray head stops its run cleanly before its
-processes go.
+council-eval driver of this user on this host and waits for them to exit: a
+pod's ``preStop`` hook, so that an evicted Ray head stops its run cleanly before
+its processes go. A driver is known by the marker it leaves while it runs (a
+file named by its pid, holding its start time, in a folder of this user's own:
+:func:`drivers_dir`), never by a command line: another program's
+``-m pipelines.run``, or another user's driver, is left alone, and a pid the
+system gave to another process since is not signalled.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
 import logging
+import os
 import signal
+import stat
 import sys
+import tempfile
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from itertools import pairwise
+from pathlib import Path
 from types import FrameType
 
 log = logging.getLogger(__name__)
 
 EXIT_TERMINATED = 128 + signal.SIGTERM
 """143, what a shell reports for a process SIGTERM ended."""
-DRIVERS = ("pipelines.run", "pipelines.resume", "pipelines.nightly")
-"""The entry points that stop cleanly on SIGTERM."""
+DRIVERS_ENV = "COUNCIL_DRIVERS_DIR"
+"""Overrides :func:`drivers_dir` (tests; a pod whose temp folder is not shared)."""
 
 
 class Terminated(BaseException):
@@ -67,16 +76,91 @@ def _on_signal(signum: int, frame: FrameType | None) -> None:
 
 @contextmanager
 def stop_on_sigterm() -> Iterator[None]:
-    """Turn SIGTERM into :class:`Terminated` while the block runs (main thread only)."""
+    """Turn SIGTERM into :class:`Terminated` while the block runs (main thread only),
+    and mark this process as a driver for ``pipelines.stopping`` meanwhile."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
     previous = signal.signal(signal.SIGTERM, _on_signal)
     try:
-        yield
+        with registered_driver():
+            yield
     finally:
         signal.signal(signal.SIGTERM, previous)
         _State.raised, _State.pending = False, None
+
+
+def drivers_dir() -> Path:
+    """Where running drivers leave their markers: ``$COUNCIL_DRIVERS_DIR``, else
+    ``<temp>/council-eval-<uid>/drivers``."""
+    given = os.environ.get(DRIVERS_ENV)
+    if given:
+        return Path(given)
+    return Path(tempfile.gettempdir()) / f"council-eval-{os.getuid()}" / "drivers"
+
+
+def own_dir(path: Path) -> bool:
+    """Create ``path`` (mode 0700) if missing; whether it is a real folder of this
+    user's own, writable by nobody else (a shared temp folder could hold a trap)."""
+    with contextlib.suppress(FileExistsError):
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        path.mkdir(mode=0o700)
+    for folder in (path.parent, path):
+        info = folder.lstat()
+        if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid():
+            return False
+        if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+            return False
+    return True
+
+
+@contextmanager
+def registered_driver() -> Iterator[None]:
+    """Leave this process's marker in :func:`drivers_dir` while the block runs."""
+    import psutil
+
+    folder = drivers_dir()
+    try:
+        usable = own_dir(folder)
+    except OSError as e:
+        usable = False
+        log.warning("stopping: no driver marker (%s): pipelines.stopping will not see this run", e)
+    if not usable:
+        log.warning("stopping: %s is not this user's own folder; no driver marker", folder)
+        yield
+        return
+    me = psutil.Process()
+    marker = folder / f"{me.pid}.json"
+    tmp = marker.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"pid": me.pid, "started": me.create_time(), "argv": sys.argv}))
+    tmp.replace(marker)
+    try:
+        yield
+    finally:
+        marker.unlink(missing_ok=True)
+
+
+def marked_drivers() -> list:
+    """The live processes that left a marker: same pid, same start time, this user.
+    Stale markers (a driver killed with SIGKILL) are removed."""
+    import psutil
+
+    folder = drivers_dir()
+    if not folder.is_dir() or not own_dir(folder):
+        return []
+    found = []
+    for marker in folder.glob("*.json"):
+        try:
+            mark = json.loads(marker.read_text())
+            p = psutil.Process(int(mark["pid"]))
+            same = abs(p.create_time() - float(mark["started"])) < 0.01
+            if same and p.uids().real == os.getuid() and p.status() != psutil.STATUS_ZOMBIE:
+                found.append(p)
+                continue
+        except (OSError, ValueError, KeyError, TypeError, psutil.Error):
+            pass
+        marker.unlink(missing_ok=True)
+    return found
 
 
 @contextmanager
@@ -114,17 +198,13 @@ def uninterrupted() -> Iterator[None]:
 
 
 def stop_drivers(timeout_s: float) -> tuple[list[int], list[int]]:
-    """SIGTERM every council-eval driver on this host; wait up to ``timeout_s``.
+    """SIGTERM every marked council-eval driver of this user; wait up to ``timeout_s``.
 
     Returns the pids signalled and those still alive at the timeout.
     """
     import psutil
 
-    drivers = []
-    for p in psutil.process_iter(["cmdline"]):
-        cmd = p.info["cmdline"] or []
-        if any(a == "-m" and b in DRIVERS for a, b in pairwise(cmd)):
-            drivers.append(p)
+    drivers = marked_drivers()
     for p in drivers:
         try:
             p.terminate()
@@ -137,8 +217,9 @@ def stop_drivers(timeout_s: float) -> tuple[list[int], list[int]]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m pipelines.stopping",
-        description="SIGTERM every council-eval driver on this host (pipelines.run, "
-        "pipelines.resume, pipelines.nightly) and wait for them to stop: a preStop hook.",
+        description="SIGTERM every council-eval driver of this user on this host (a running "
+        "pipelines.run, pipelines.resume or pipelines.nightly: each leaves a marker in "
+        f"{drivers_dir()}) and wait for them to stop: a preStop hook.",
     )
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds to wait (default: 60)")
     args = parser.parse_args(argv)

@@ -33,10 +33,14 @@ NOT_KEPT = ["system_prompt"]
 def placed_engine(engine: EngineConfig, process_alone: bool, gpus: float) -> EngineConfig:
     """``engine`` with ``inline_core`` decided where the config leaves it to the
     placement: inline on a CPU replica that is a process of its own. On a GPU,
-    vLLM's engine core process overlaps scheduling with the device's work."""
+    vLLM's engine core process overlaps scheduling with the device's work.
+    Elsewhere it stays unset: the engine decides in the process it loads in
+    (a daemonic Dask worker may not start the core's process)."""
     if not isinstance(engine, VLLMEngineConfig) or engine.inline_core is not None:
         return engine
-    return replace(engine, inline_core=process_alone and gpus == 0)
+    if not process_alone:
+        return engine
+    return replace(engine, inline_core=gpus == 0)
 
 
 def generate_stage(cfg: RunConfig, executor: Executor) -> StageSpec:

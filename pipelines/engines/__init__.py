@@ -53,7 +53,10 @@ def engine_failure(error: BaseException) -> EngineFailed | None:
         if isinstance(e, EngineFailed):
             return e
         seen.add(id(e))
-        e = e.__cause__ or e.__context__
+        # A cluster's task error keeps the task's own exception as ``cause`` (Ray).
+        cause = getattr(e, "cause", None)
+        task_cause = cause if isinstance(cause, BaseException) else None
+        e = e.__cause__ or task_cause or e.__context__
     return None
 
 
@@ -111,7 +114,11 @@ def json_schema(row: Any) -> dict[str, Any] | None:
 
 
 def preflight_run(cfg: RunConfig) -> None:
-    """:func:`preflight` for the run's engine and, with ``judge=openai``, its judge."""
+    """:func:`preflight` for the run's engine and, with ``judge=openai``, its judge;
+    and the cluster its executor joins."""
+    from pipelines.executors import preflight as preflight_executor
+
+    preflight_executor(cfg.executor)
     preflight(cfg.engine, cfg.model)
     if isinstance(cfg.judge, OpenAIJudgeConfig):
         preflight(cfg.judge.engine, cfg.judge.model_config())

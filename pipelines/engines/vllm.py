@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import multiprocessing
 import os
 import queue
 import threading
@@ -25,6 +26,7 @@ from typing import Any
 import pandas as pd
 import psutil
 
+from pipelines import UserError
 from pipelines.config import ModelConfig, VLLMEngineConfig
 from pipelines.engines import Completion, EngineFailed, chat_messages, json_schema
 from pipelines.procs import live_descendants, reap
@@ -63,8 +65,9 @@ def load_llm(cfg: VLLMEngineConfig, model: ModelConfig) -> tuple[Any, list[psuti
     # Both variables only for the load: engines loaded later in this process,
     # and the processes they spawn, see the process's own.
     with contextlib.ExitStack() as load:
-        if cfg.inline_core is not None:
-            mode = "0" if cfg.inline_core else "1"
+        inline_core = core_placement(cfg.inline_core)
+        if inline_core is not None:
+            mode = "0" if inline_core else "1"
             load.enter_context(set_env_var("VLLM_ENABLE_V1_MULTIPROCESSING", mode))
         envs.disable_envs_cache()  # an earlier engine in this process froze vLLM's settings
         inline = not envs.VLLM_ENABLE_V1_MULTIPROCESSING
@@ -89,6 +92,25 @@ def load_llm(cfg: VLLMEngineConfig, model: ModelConfig) -> tuple[Any, list[psuti
         "inline" if inline else f"in {len(procs)} process(es) of its own",
     )
     return llm, procs
+
+
+def core_placement(inline_core: bool | None) -> bool | None:
+    """``engine.inline_core`` where this process can honour it. A daemonic process
+    (the worker of a stock ``dask worker``, under its nanny) may not start
+    children, so vLLM's engine core process cannot start there: the core runs
+    inline unless the config asks otherwise, which is then an error that says
+    what to change."""
+    if not multiprocessing.current_process().daemon:
+        return inline_core
+    if inline_core is False:
+        raise UserError(
+            "engine.inline_core=false, but this worker is a daemonic process and may not "
+            "start vLLM's engine core process: leave engine.inline_core unset, or start the "
+            "Dask workers with DASK_DISTRIBUTED__WORKER__DAEMON=False"
+        )
+    if inline_core is None:
+        log.info("vllm: a daemonic worker process: the engine core runs inline")
+    return True
 
 
 def inline_cpu_threads() -> int | None:

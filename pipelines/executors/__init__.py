@@ -154,6 +154,16 @@ class HeldExecutors:
         return self._held[key]
 
 
+def preflight(cfg: ExecutorConfig) -> None:
+    """Fail fast, before anything starts, on a cluster the run cannot join (the
+    executor module's own ``preflight``, where it has one)."""
+    if cfg.name not in EXECUTORS:
+        raise UserError(f"unknown executor {cfg.name!r}; known: {sorted(EXECUTORS)}")
+    check = getattr(importlib.import_module(EXECUTORS[cfg.name].split(":")[0]), "preflight", None)
+    if check is not None:
+        check(cfg)
+
+
 def build_executor(cfg: ExecutorConfig) -> Executor:
     """Instantiate the executor named by ``cfg.name`` (not yet entered)."""
     if cfg.name not in EXECUTORS:

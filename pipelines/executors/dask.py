@@ -3,12 +3,16 @@
 With no address (``executor.address`` or ``DASK_SCHEDULER_ADDRESS``) it starts
 a ``LocalCluster`` of ``concurrency`` single-threaded worker processes and
 closes it at the end; otherwise it connects to that scheduler and leaves it up.
+Workers started by ``dask worker`` (a nanny and a daemonic worker process) run
+their engine's core inline (``pipelines/engines/vllm.py``): a daemonic process
+may not start vLLM's engine core process.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import socket
 import threading
 from collections.abc import Iterator
 from concurrent.futures import Future
@@ -16,6 +20,7 @@ from typing import Any
 
 import pandas as pd
 
+from pipelines import UserError
 from pipelines.config import ExecutorConfig
 from pipelines.executors import StageSpec, Submit, host_gpus
 
@@ -33,6 +38,22 @@ QUIET_WORKERS = {
     "distributed.admin.tick.interval": "1s",
     "distributed.admin.system-monitor.interval": "5s",
 }
+
+
+def preflight(cfg: ExecutorConfig) -> None:
+    """A scheduler address that does not answer is an error in seconds, not after
+    ``Client``'s 30 s of retries."""
+    address = cfg.address or os.environ.get(SCHEDULER_ENV)
+    if not address:
+        return
+    scheme, _, rest = address.rpartition("://")
+    host, _, port = rest.rpartition(":")
+    if scheme not in ("", "tcp", "tls") or not host or not port.isdigit():
+        raise UserError(f"dask scheduler address {address!r}: expected tcp://host:port")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=5).close()
+    except OSError as e:
+        raise UserError(f"dask: no scheduler answers at {address}: {e}") from None
 
 
 def close_stages(dask_worker: Any) -> int:
@@ -165,4 +186,8 @@ class DaskExecutor:
             for b in batches
         ]
         for future in as_completed(futures):
-            yield future.result()
+            result = future.result()
+            # Let the scheduler forget it: a worker that dies later holds no
+            # result of ours that it would compute again.
+            future.release()
+            yield result

@@ -14,19 +14,31 @@ Ray ``max_concurrency`` (n calls at once) and
 (``ray/data/_internal/planner/plan_udf_map_op.py``,
 ``actor_pool_map_operator.py``; ``ray.data.llm``'s vLLM stage does the same).
 Each call awaits its engine host, so each engine holds ``spec.concurrency``
-batches and its scheduler sees one queue.
+batches and its scheduler sees one queue. The forwarders stay on the driver's
+node: they only await, and a worker node that dies takes no forwarder with it.
+
+A cluster is joined by address (``executor.address``, ``RAY_ADDRESS``) as a
+driver: :func:`preflight` checks that the head answers and accepts this
+driver's token before anything starts. ``ray://`` (Ray Client) is refused: Ray
+Data does not run under it; ``python -m pipelines.submit`` runs the driver on
+the cluster through Ray's job API instead.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import socket
+import tempfile
 from collections.abc import Iterator
 from concurrent.futures import Future
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from pipelines import UserError
 from pipelines.config import ExecutorConfig
 from pipelines.engines import EngineFailed, engine_failure
 from pipelines.executors import StageSpec, Submit
@@ -40,6 +52,119 @@ driver, raylet and GCS. An engine host is the hot path, and its engine
 processes inherit the niceness: on a busy node each burst of the driver's
 work would stall the engine. Its worker starts at 0, as Ray's own job
 supervisor does (``dashboard/modules/job/job_manager.py``)."""
+
+
+CLOSE_TIMEOUT_S = 30.0
+"""How long closing an engine host may take (one on a lost node never answers;
+killing it stops it anyway)."""
+
+AUTH_HELP = (
+    "set RAY_AUTH_MODE=token and give this driver the cluster's token: "
+    "RAY_AUTH_TOKEN=<token> or the token file (~/.ray/auth_token or RAY_AUTH_TOKEN_PATH); "
+    "`ray get-auth-token` on the head prints it"
+)
+"""The fix for a refused token, as Ray's token-auth docs give it."""
+
+
+def cluster_address(cfg: ExecutorConfig) -> str | None:
+    """The cluster this run joins: ``executor.address``, else ``RAY_ADDRESS``; None: a
+    local Ray of its own."""
+    address = cfg.address or os.environ.get("RAY_ADDRESS") or None
+    return None if address in (None, "local") else address
+
+
+def submit_hint(address: str) -> str:
+    """The command that runs this driver on the cluster at ``address`` instead."""
+    host = address.split("://", 1)[-1].rsplit(":", 1)[0] or "<head>"
+    return f"python -m pipelines.submit --address http://{host}:8265 <overrides>"
+
+
+def preflight(cfg: ExecutorConfig) -> None:
+    """Fail in seconds, before anything starts, when the cluster cannot be joined.
+
+    ``ray://`` is refused (Ray Data does not run under Ray Client); a head that
+    does not answer, or that refuses this driver's token, is a :class:`UserError`
+    naming the fix, instead of ``ray.init``'s minute of retries and warnings.
+    """
+    address = cluster_address(cfg)
+    if address is None or address == "auto":
+        return
+    if address.startswith("ray://"):
+        raise UserError(
+            f"executor address {address}: Ray Data does not run under Ray Client (ray://); "
+            f"run the driver on the cluster instead: {submit_hint(address)}"
+        )
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise UserError(f"executor address {address!r}: expected host:port of the Ray head (GCS)")
+    token_file = os.environ.get("RAY_AUTH_TOKEN_PATH")
+    if token_file and not os.environ.get("RAY_AUTH_TOKEN"):
+        # Ray aborts the process (a native check) on a token file it cannot read.
+        try:
+            readable = bool(Path(token_file).read_text().strip())
+        except OSError:
+            readable = False
+        if not readable:
+            raise UserError(f"ray: RAY_AUTH_TOKEN_PATH={token_file} is missing or empty")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=5).close()
+    except OSError as e:
+        raise UserError(f"ray: nothing answers at {address} (the head's GCS port): {e}") from None
+    from ray.exceptions import AuthenticationError, RpcError
+
+    try:
+        with quiet_stderr():  # Ray's C++ client logs the refusal once more, unasked
+            from ray._raylet import GcsClient  # what `ray status` asks first
+
+            GcsClient(address=address)
+    except AuthenticationError:
+        mode = os.environ.get("RAY_AUTH_MODE", "")
+        why = "token refused" if mode == "token" else "token auth is on there"
+        raise UserError(
+            f"ray: the cluster at {address} refused this driver ({why}): {AUTH_HELP}"
+        ) from None
+    except RpcError as e:
+        raise UserError(
+            f"ray: the cluster at {address} does not answer as a Ray head: {e}"
+        ) from None
+
+
+@contextlib.contextmanager
+def quiet_stderr() -> Iterator[None]:
+    """File descriptor 2 into a scratch file while the block runs (native code writes
+    there directly); what it caught goes to the debug log."""
+    with tempfile.TemporaryFile() as caught:
+        saved = os.dup(2)
+        os.dup2(caught.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            caught.seek(0)
+            if text := caught.read().decode(errors="replace").strip():
+                log.debug("ray: %s", text)
+
+
+@contextlib.contextmanager
+def loopback_node() -> Iterator[None]:
+    """A local Ray started in the block binds and advertises 127.0.0.1.
+
+    On Linux Ray resolves a node address of 127.0.0.1 to the host's routable
+    address; its single-machine mode (``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0``,
+    what it runs on macOS and Windows) keeps loopback, and every server of the
+    node then listens there only. That flag is read once, at import; the driver
+    sets it for the start alone, so a later ``ray.init`` by address in the same
+    process still advertises this host's address.
+    """
+    from ray._private import ray_constants
+
+    saved = ray_constants.ENABLE_RAY_CLUSTER
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    try:
+        yield
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = saved
 
 
 class EngineHost:
@@ -64,6 +189,17 @@ class EngineHost:
 
     async def set_batches_in_flight(self, n: int) -> None:
         self.stage.set_batches_in_flight(n)
+
+    async def node(self) -> dict[str, Any]:
+        """Where this host runs: Ray's node id and address, and its pid."""
+        import ray
+
+        context = ray.get_runtime_context()
+        return {
+            "node_id": context.get_node_id(),
+            "node_ip": ray.util.get_node_ip_address(),
+            "pid": os.getpid(),
+        }
 
     async def close(self) -> None:
         self.stage.close()
@@ -123,12 +259,20 @@ class RayExecutor:
         import ray
 
         if not ray.is_initialized():
-            address = self.cfg.address or os.environ.get("RAY_ADDRESS") or "local"
-            kwargs: dict = {"include_dashboard": False, "logging_level": logging.WARNING}
-            if address == "local":
-                kwargs["num_cpus"] = os.cpu_count()
-            with keep_sigterm_handler():  # a SIGTERM stops the run cleanly (exit 143)
-                ray.init(address=address, **kwargs)
+            address = cluster_address(self.cfg)
+            with contextlib.ExitStack() as start:
+                # a SIGTERM stops the run cleanly (exit 143)
+                start.enter_context(keep_sigterm_handler())
+                if address is None:
+                    start.enter_context(loopback_node())
+                    ray.init(
+                        address="local",
+                        num_cpus=os.cpu_count(),
+                        include_dashboard=False,
+                        logging_level=logging.WARNING,
+                    )
+                else:
+                    ray.init(address=address, logging_level=logging.WARNING)
             self._owns_ray = True
         return self
 
@@ -150,7 +294,7 @@ class RayExecutor:
 
         for host in self._hosts:
             try:
-                ray.get(host.close.remote())
+                ray.get(host.close.remote(), timeout=CLOSE_TIMEOUT_S)
             except Exception as e:  # noqa: BLE001 - killing it below stops it anyway
                 log.warning("ray: closing an engine host failed: %s", e)
             ray.kill(host)
@@ -168,13 +312,35 @@ class RayExecutor:
                 max_concurrency=1000,
                 runtime_env={"env_vars": ENGINE_HOST_ENV},
                 max_restarts=self.cfg.engine_restarts,
-                max_task_retries=self.cfg.engine_restarts,
+                # A batch is retried until its host is back: restarted after its
+                # engine died, or placed on another node after its node died
+                # (unavailable until Ray declares the node dead). Bounded by the
+                # restarts: past them the host is dead and the call fails.
+                max_task_retries=-1,
             )
             self._hosts = [host.remote(stage) for _ in range(self.cfg.concurrency)]
+            self.log_placement()
         elif self._spec.concurrency != stage.concurrency:
             ray.get([h.set_batches_in_flight.remote(stage.concurrency) for h in self._hosts])
         self._spec = stage
         return self._hosts
+
+    def log_placement(self) -> None:
+        """Say which node each engine host runs on, once it is up (not waited for)."""
+
+        def say(i: int, f: Future) -> None:
+            if f.exception() is None:
+                where = f.result()
+                log.info(
+                    "ray: engine host %d on node %s (%s), pid %d",
+                    i,
+                    where["node_id"][:12],
+                    where["node_ip"],
+                    where["pid"],
+                )
+
+        for i, h in enumerate(self._hosts):
+            h.node.remote().future().add_done_callback(lambda f, i=i: say(i, f))
 
     def submitter(self, stage: StageSpec) -> Submit:
         """Batches straight to the engine hosts (``EngineHost.run``), round robin by
@@ -213,6 +379,8 @@ class RayExecutor:
                 max_concurrent_calls_per_actor=stage.concurrency,
             ),
             num_cpus=0,  # the hosts hold the resources; a forwarder only awaits
+            # ... on the driver's node, which lives as long as the run
+            label_selector={"ray.io/node-id": ray.get_runtime_context().get_node_id()},
         )
         # prefetch_batches=0: with prefetching, a finished block reaches the driver
         # only when the next one finishes too (measured: each batch one batch late,
