@@ -33,6 +33,7 @@ import stat
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -210,8 +211,21 @@ def stop_drivers(timeout_s: float) -> tuple[list[int], list[int]]:
             p.terminate()
         except psutil.Error:
             continue
-    _, alive = psutil.wait_procs(drivers, timeout=timeout_s)
+    deadline = time.monotonic() + timeout_s
+    alive = drivers
+    while alive and time.monotonic() < deadline:
+        _, alive = psutil.wait_procs(alive, timeout=0.2)
+        alive = [p for p in alive if not exited(p)]  # a zombie waits for its parent only
     return [p.pid for p in drivers], [p.pid for p in alive]
+
+
+def exited(p: object) -> bool:
+    import psutil
+
+    try:
+        return p.status() == psutil.STATUS_ZOMBIE  # type: ignore[attr-defined]
+    except psutil.NoSuchProcess:
+        return True
 
 
 def main(argv: list[str] | None = None) -> int:

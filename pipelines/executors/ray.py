@@ -273,6 +273,11 @@ class RayExecutor:
                     )
                 else:
                     ray.init(address=address, logging_level=logging.WARNING)
+                    log.info(
+                        "ray: driver on node %s of the cluster at %s",
+                        ray.get_runtime_context().get_node_id()[:12],
+                        address,
+                    )
             self._owns_ray = True
         return self
 
@@ -367,7 +372,10 @@ class RayExecutor:
             stage.num_cpus,
             stage.concurrency,
         )
-        ds = ray.data.from_pandas(batches)
+        # One block per batch, built here: from_pandas runs a 1-CPU task per frame
+        # for its metadata, which never runs on a cluster whose CPUs the engine
+        # hosts hold (seen: a head with --num-cpus 0 and one engine node).
+        ds = ray.data.from_blocks(batches)
         out = ds.map_batches(
             Forward,
             fn_constructor_kwargs={"hosts": hosts},

@@ -172,7 +172,9 @@ def test_the_engine_core_runs_inline_only_on_a_cpu_process_of_its_own() -> None:
     assert engine.inline_core is None  # left to the placement
     assert placed_engine(engine, process_alone=True, gpus=0).inline_core is True
     assert placed_engine(engine, process_alone=True, gpus=1).inline_core is False
-    assert placed_engine(engine, process_alone=False, gpus=0).inline_core is None  # its process decides
+    assert (
+        placed_engine(engine, process_alone=False, gpus=0).inline_core is None
+    )  # its process decides
     chosen = compose_config(["engine.inline_core=false"]).engine
     assert placed_engine(chosen, process_alone=True, gpus=0).inline_core is False
     remote = compose_config(["engine=openai"]).engine
