@@ -69,6 +69,14 @@ def kill_tree(proc: subprocess.Popen) -> None:
     proc.wait(timeout=10)
 
 
+def node_env(**extra: str) -> dict[str, str]:
+    """A node's environment: this one, no Ray settings of the caller's, and this
+    virtual environment first on PATH, as a node's image has it (a job's
+    ``python`` is the one the node's PATH names)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
+    return {**env, "PATH": f"{BIN}{os.pathsep}{env.get('PATH', '')}", **extra}
+
+
 def start(name: str, cmd: Sequence[str], folder: Path, env: Mapping[str, str]) -> Node:
     log = folder / f"{name}.log"
     proc = subprocess.Popen(
@@ -149,12 +157,7 @@ def ray_cluster(folder: Path, worker_cpus: Sequence[int]) -> Iterator[RayCluster
     token_file.write_text(token)
     # Unix socket paths must stay short: a temp dir of Ray's own under /tmp.
     temp_dir = tempfile.mkdtemp(prefix="ray-", dir="/tmp")
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("RAY_")},
-        "RAY_AUTH_MODE": "token",
-        "RAY_AUTH_TOKEN_PATH": str(token_file),
-        **RAY_FAST_HEALTH,
-    }
+    env = node_env(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN_PATH=str(token_file), **RAY_FAST_HEALTH)
     port, dash = free_port(), free_port()
     common = ["--node-ip-address=127.0.0.1", "--disable-usage-stats", "--block"]
     head = start(
@@ -213,7 +216,7 @@ def dask_workers(address: str) -> int:
 def dask_cluster(folder: Path, workers: Mapping[str, Sequence[str]]) -> Iterator[DaskCluster]:
     """``dask scheduler`` and one stock ``dask worker`` (nanny, daemonic worker
     process) per entry of ``workers`` (name → extra CLI arguments)."""
-    env = dict(os.environ)
+    env = node_env()
     port = free_port()
     address = f"tcp://127.0.0.1:{port}"
     scheduler = start(
