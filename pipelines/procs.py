@@ -39,6 +39,16 @@ def port_open(port: int, host: str = "127.0.0.1") -> bool:
         return False
 
 
+def connect_error(host: str, port: int, timeout: float = 5.0) -> OSError | None:
+    """Why a TCP connection to ``host:port`` fails (None: it is accepted); ``host``
+    may be a bracketed IPv6 address."""
+    try:
+        socket.create_connection((host.strip("[]"), port), timeout=timeout).close()
+    except OSError as e:
+        return e
+    return None
+
+
 def http_ok(url: str) -> bool:
     """Whether ``GET url`` answers 200 within 2 s."""
     import httpx

@@ -59,14 +59,16 @@ INTERRUPTED = 130
 def job_address(given: str | None) -> str:
     """The job API's address: ``--address``, else ``RAY_API_SERVER_ADDRESS`` (as Ray's job
     CLI), else an http(s) ``RAY_ADDRESS``, else the local head's default."""
-    for address in (given, os.environ.get("RAY_API_SERVER_ADDRESS"), os.environ.get("RAY_ADDRESS")):
-        if address and address.startswith(("http://", "https://")):
-            return address.rstrip("/")
-        if address and address is given:
+    if given:
+        if not given.startswith(("http://", "https://")):
             raise UserError(
-                f"--address {address}: give the head's job API, http://<head>:8265 "
+                f"--address {given}: give the head's job API, http://<head>:8265 "
                 "(the dashboard port), not the GCS or Ray Client address"
             )
+        return given.rstrip("/")
+    for address in (os.environ.get("RAY_API_SERVER_ADDRESS"), os.environ.get("RAY_ADDRESS")):
+        if address and address.startswith(("http://", "https://")):
+            return address.rstrip("/")
     return DEFAULT_ADDRESS
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
 import threading
 from collections.abc import Iterator
 from concurrent.futures import Future
@@ -23,6 +22,7 @@ import pandas as pd
 from pipelines import UserError
 from pipelines.config import ExecutorConfig
 from pipelines.executors import StageSpec, Submit, host_gpus
+from pipelines.procs import connect_error
 
 log = logging.getLogger(__name__)
 
@@ -50,10 +50,8 @@ def preflight(cfg: ExecutorConfig) -> None:
     host, _, port = rest.rpartition(":")
     if scheme not in ("", "tcp", "tls") or not host or not port.isdigit():
         raise UserError(f"dask scheduler address {address!r}: expected tcp://host:port")
-    try:
-        socket.create_connection((host.strip("[]"), int(port)), timeout=5).close()
-    except OSError as e:
-        raise UserError(f"dask: no scheduler answers at {address}: {e}") from None
+    if e := connect_error(host, int(port)):
+        raise UserError(f"dask: no scheduler answers at {address}: {e}")
 
 
 def close_stages(dask_worker: Any) -> int:

@@ -29,7 +29,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import socket
 import tempfile
 from collections.abc import Iterator
 from concurrent.futures import Future
@@ -42,6 +41,7 @@ from pipelines import UserError
 from pipelines.config import ExecutorConfig
 from pipelines.engines import EngineFailed, engine_failure
 from pipelines.executors import StageSpec, Submit
+from pipelines.procs import connect_error
 from pipelines.stopping import keep_sigterm_handler
 
 log = logging.getLogger(__name__)
@@ -106,10 +106,8 @@ def preflight(cfg: ExecutorConfig) -> None:
             readable = False
         if not readable:
             raise UserError(f"ray: RAY_AUTH_TOKEN_PATH={token_file} is missing or empty")
-    try:
-        socket.create_connection((host.strip("[]"), int(port)), timeout=5).close()
-    except OSError as e:
-        raise UserError(f"ray: nothing answers at {address} (the head's GCS port): {e}") from None
+    if e := connect_error(host, int(port)):
+        raise UserError(f"ray: nothing answers at {address} (the head's GCS port): {e}")
     from ray.exceptions import AuthenticationError, RpcError
 
     try:
@@ -260,17 +258,16 @@ class RayExecutor:
 
         if not ray.is_initialized():
             address = cluster_address(self.cfg)
-            with contextlib.ExitStack() as start:
-                # a SIGTERM stops the run cleanly (exit 143)
-                start.enter_context(keep_sigterm_handler())
+            # a SIGTERM stops the run cleanly (exit 143)
+            with keep_sigterm_handler():
                 if address is None:
-                    start.enter_context(loopback_node())
-                    ray.init(
-                        address="local",
-                        num_cpus=os.cpu_count(),
-                        include_dashboard=False,
-                        logging_level=logging.WARNING,
-                    )
+                    with loopback_node():
+                        ray.init(
+                            address="local",
+                            num_cpus=os.cpu_count(),
+                            include_dashboard=False,
+                            logging_level=logging.WARNING,
+                        )
                 else:
                     ray.init(address=address, logging_level=logging.WARNING)
                     log.info(
