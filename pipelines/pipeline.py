@@ -9,7 +9,7 @@ import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import ExitStack
+from contextlib import ExitStack, nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache
@@ -39,6 +39,7 @@ from pipelines.metrics import (
     task_metrics,
 )
 from pipelines.parts import held_keys, read_parts
+from pipelines.phases import Phases
 from pipelines.plan import Plan, split_steps
 from pipelines.report import write_report
 from pipelines.rounds import deliberation_figures, write_tables
@@ -143,6 +144,7 @@ def run_pipeline(
         run_id: resume the run of that id in ``out_dir``: requests some part
             already holds are not generated again.
     """
+    phases = Phases()
     resuming = run_id is not None
     run_id = run_id or new_run_id(cfg.role.name)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -171,7 +173,7 @@ def run_pipeline(
             run_id, [(t.role, t.task_id) for t in tasks], started_ms, cfg.deliberation_timeout_s
         )
         sink.publish_pending()  # what an earlier session kept and never saw acked
-        landing = Landing(cfg, run_id, out_dir, sink, keywords)
+        landing = Landing(cfg, run_id, out_dir, sink, keywords, phases=phases)
         if cfg.deliberates:
             stats, embed, cache_figures = deliberate(cfg, executor, tasks, requests, landing)
             reused = stats.done_before
@@ -181,23 +183,30 @@ def run_pipeline(
             def plain(entered: Callable[[], Executor]) -> StreamStats:
                 return stream(entered(), todo, landing, len(requests))
 
-            stats, embed = generate_all(cfg, executor, plain, todo.empty, store)
+            stats, embed = generate_all(cfg, executor, plain, todo.empty, store, phases)
             reused = int(held.sum())
-        steps = split_steps(read_parts(out_dir))
-        results = steps[PROPOSE].sort_values("row").reset_index(drop=True)
-        # Parts written before the cache existed have no `cached` column.
-        results["cached"] = results.get("cached", pd.Series(False, index=results.index))
-        results["cached"] = results["cached"].fillna(False).astype(bool)
-        expected = len(requests) * cfg.deliberation.rounds
-        if len(results) != expected:
-            raise RuntimeError(f"the parts hold {len(results)} proposals for {expected} requests")
-        scaling = cfg.experiment.name == "scaling"
-        columns = [*RESULT_COLUMNS, "council_size"] if scaling else RESULT_COLUMNS
-        results[columns].to_parquet(out_dir / RESULTS_FILE, index=False)
-        tables = write_tables(steps, out_dir, cfg.deliberation.chair) if cfg.deliberates else {}
-        metrics, scored = score(cfg, results, tasks, stats, embed, out_dir, steps, tables)
-        open_left = sink.settle(SETTLE_S)
-        sent = sink.report()
+        phases.add("engine_load", stats.engine_load_s)
+        phases.add("generate", max(stats.wall_s - stats.engine_load_s, 0.0))
+        with phases.timed("results"):
+            steps = split_steps(read_parts(out_dir))
+            results = steps[PROPOSE].sort_values("row").reset_index(drop=True)
+            # Parts written before the cache existed have no `cached` column.
+            results["cached"] = results.get("cached", pd.Series(False, index=results.index))
+            results["cached"] = results["cached"].fillna(False).astype(bool)
+            expected = len(requests) * cfg.deliberation.rounds
+            if len(results) != expected:
+                raise RuntimeError(
+                    f"the parts hold {len(results)} proposals for {expected} requests"
+                )
+            scaling = cfg.experiment.name == "scaling"
+            columns = [*RESULT_COLUMNS, "council_size"] if scaling else RESULT_COLUMNS
+            results[columns].to_parquet(out_dir / RESULTS_FILE, index=False)
+            tables = write_tables(steps, out_dir, cfg.deliberation.chair) if cfg.deliberates else {}
+        with phases.timed("score"):
+            metrics, scored = score(cfg, results, tasks, stats, embed, out_dir, steps, tables)
+        with phases.timed("settle"):
+            open_left = sink.settle(SETTLE_S)
+            sent = sink.report()
     metrics = {
         "run_id": run_id,
         **metrics,
@@ -213,10 +222,13 @@ def run_pipeline(
             "open_deliberations": open_left,
         }
     (out_dir / METRICS_FILE).write_text(json.dumps(metrics, indent=2) + "\n")
-    write_report(out_dir)
-    tracked = track(cfg, out_dir, stats.wall_s)
+    with phases.timed("report"):
+        write_report(out_dir)
+    with phases.timed("track"):
+        tracked = track(cfg, out_dir, phases.figures()["total_s"])
     if tracked is not None:
         metrics["tracking"] = tracked
+    metrics["phases"] = phases.write(out_dir)
     return RunOutcome(run_id, out_dir, results[columns], metrics, agent_table(scored))
 
 
@@ -226,6 +238,7 @@ def generate_all(
     generate: Callable[[Callable[[], Executor]], StreamStats],
     idle: bool,
     store: ResponseCache | None = None,
+    phases: Phases | None = None,
 ) -> tuple[StreamStats, Embed | None]:
     """Run ``generate`` (given a function that enters the executor on first call);
     the embedding model loads meanwhile.
@@ -244,11 +257,12 @@ def generate_all(
 
         @cache
         def entered() -> Executor:
-            if executor is None:
-                return stack.enter_context(build_executor(cfg.executor))
-            if isinstance(executor, HeldExecutors):
-                return executor.get(cfg.executor)
-            return executor
+            with phases.timed("start") if phases else nullcontext():
+                if executor is None:
+                    return stack.enter_context(build_executor(cfg.executor))
+                if isinstance(executor, HeldExecutors):
+                    return executor.get(cfg.executor)
+                return executor
 
         stats = StreamStats() if idle else generate(entered)
         embed = embedder.result() if embedder is not None else None
@@ -278,7 +292,8 @@ def deliberate(
         return stats
 
     idle = len(held) >= plan.total()
-    stats, embed = generate_all(cfg, executor, run, idle, gate.store if gate else None)
+    store = gate.store if gate else None
+    stats, embed = generate_all(cfg, executor, run, idle, store, landing.phases)
     stats.done_before = len(held)
     return stats, embed, cache_figures(*gates)
 
@@ -382,8 +397,11 @@ def sink_figures(report: SinkReport) -> dict[str, Any]:
     }
 
 
-def track(cfg: RunConfig, out_dir: Path, wall_s: float) -> dict[str, Any] | None:
-    """Record the run with the configured tracker; a failure is reported, never raised."""
+def track(cfg: RunConfig, out_dir: Path, before_s: float) -> dict[str, Any] | None:
+    """Record the run with the configured tracker; a failure is reported, never raised.
+
+    ``share_of_run`` divides the tracking time by the whole run's: ``before_s``
+    (the run up to tracking) and the tracking itself."""
     tracker = build_tracker(cfg.tracking)
     try:
         tracked = tracker.track(out_dir)
@@ -398,5 +416,5 @@ def track(cfg: RunConfig, out_dir: Path, wall_s: float) -> dict[str, Any] | None
         "run": tracked.run_ref,
         "where": tracked.where,
         "seconds": tracked.seconds,
-        "share_of_run": tracked.seconds / wall_s if wall_s else 0.0,
+        "share_of_run": tracked.seconds / (before_s + tracked.seconds),
     }

@@ -3,8 +3,11 @@
 
 It holds the figures with their 95 % intervals, the per-agent table, readable
 plots and, per task, every agent's proposal side by side with the keyword hits
-marked, filterable by text and role. ``python -m pipelines.report <run_dir>``
-rebuilds it from the run's files.
+marked, filterable by text and role. Tasks come in pages of ``PAGE_TASKS``:
+the first is in the page itself, the others are scripts in ``report/`` beside
+it, loaded when shown (or when a filter searches them), so a run of 15,000
+proposals opens as fast as a small one. ``python -m pipelines.report
+<run_dir>`` rebuilds it from the run's files.
 """
 
 from __future__ import annotations
@@ -23,6 +26,9 @@ from pipelines.metrics import DIVERSITY_METRICS, QUALITY_METRICS, agent_table
 from pipelines.rounds import ROUND_METRICS, deliberation_notes
 
 REPORT_FILE = "report.html"
+PAGE_DIR = "report"
+"""Beside report.html: ``page-NNNN.js``, the task cards of each page after the first."""
+PAGE_TASKS = 50
 THROUGHPUT = [
     "requests",
     "errors",
@@ -162,8 +168,8 @@ def figures_section(metrics: dict[str, Any], tm: pd.DataFrame) -> list[tuple[str
     return out
 
 
-def render(run_dir: Path) -> str:
-    """The report page for the run in ``run_dir``."""
+def render(run_dir: Path, page_tasks: int = PAGE_TASKS) -> tuple[str, list[str]]:
+    """The report page for the run in ``run_dir`` and its later pages' scripts."""
     from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
     metrics = json.loads((run_dir / "metrics.json").read_text())
@@ -192,7 +198,27 @@ def render(run_dir: Path) -> str:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    return env.get_template("report.html.j2").render(
+    tasks = [
+        c | {"prompt": prompts[(c["role"], c["task_id"])]} for c in task_cards(results, tm, chair)
+    ]
+    role_names = sorted(tm["role"].unique())
+    repeats = overall.get("repeats", 1)
+    cards = env.get_template("tasks.html.j2")
+    pages = [
+        cards.render(
+            tasks=tasks[i : i + page_tasks],
+            page=i // page_tasks + 1,
+            role_names=role_names,
+            repeats=repeats,
+        )
+        for i in range(0, max(len(tasks), 1), page_tasks)
+    ]
+    html = env.get_template("report.html.j2").render(
+        first_page=Markup(pages[0]),
+        pages=len(pages),
+        page_dir=PAGE_DIR,
+        page_tasks=page_tasks,
+        task_count=len(tasks),
         run_id=metrics["run_id"],
         info=info,
         metrics=metrics,
@@ -200,7 +226,7 @@ def render(run_dir: Path) -> str:
         quality=figure_rows(overall, QUALITY_METRICS),
         throughput=figure_rows(overall, THROUGHPUT),
         roles=[(role, figure_rows(f, ROLE_FIGURES)) for role, f in roles.items()],
-        role_names=sorted(tm["role"].unique()),
+        role_names=role_names,
         agents=agent_table(tm).to_dict(orient="records"),
         scaling=metrics.get("scaling"),
         rounds=metrics.get("rounds"),
@@ -208,16 +234,23 @@ def render(run_dir: Path) -> str:
         round_gain=metrics.get("round_gain", {}),
         deliberation=deliberation_notes(metrics),
         figures=figures_section(metrics, tm),
-        tasks=[
-            c | {"prompt": prompts[(c["role"], c["task_id"])]}
-            for c in task_cards(results, tm, chair)
-        ],
     )
+    scripts = [f"councilPage({n}, {json.dumps(page)});\n" for n, page in enumerate(pages[1:], 2)]
+    return html, scripts
 
 
-def write_report(run_dir: Path) -> Path:
+def write_report(run_dir: Path, page_tasks: int = PAGE_TASKS) -> Path:
+    """``report.html`` and, for a run of more than one page, ``report/``."""
+    html, scripts = render(run_dir, page_tasks)
+    pages = run_dir / PAGE_DIR
+    for old in pages.glob("page-*.js"):  # a rebuilt report leaves no stale page
+        old.unlink()
+    if scripts:
+        pages.mkdir(exist_ok=True)
+    for n, script in enumerate(scripts, 2):
+        (pages / f"page-{n:04d}.js").write_text(script, encoding="utf-8")
     path = run_dir / REPORT_FILE
-    path.write_text(render(run_dir), encoding="utf-8")
+    path.write_text(html, encoding="utf-8")
     return path
 
 

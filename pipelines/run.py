@@ -29,6 +29,7 @@ def run_job(cfg: DictConfig, held: HeldExecutors) -> list[str]:
     Returns the ``fail_on`` rules the finished run broke (``pipelines.verdict``).
     """
     from pipelines.config import load
+    from pipelines.console import quiet_console
     from pipelines.engines import preflight_run
     from pipelines.pipeline import run_pipeline
     from pipelines.reaper import reaper
@@ -38,6 +39,7 @@ def run_job(cfg: DictConfig, held: HeldExecutors) -> list[str]:
 
     out_dir = Path(HydraConfig.get().runtime.output_dir)
     log.info("run folder: %s", out_dir.resolve())
+    quiet_console(out_dir)
     try:
         run = load(cfg)
         preflight_run(run)

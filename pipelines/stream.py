@@ -19,6 +19,7 @@ from pipelines.config import EngineConfig, RunConfig, VLLMEngineConfig
 from pipelines.council import batches
 from pipelines.executors import Executor, StageSpec
 from pipelines.parts import write_part
+from pipelines.phases import Phases
 from pipelines.sinks import Sink
 from pipelines.sinks.messages import agent_messages
 from pipelines.stage import GenerateStage
@@ -106,6 +107,8 @@ class Landing:
     keywords: Mapping[tuple[str, str], list[str]]
     store: Callable[[pd.DataFrame], None] | None = None
     """Keeps generated rows (the response cache); None: nothing kept."""
+    phases: Phases = field(default_factory=Phases)
+    """The driver's time per batch in ``land`` (part) and ``publish`` (sink)."""
 
     def land(self, rows: pd.DataFrame, stats: StreamStats, *, cached: bool) -> float:
         """One batch: a part on disk, then its agent messages; returns when it finished."""
@@ -133,15 +136,18 @@ class Landing:
         # failed outbox write takes the part back (a resume generates the batch again).
         with uninterrupted():
             try:
-                part = write_part(self.run_dir, batch, rows, cached=cached)
+                with self.phases.timed("land"):
+                    part = write_part(self.run_dir, batch, rows, cached=cached)
             except OSError as e:
                 raise RunStopped(f"cannot write batch {batch}'s part: {e}") from e
             stats.landing_s.append(time.time() - finished)
             if messages:
                 try:
-                    self.sink.publish(
-                        messages, on_acked=lambda f=finished: stats.acked_s.append(time.time() - f)
-                    )
+                    with self.phases.timed("publish"):
+                        self.sink.publish(
+                            messages,
+                            on_acked=lambda f=finished: stats.acked_s.append(time.time() - f),
+                        )
                 except OSError as e:
                     part.unlink(missing_ok=True)
                     raise RunStopped(f"cannot keep batch {batch}'s messages: {e}") from e

@@ -39,6 +39,7 @@ import pandas as pd
 
 from pipelines import UserError
 from pipelines.config import ExecutorConfig
+from pipelines.console import adopt, route_ray_worker_output
 from pipelines.engines import EngineFailed, engine_failure
 from pipelines.executors import StageSpec, Submit
 from pipelines.procs import connect_error
@@ -276,6 +277,11 @@ class RayExecutor:
                         address,
                     )
             self._owns_ray = True
+        import ray.data  # configures Ray Data's loggers, adopted below
+
+        # Ray's, Ray Data's and the workers' INFO lines go to run.log (pipelines/console.py).
+        adopt("ray", "ray.data")
+        route_ray_worker_output()
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -167,6 +167,13 @@ class Collector:
         except Exception as e:  # noqa: BLE001 - kept in the outbox for a replay
             log.warning("collector: %s not published: %s", m.msg_id, e)
         await kv.put(outcome.key, _encode(outcome.record))
-        log.info("deliberation %s: %s", m.msg_id, outcome.record["status"])
+        # One a task: the console's line is the batch's (pipelines.stream), this is run.log's.
+        status = outcome.record["status"]
+        log.log(
+            logging.DEBUG if status == "COMPLETED" else logging.INFO,
+            "deliberation %s: %s",
+            m.msg_id,
+            status,
+        )
         if self.on_end is not None:
             self.on_end(outcome, ack)

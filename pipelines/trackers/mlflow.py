@@ -11,8 +11,9 @@ Metric keys: the run-level figures by their names (``keyword_relevance``, …),
 (``role=all``), ``scaling/<n>_agents/<column>`` for the scaling experiment and
 ``keyword/<keyword>/hit_rate``; a deliberation adds ``round/<metric>`` at step
 = round, and ``round_gain/``, ``ranking/``, ``chair/`` and ``judge/`` figures.
-With ``rows`` (the default) every proposal is also an evaluation row with its
-scores (:mod:`pipelines.trackers.mlflow_rows`).
+With ``rows`` (the default) every proposal is also a row of the run's
+``proposals.json`` table, and with ``traces`` an evaluation row (a trace) with
+its scores (:mod:`pipelines.trackers.mlflow_rows`).
 """
 
 from __future__ import annotations
@@ -28,8 +29,9 @@ from typing import Any
 import pandas as pd
 
 from pipelines.config import MlflowTrackingConfig
+from pipelines.report import PAGE_DIR
 from pipelines.trackers import Tracked
-from pipelines.trackers.mlflow_rows import log_rows
+from pipelines.trackers.mlflow_rows import TABLE_FILE, log_traces, proposal_table
 
 log = logging.getLogger(__name__)
 
@@ -184,9 +186,14 @@ def track_run(run_dir: Path, cfg: MlflowTrackingConfig) -> Tracked:
             path = run_dir / name
             if path.is_file():
                 client.log_artifact(mlflow_id, str(path), os.path.dirname(name) or None)
+        if (run_dir / PAGE_DIR).is_dir():  # report.html's later pages
+            client.log_artifacts(mlflow_id, str(run_dir / PAGE_DIR), PAGE_DIR)
         client.log_table(mlflow_id, _table_for_mlflow(task_metrics), "task_metrics.json")
         if cfg.rows:
-            log_rows(uri, exp_id, mlflow_id, proposals(run_dir), task_keywords(task_metrics))
+            table = proposal_table(proposals(run_dir), task_metrics)
+            client.log_table(mlflow_id, table, TABLE_FILE)
+        if cfg.traces:
+            log_traces(uri, exp_id, mlflow_id, proposals(run_dir), task_keywords(task_metrics))
         client.set_terminated(mlflow_id, "FINISHED")
     except Exception:
         client.set_terminated(mlflow_id, "FAILED")

@@ -1,17 +1,27 @@
-"""Each proposal of a run as one MLflow evaluation row: a trace holding the task
-and agent (inputs), the proposal (outputs) and the expected keywords
-(expectations), with the project's evaluators attached as assessments.
+"""A run's proposals in MLflow, row by row.
 
-Logged with ``mlflow.genai.evaluate`` on static outputs: it needs no model and
-no LLM judge (the scorers are the pure functions of :mod:`evaluators`), so it
-works offline, and MLflow's UI lists the rows with their scores in the run's
-Traces / Evaluation tab. Rows go one at a time by default: with its default 10
-workers on a SQLite store, MLflow exhausts its connection pool and drops traces
-(measured: 56 of 180 kept).
+- ``proposals.json`` (``tracking.rows``, the default): one MLflow table per run,
+  a row per proposal with its task, agent, temperature, text and keyword
+  scores, written in one call whatever the run's size. MLflow's UI shows it
+  in the run's Artifacts, and ``mlflow.load_table("proposals.json",
+  run_ids=[...])`` reads it back across runs.
+- Evaluation rows (``tracking.traces``, off by default): each proposal as a
+  trace holding the task and agent (inputs), the proposal (outputs) and the
+  expected keywords (expectations), with the project's evaluators attached as
+  assessments, listed in the run's Traces / Evaluation tab. Logged with
+  ``mlflow.genai.evaluate`` on static outputs: no model and no LLM judge (the
+  scorers are the pure functions of :mod:`evaluators`), so it works offline.
+  It costs ~63 ms a proposal on a SQLite store (3,000 proposals: 189 s), so it
+  suits small runs. Rows go one at a time: with its default 10 workers on a
+  SQLite store, MLflow exhausts its connection pool and drops traces
+  (measured: 56 of 180 kept). Its progress bar and banner go to the log.
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
+import logging
 import os
 from typing import Any
 
@@ -19,7 +29,39 @@ import pandas as pd
 
 from evaluators import coverage, keyword_hits
 
+log = logging.getLogger(__name__)
+
 WORKERS_ENV = "MLFLOW_GENAI_EVAL_MAX_WORKERS"
+TABLE_FILE = "proposals.json"
+TABLE_COLUMNS = [
+    "role",
+    "task_id",
+    "agent_id",
+    "repeat",
+    "temperature",
+    "proposal",
+    "completion_tokens",
+    "finish_reason",
+    "error",
+    "keywords",
+    "keyword_hits",
+    "keyword_relevance",
+    "keyword_full",
+]
+
+
+def proposal_table(results: pd.DataFrame, task_metrics: pd.DataFrame) -> pd.DataFrame:
+    """One row per proposal with its scores; list columns as comma-joined text
+    (MLflow tables hold scalars)."""
+    key = ["role", "task_id", "agent_id", "repeat"]
+    results = results if "repeat" in results else results.assign(repeat=0)
+    tm = task_metrics if "repeat" in task_metrics else task_metrics.assign(repeat=0)
+    scores = [c for c in TABLE_COLUMNS if (c in tm and c not in results) or c in key]
+    rows = results.merge(tm[scores], on=key, how="left")
+    for col in ("keywords", "keyword_hits"):
+        if col in rows:
+            rows[col] = rows[col].map(lambda v: ",".join(map(str, v)) if v is not None else "")
+    return rows[[c for c in TABLE_COLUMNS if c in rows]].reset_index(drop=True)
 
 
 def evaluation_rows(results: pd.DataFrame, keywords: pd.DataFrame) -> list[dict[str, Any]]:
@@ -71,16 +113,42 @@ def scorers() -> list[Any]:
     return [relevance, full]
 
 
-def log_rows(
+def log_traces(
     uri: str, experiment_id: str, mlflow_run_id: str, results: pd.DataFrame, keywords: pd.DataFrame
 ) -> int:
-    """Log every proposal as an evaluation row of the MLflow run; returns the count."""
+    """Log every proposal as an evaluation row (a trace) of the MLflow run; returns
+    the count."""
     os.environ.setdefault(WORKERS_ENV, "1")
     import mlflow
 
     data = evaluation_rows(results, keywords)
     mlflow.set_tracking_uri(uri)
     mlflow.set_experiment(experiment_id=experiment_id)
-    with mlflow.start_run(run_id=mlflow_run_id):
+    shown = io.StringIO()  # the banner and the bar: the log's, not the console's
+    with (
+        mlflow.start_run(run_id=mlflow_run_id),
+        contextlib.redirect_stdout(shown),
+        contextlib.redirect_stderr(shown),
+        _env("TQDM_DISABLE", "1"),
+    ):
         mlflow.genai.evaluate(data=data, scorers=scorers())
+    log.info("mlflow: %d evaluation rows logged%s", len(data), _tail(shown.getvalue()))
     return len(data)
+
+
+@contextlib.contextmanager
+def _env(key: str, value: str) -> Any:
+    before = os.environ.get(key)
+    os.environ[key] = value
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = before
+
+
+def _tail(text: str) -> str:
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return f" ({lines[-1]})" if lines else ""

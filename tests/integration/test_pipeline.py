@@ -14,6 +14,7 @@ from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
+import mlflow
 import pandas as pd
 import pytest
 from mlflow import MlflowClient
@@ -41,6 +42,15 @@ from tests.nats_helpers import stream_contents
 TINY = ["limit=2", "max_tokens=16"]
 
 
+CONSOLE_NOISE = [
+    "Initializing a V1 LLM engine",
+    "logging_progress",
+    "Running Dataset",
+    "Evaluating",
+]
+"""vLLM's INFO lines, Ray Data's progress blocks, MLflow's bar: run.log's, not the console's."""
+
+
 def run_cli(out: Path, *overrides: str) -> pd.DataFrame:
     proc = subprocess.run(
         [sys.executable, "-m", "pipelines.run", f"hydra.run.dir={out}", *overrides],
@@ -51,6 +61,9 @@ def run_cli(out: Path, *overrides: str) -> pd.DataFrame:
     )
     assert proc.returncode == 0, proc.stderr[-4000:]
     assert "keyword_relevance" in proc.stdout
+    console = proc.stdout + proc.stderr
+    assert [n for n in CONSOLE_NOISE if n in console] == [], console[-4000:]
+    assert "batch 0 landed" in console
     return pd.read_parquet(out / "results.parquet")
 
 
@@ -58,6 +71,9 @@ def test_ray_pipeline_runs_council_with_its_batches_in_one_engine(
     tmp_path: Path, model_dir: Path
 ) -> None:
     first = run_cli(tmp_path / "a", "role=devops", "executor=ray", "batch_size=2", *TINY)
+    # What the console left out is in run.log: the engine host's vLLM, Ray Data.
+    log_text = (tmp_path / "a" / "run.log").read_text()
+    assert "Initializing a V1 LLM engine" in log_text and "Running Dataset" in log_text
 
     assert list(first.columns) == RESULT_COLUMNS
     assert len(first) == 2 * 3
@@ -347,7 +363,7 @@ def test_nats_sink_publishes_every_agent_and_deliberation(
 
 
 def test_mlflow_down_then_track_later_logs_once_over_http(
-    local: LocalExecutor, tmp_path: Path
+    local: LocalExecutor, tmp_path: Path, capfd: pytest.CaptureFixture[str]
 ) -> None:
     down = f"http://127.0.0.1:{free_port()}"
     settings = compose_config(
@@ -359,6 +375,7 @@ def test_mlflow_down_then_track_later_logs_once_over_http(
             "tracking=mlflow",
             f"tracking.uri={down}",
             "tracking.experiment=council-tests/qa",
+            "tracking.traces=true",
         ]
     )
     outcome = run_pipeline(settings, tmp_path / "run", executor=local)
@@ -374,11 +391,16 @@ def test_mlflow_down_then_track_later_logs_once_over_http(
     with mlflow_server(tmp_path / "mlflow") as url:
         assert track_main([str(tmp_path / "run"), "--uri", url]) == 0
         assert track_main([str(tmp_path / "run"), "--uri", url]) == 0  # idempotent
+        shown = capfd.readouterr()
+        assert "Evaluating" not in shown.err + shown.out  # MLflow's bar and banner: the log's
+        assert "Evaluation completed" not in shown.err + shown.out
         client = MlflowClient(tracking_uri=url)
         exp_id = client.get_experiment_by_name("council-tests/qa").experiment_id
         (run,) = client.search_runs([exp_id])
         artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
         traces = client.search_traces(locations=[exp_id], run_id=run.info.run_id)
+        mlflow.set_tracking_uri(url)
+        table = mlflow.load_table("proposals.json", run_ids=[run.info.run_id])
 
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())["overall"]
     for name in ("keyword_relevance", "unique_ratio", "self_bleu", "tokens_per_s"):
@@ -406,6 +428,21 @@ def test_mlflow_down_then_track_later_logs_once_over_http(
             )
         )
     assert got == want and len(traces) == len(tm) == 6
+    # ... and a row of the run's proposals.json table, written in one call.
+    rows = {
+        (r.task_id, r.agent_id, r.keyword_relevance, r.keyword_full, r.proposal)
+        for r in table.itertuples()
+    }
+    results = pd.read_parquet(tmp_path / "run" / "results.parquet")
+    texts = dict(
+        zip(zip(results.task_id, results.agent_id, strict=True), results.proposal, strict=True)
+    )
+    assert rows == {(*w, texts[w[0], w[1]]) for w in want} and len(table) == 6
+
+    # Where the run's time went, phase by phase, after the last batch included.
+    phases = json.loads((tmp_path / "run" / "phases.json").read_text())
+    assert set(phases["seconds"]) >= {"generate", "results", "score", "report", "track"}
+    assert 0 < phases["after_last_batch_s"] < phases["total_s"]
 
 
 def test_nightly_continues_its_night_by_name_and_exits_3_when_tracking_is_down(

@@ -158,3 +158,70 @@ def test_a_filter_link_shows_only_the_matching_tasks(run_dir: Path) -> None:
         for r, t in results[["role", "task_id"]].drop_duplicates().itertuples(index=False)
     }
     assert set(page.hidden_tasks) == shown - {f"task-dev-{task.task_id}"}
+
+
+class Sections(HTMLParser):
+    """Ids of the page's task sections: all of them, and the hidden ones."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ids: list[str] = []
+        self.hidden: list[str] = []
+        self.shown_text = ""
+        self._in_shown = False
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = dict(attrs)
+        if tag == "section":
+            self.ids.append(a.get("id") or "")
+            if "hidden" in a:
+                self.hidden.append(a.get("id") or "")
+        self._in_shown = a.get("id") == "shown"
+
+    def handle_data(self, data: str) -> None:
+        if self._in_shown:
+            self.shown_text += data
+
+
+@pytest.fixture(scope="module")
+def paged(run_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str]]:
+    """The same run with two tasks a page: three pages, two of them scripts beside it."""
+    out = tmp_path_factory.mktemp("paged")
+    for name in ("results.parquet", "task_metrics.parquet", "metrics.json"):
+        shutil.copy(run_dir / name, out / name)
+    write_report(out, page_tasks=2)
+    results = pd.read_parquet(out / "results.parquet")
+    order = [f"task-{r}-{t}" for r, t in results[["role", "task_id"]].drop_duplicates().values]
+    return out, order
+
+
+def sections(url: str) -> Sections:
+    page = Sections()
+    page.feed(dump_dom(url))
+    return page
+
+
+def test_a_paged_report_holds_one_page_and_loads_another_on_demand(
+    paged: tuple[Path, list[str]],
+) -> None:
+    out, order = paged
+    assert sorted(p.name for p in (out / "report").iterdir()) == ["page-0002.js", "page-0003.js"]
+    assert order[2] not in (out / "report.html").read_text()  # not in the page itself
+    first = sections((out / "report.html").as_uri())
+    assert first.ids == order[:2] and first.hidden == []
+    second = sections((out / "report.html").as_uri() + "#page=2")
+    assert second.ids == order[:4] and second.hidden == order[:2]  # page 3 never loaded
+    assert "2 of 6 tasks" in second.shown_text
+
+
+def test_a_filter_searches_every_page_of_a_paged_report(paged: tuple[Path, list[str]]) -> None:
+    out, order = paged
+    results = pd.read_parquet(out / "results.parquet")
+    last = results.drop_duplicates(["role", "task_id"]).iloc[-1]
+    page = sections((out / "report.html").as_uri() + f"#q=on%20{last.task_id}:")
+    assert sorted(page.ids) == sorted(order)  # every page loaded
+    assert set(page.ids) - set(page.hidden) == {f"task-{last.role}-{last.task_id}"}
+    assert "1 of 6 tasks" in page.shown_text
+    # The hostile proposal (page 3, a script) arrived as text: it ran nothing.
+    hostile = dump_dom((out / "report.html").as_uri() + "#q=not%20bold")
+    assert "<title>council-eval run" in hostile and "&lt;b&gt;not bold&lt;/b&gt;" in hostile
