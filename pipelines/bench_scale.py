@@ -169,6 +169,7 @@ def size_row(size: int, raws: list[dict[str, Any]], run: dict[str, Any]) -> dict
         "report_mb": run["report_mb"],
         "mlflow_growth_mb": run["mlflow_growth_mb"],
         "console_lines": run["console_lines"],
+        "identical_to_raw": run.get("identical"),
     }
 
 
@@ -218,10 +219,20 @@ def bench_size(
     if bracket:
         log.info("bench_scale: %d requests: raw again", len(table))
         raws.append(raw_vllm(settings, table))
+    run["identical"] = same_proposals(table, raws[0].pop("proposals"), size_dir / "run")
     for r in raws:
         r.pop("proposals", None)
     (size_dir / "figures.json").write_text(json.dumps({"raw": raws, "pipeline": run}, indent=2))
     return size_row(len(table), raws, run)
+
+
+def same_proposals(table: pd.DataFrame, raw: list[str], run_dir: Path) -> float:
+    """Share of the run's proposals equal to raw's for the same (task, agent)."""
+    key = ["role", "task_id", "agent_id"]
+    want = table[key].assign(raw=raw)
+    got = pd.read_parquet(run_dir / "results.parquet", columns=[*key, "proposal"])
+    both = want.merge(got, on=key, how="inner")
+    return float((both["raw"] == both["proposal"]).sum() / len(table))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -6,8 +6,9 @@ warning; the engines' and frameworks' INFO lines go to ``run.log`` only.
   (Hydra's console and ``run.log``), and the console lets through only
   council-eval's records and warnings.
 - vLLM's engine processes on this host (its engine core, Ray engine hosts,
-  Dask workers) log INFO to ``run.log`` and warnings to stderr through
-  ``VLLM_LOGGING_CONFIG_PATH`` (unless the environment already names one).
+  Dask workers) log INFO and warnings to ``run.log`` and errors to stderr
+  through ``VLLM_LOGGING_CONFIG_PATH`` (unless the environment already names
+  one).
 - Ray's stream of its workers' output (``log_to_driver``) is logged line by
   line: INFO into ``run.log``, a batch that holds a warning, an error or a
   traceback onto the console as well.
@@ -94,7 +95,8 @@ def quiet_console(run_dir: Path | None = None) -> None:
 
 
 def vllm_logging(log_file: Path) -> dict[str, Any]:
-    """vLLM's loggers: INFO appended to ``log_file``, warnings to stderr."""
+    """vLLM's loggers: INFO and warnings appended to ``log_file``, errors to stderr
+    as well (its start-up warnings, a dozen a load, are run.log's)."""
     fmt = "[%(asctime)s][%(name)s][%(levelname)s] - (pid %(process)d) %(message)s"
     return {
         "version": 1,
@@ -112,7 +114,7 @@ def vllm_logging(log_file: Path) -> dict[str, Any]:
                 "class": "logging.StreamHandler",
                 "stream": "ext://sys.stderr",
                 "formatter": "run",
-                "level": "WARNING",
+                "level": "ERROR",
             },
         },
         "loggers": {"vllm": {"handlers": ["file", "console"], "level": "INFO", "propagate": False}},

@@ -64,12 +64,16 @@ class Embedder:
         self.batch_size = batch_size
 
     def __call__(self, texts: Sequence[str]) -> np.ndarray:
+        """One unit vector per text, in order. Texts of similar length share a
+        batch (less padding); the order of ``texts`` is restored."""
         torch = self._torch
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        ordered = [texts[i] for i in order]
         out = []
         with torch.inference_mode():
-            for i in range(0, len(texts), self.batch_size):
+            for i in range(0, len(ordered), self.batch_size):
                 enc = self.tokenizer(
-                    list(texts[i : i + self.batch_size]),
+                    ordered[i : i + self.batch_size],
                     padding=True,
                     truncation=True,
                     max_length=256,
@@ -79,7 +83,12 @@ class Embedder:
                 mask = enc["attention_mask"].unsqueeze(-1).to(states.dtype)
                 pooled = (states * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
                 out.append(torch.nn.functional.normalize(pooled, dim=1).numpy())
-        return np.concatenate(out) if out else np.zeros((0, 0))
+        if not out:
+            return np.zeros((0, 0))
+        stacked = np.concatenate(out)
+        vectors = np.empty_like(stacked)
+        vectors[order] = stacked
+        return vectors
 
 
 def load_embedder() -> Embedder | None:

@@ -84,14 +84,19 @@ def task_diversity(
     keys = zip(ok["role"].tolist(), ok["task_id"].tolist(), ok["repeat"].tolist(), strict=True)
     for key, proposal in zip(keys, ok["proposal"].tolist(), strict=True):
         tasks.setdefault(key, []).append(proposal)
-    rows = []
+    # Every proposal in one embedding call (batched by the embedder), not one call a task.
+    flat = [p for proposals in tasks.values() for p in proposals]
+    vectors = embed(flat) if embed is not None and flat else None
+    rows, start = [], 0
     for (role, task_id, repeat), proposals in tasks.items():
         row = {"role": role, "task_id": task_id, "repeat": repeat, "proposals": len(proposals)}
         row.update(lexical_diversity(proposals))
         if bleu:
             row["self_bleu"] = self_bleu(proposals)
-        if embed is not None:
-            row["embedding_diversity"] = mean_pairwise_cosine_distance(embed(proposals))
+        if vectors is not None:
+            mine = vectors[start : start + len(proposals)]
+            row["embedding_diversity"] = mean_pairwise_cosine_distance(mine)
+        start += len(proposals)
         rows.append(row)
     return pd.DataFrame(
         rows, columns=["role", "task_id", "repeat", "proposals"] if not rows else None

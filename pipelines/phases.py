@@ -23,7 +23,7 @@ import psutil
 log = logging.getLogger(__name__)
 
 PHASES_FILE = "phases.json"
-AFTER_LAST_BATCH = ("results", "score", "settle", "report", "track")
+AFTER_LAST_BATCH = ("stop", "results", "score", "settle", "report", "track")
 """The phases after the last batch landed, in the order they run."""
 
 
@@ -54,6 +54,7 @@ class Phases:
 
     def figures(self) -> dict[str, Any]:
         total = time.perf_counter() - self.started
+        memory = psutil.Process().memory_full_info()
         after = sum(self.seconds.get(p, 0.0) for p in AFTER_LAST_BATCH)
         return {
             "total_s": total,
@@ -62,6 +63,10 @@ class Phases:
             "after_last_batch_s": after,
             "after_last_batch_share": after / total if total else 0.0,
             "rss_mb": self.rss_mb,
+            # Now: resident, and unique to the driver (shared pages, e.g. Ray's
+            # object store mapped in, left out).
+            "end_rss_mb": memory.rss / 2**20,
+            "end_uss_mb": memory.uss / 2**20,
         }
 
     def write(self, run_dir: Path) -> dict[str, Any]:

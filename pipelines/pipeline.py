@@ -26,6 +26,7 @@ from pipelines.cache import (
 )
 from pipelines.config import RunConfig
 from pipelines.council import AGENT_COLUMNS, PROPOSE, expand
+from pipelines.embed_ahead import EmbedAhead
 from pipelines.embeddings import load_embedder
 from pipelines.executors import Executor, HeldExecutors, build_executor
 from pipelines.flow import stream_plan
@@ -183,7 +184,7 @@ def run_pipeline(
             def plain(entered: Callable[[], Executor]) -> StreamStats:
                 return stream(entered(), todo, landing, len(requests))
 
-            stats, embed = generate_all(cfg, executor, plain, todo.empty, store, phases)
+            stats, embed = generate_all(cfg, executor, plain, todo.empty, store, landing)
             reused = int(held.sum())
         phases.add("engine_load", stats.engine_load_s)
         phases.add("generate", max(stats.wall_s - stats.engine_load_s, 0.0))
@@ -238,7 +239,7 @@ def generate_all(
     generate: Callable[[Callable[[], Executor]], StreamStats],
     idle: bool,
     store: ResponseCache | None = None,
-    phases: Phases | None = None,
+    landing: Landing | None = None,
 ) -> tuple[StreamStats, Embed | None]:
     """Run ``generate`` (given a function that enters the executor on first call);
     the embedding model loads meanwhile.
@@ -254,10 +255,14 @@ def generate_all(
     eager = cfg.embeddings and not (store is not None and idle)
     with ThreadPoolExecutor(max_workers=1) as pool, ExitStack() as stack:
         embedder = pool.submit(load_embedder) if eager and not in_process else None
+        # Each landed batch's proposals are embedded meanwhile (pipelines/embed_ahead.py).
+        ahead = EmbedAhead(embedder) if embedder is not None and landing is not None else None
+        if ahead is not None and landing is not None:
+            landing.embed_ahead = ahead.add
 
         @cache
         def entered() -> Executor:
-            with phases.timed("start") if phases else nullcontext():
+            with landing.phases.timed("start") if landing else nullcontext():
                 if executor is None:
                     return stack.enter_context(build_executor(cfg.executor))
                 if isinstance(executor, HeldExecutors):
@@ -265,7 +270,13 @@ def generate_all(
                 return executor
 
         stats = StreamStats() if idle else generate(entered)
-        embed = embedder.result() if embedder is not None else None
+        generated_at = time.perf_counter()
+        if ahead is not None:
+            embed = ahead.finish()
+        else:
+            embed = embedder.result() if embedder is not None else None
+    if landing is not None:  # the executor's stop, and the last batches' embeddings
+        landing.phases.add("stop", time.perf_counter() - generated_at)
     if eager and in_process:
         embed = load_embedder()
     if cfg.embeddings and store is not None:
@@ -293,7 +304,7 @@ def deliberate(
 
     idle = len(held) >= plan.total()
     store = gate.store if gate else None
-    stats, embed = generate_all(cfg, executor, run, idle, store, landing.phases)
+    stats, embed = generate_all(cfg, executor, run, idle, store, landing)
     stats.done_before = len(held)
     return stats, embed, cache_figures(*gates)
 

@@ -109,6 +109,8 @@ class Landing:
     """Keeps generated rows (the response cache); None: nothing kept."""
     phases: Phases = field(default_factory=Phases)
     """The driver's time per batch in ``land`` (part) and ``publish`` (sink)."""
+    embed_ahead: Callable[[list[str]], None] | None = None
+    """Embeds a landed batch's proposals in the background (pipelines/embed_ahead.py)."""
 
     def land(self, rows: pd.DataFrame, stats: StreamStats, *, cached: bool) -> float:
         """One batch: a part on disk, then its agent messages; returns when it finished."""
@@ -141,6 +143,8 @@ class Landing:
             except OSError as e:
                 raise RunStopped(f"cannot write batch {batch}'s part: {e}") from e
             stats.landing_s.append(time.time() - finished)
+            if self.embed_ahead is not None:
+                self.embed_ahead(proposal_texts(rows))
             if messages:
                 try:
                     with self.phases.timed("publish"):
@@ -152,6 +156,14 @@ class Landing:
                     part.unlink(missing_ok=True)
                     raise RunStopped(f"cannot keep batch {batch}'s messages: {e}") from e
         return finished
+
+
+def proposal_texts(rows: pd.DataFrame) -> list[str]:
+    """The proposals (not rankings, chair answers or scores) a batch holds, errors left out."""
+    ok = rows[rows["error"].isna()] if "error" in rows else rows
+    if "step" in ok:
+        ok = ok[ok["step"].fillna("propose") == "propose"]
+    return [p for p in ok["proposal"].tolist() if isinstance(p, str)]
 
 
 def deliberation_plan(cfg: RunConfig) -> dict[str, Any] | None:

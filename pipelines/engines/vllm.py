@@ -82,6 +82,7 @@ def load_llm(cfg: VLLMEngineConfig, model: ModelConfig) -> tuple[Any, list[psuti
             gpu_memory_utilization=cfg.gpu_memory_utilization,
             # Seeded requests + chunked prefill crash the CPU build (VLLMEngineConfig).
             enable_chunked_prefill=cfg.enable_chunked_prefill,
+            **block_size(cfg),
             **cfg.extra_engine_kwargs,
         )
     procs = [p for p in live_descendants("VLLM::") if p.pid not in before]
@@ -92,6 +93,22 @@ def load_llm(cfg: VLLMEngineConfig, model: ModelConfig) -> tuple[Any, list[psuti
         "inline" if inline else f"in {len(procs)} process(es) of its own",
     )
     return llm, procs
+
+
+CPU_BLOCK_SIZE = 32
+"""KV block size on CPU: a council's shared prompt prefix fills whole blocks that
+prefix caching reuses (VLLMEngineConfig.block_size)."""
+
+
+def block_size(cfg: VLLMEngineConfig) -> dict[str, int]:
+    """``block_size`` for ``vllm.LLM``: the config's, else 32 on CPU, else vLLM's."""
+    if "block_size" in cfg.extra_engine_kwargs:
+        return {}
+    if cfg.block_size is not None:
+        return {"block_size": cfg.block_size}
+    from vllm.platforms import current_platform
+
+    return {"block_size": CPU_BLOCK_SIZE} if current_platform.is_cpu() else {}
 
 
 def core_placement(inline_core: bool | None) -> bool | None:

@@ -29,6 +29,7 @@ from typing import Any
 import pandas as pd
 
 from pipelines.config import MlflowTrackingConfig
+from pipelines.console import adopt
 from pipelines.report import PAGE_DIR
 from pipelines.trackers import Tracked
 from pipelines.trackers.mlflow_rows import TABLE_FILE, log_traces, proposal_table
@@ -141,6 +142,8 @@ def track_run(run_dir: Path, cfg: MlflowTrackingConfig) -> Tracked:
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
     from mlflow import MlflowClient
     from mlflow.entities import Metric, Param
+
+    adopt("mlflow", "alembic")  # MLflow's INFO lines: run.log's (pipelines/console.py)
 
     start = time.perf_counter()
     info = json.loads((run_dir / "run.json").read_text())

@@ -37,3 +37,41 @@ def test_each_contender_is_compared_with_its_neighbouring_raw_runs() -> None:
     assert rows.loc["ray", "e2e_vs_raw"] == pytest.approx(40 / 45)
     assert rows.loc["ray", "identical"]
     assert not rows.loc["dask", "identical"]
+
+
+def test_the_scale_bench_generates_valid_seeded_tasks_for_every_role(tmp_path) -> None:
+    from pipelines.bench_scale import synthetic_tasks, write_tasks
+    from pipelines.config import known_roles
+    from pipelines.tasks import load_tasks
+
+    tasks = synthetic_tasks(200, seed=3)
+    assert tasks == synthetic_tasks(200, seed=3) and tasks != synthetic_tasks(200, seed=4)
+    loaded = load_tasks(write_tasks(tmp_path / "tasks.jsonl", tasks))  # the loader's checks
+    assert len(loaded) == 1000 and {t.role for t in loaded} == set(known_roles())
+    assert len({(t.role, t.task_id) for t in loaded}) == 1000
+    assert len({t.prompt for t in loaded}) > 990  # varied, not 12 prompts repeated
+    assert all(len(t.keywords) == 3 for t in loaded)
+
+
+def test_the_scale_bench_reads_a_phase_table_against_its_raw_runs() -> None:
+    from pipelines.bench_scale import size_row
+
+    run = {
+        "total_s": 100.0,
+        "phases": {
+            "total_s": 90.0,
+            "seconds": {"start": 5.0, "generate": 70.0, "score": 3.0, "track": 1.0},
+            "after_last_batch_s": 4.0,
+        },
+        "driver_peak_rss_mb": 700.0,
+        "report_html_mb": 0.3,
+        "report_mb": 2.0,
+        "mlflow_growth_mb": 1.0,
+        "console_lines": 40,
+    }
+    raws = [{"total_s": 80.0, "busy_s": 60.0}, {"total_s": 100.0, "busy_s": 70.0}]
+    row = size_row(3000, raws, run)
+    assert row["vs_raw"] == pytest.approx(0.9)  # raw's mean 90 s over the pipeline's 100 s
+    assert row["start_s"] == pytest.approx(15.0)  # 5 s inside the run, 10 s before it
+    assert row["ms_per_request"] == pytest.approx(100 / 3)
+    assert row["after_last_batch_share"] == pytest.approx(0.04)
