@@ -32,6 +32,12 @@ def rss_mb() -> float:
     return psutil.Process().memory_info().rss / 2**20
 
 
+def cpu_s() -> float:
+    """CPU seconds this process (the driver, every thread) has used so far."""
+    times = psutil.Process().cpu_times()
+    return times.user + times.system
+
+
 @dataclass
 class Phases:
     """Seconds and driver memory per phase of one run."""
@@ -39,6 +45,8 @@ class Phases:
     started: float = field(default_factory=time.perf_counter)
     seconds: dict[str, float] = field(default_factory=dict)
     rss_mb: dict[str, float] = field(default_factory=dict)
+    cpu_s: dict[str, float] = field(default_factory=dict)
+    """The driver's CPU seconds so far, at the end of each phase."""
 
     @contextmanager
     def timed(self, name: str) -> Iterator[None]:
@@ -51,6 +59,7 @@ class Phases:
     def add(self, name: str, seconds: float) -> None:
         self.seconds[name] = self.seconds.get(name, 0.0) + seconds
         self.rss_mb[name] = rss_mb()
+        self.cpu_s[name] = cpu_s()
 
     def figures(self) -> dict[str, Any]:
         total = time.perf_counter() - self.started
@@ -63,6 +72,7 @@ class Phases:
             "after_last_batch_s": after,
             "after_last_batch_share": after / total if total else 0.0,
             "rss_mb": self.rss_mb,
+            "cpu_s": self.cpu_s,
             # Now: resident, and unique to the driver (shared pages, e.g. Ray's
             # object store mapped in, left out).
             "end_rss_mb": memory.rss / 2**20,

@@ -169,11 +169,14 @@ def run_pipeline(
         cfg.executor.name,
     )
     keywords = task_keywords(tasks)
+    phases.add("prepare", time.perf_counter() - phases.started)  # tasks, requests, parts held
+    sink_start = time.perf_counter()
     with build_sink(cfg.sink, out_dir) as sink:
         sink.follow(
             run_id, [(t.role, t.task_id) for t in tasks], started_ms, cfg.deliberation_timeout_s
         )
         sink.publish_pending()  # what an earlier session kept and never saw acked
+        phases.add("sink", time.perf_counter() - sink_start)  # its server, the collector
         landing = Landing(cfg, run_id, out_dir, sink, keywords, phases=phases)
         if cfg.deliberates:
             stats, embed, cache_figures = deliberate(cfg, executor, tasks, requests, landing)
