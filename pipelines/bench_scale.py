@@ -173,6 +173,23 @@ def size_row(size: int, raws: list[dict[str, Any]], run: dict[str, Any]) -> dict
     }
 
 
+def with_marginals(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each size's cost of one more request, from the size before it: fixed costs
+    (start, loads) cancel, so a flat figure means time grows linearly."""
+    out = []
+    for before, row in zip([None, *rows], rows, strict=False):
+        if before is not None and row["requests"] > before["requests"]:
+            added = row["requests"] - before["requests"]
+            row = row | {
+                "marginal_ms_per_request": 1000
+                * (row["pipeline_s"] - before["pipeline_s"])
+                / added,
+                "raw_marginal_ms_per_request": 1000 * (row["raw_s"] - before["raw_s"]) / added,
+            }
+        out.append(row)
+    return out
+
+
 def markdown(rows: list[dict[str, Any]]) -> str:
     """The table a person reads: one column per size."""
     table = pd.DataFrame(rows).set_index("requests").T
@@ -251,17 +268,24 @@ def main(argv: list[str] | None = None) -> int:
         help="sizes up to this run raw again after the pipeline (the mean of both is the ceiling)",
     )
     parser.add_argument("--out", type=Path, default=PROJECT_ROOT / "runs" / "bench-scale")
+    parser.add_argument(
+        "--replot", action="store_true", help="only redo the table and plot from --out's json"
+    )
     parser.add_argument("overrides", nargs="*", help="run overrides for both, e.g. batch_size=60")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     args.out.mkdir(parents=True, exist_ok=True)
-    rows = []
-    for size in args.sizes:
-        bracket = size <= args.bracket_up_to
-        rows.append(
-            bench_size(size, args.out, args.max_tokens, args.executor, bracket, args.overrides)
-        )
-        (args.out / "bench-scale.json").write_text(json.dumps(rows, indent=2))
+    if args.replot:
+        rows = json.loads((args.out / "bench-scale.json").read_text())
+    else:
+        rows = []
+        for size in args.sizes:
+            bracket = size <= args.bracket_up_to
+            rows.append(
+                bench_size(size, args.out, args.max_tokens, args.executor, bracket, args.overrides)
+            )
+            (args.out / "bench-scale.json").write_text(json.dumps(rows, indent=2))
+    rows = with_marginals(rows)
     text = markdown(rows)
     (args.out / "bench-scale.md").write_text(text + "\n")
     print(text)

@@ -11,7 +11,11 @@ resumed run's earlier parts, rows that landed last).
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import sys
+import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 
@@ -22,12 +26,30 @@ log = logging.getLogger(__name__)
 Model = Callable[[Sequence[str]], np.ndarray]
 
 
+BACKGROUND_NICENESS = 10
+"""What the embedding threads add to their niceness: beside an engine on the same
+cores they take what it leaves (Linux sets niceness per thread)."""
+
+
+def background_thread() -> None:
+    """Make the calling thread yield to an engine on the same cores (niceness up;
+    Linux only, where niceness is per thread)."""
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError):
+            tid = threading.get_native_id()
+            os.setpriority(
+                os.PRIO_PROCESS, tid, os.getpriority(os.PRIO_PROCESS, tid) + BACKGROUND_NICENESS
+            )
+
+
 class EmbedAhead:
     """Embeds texts in the background as they come; then a callable over all of them."""
 
     def __init__(self, model: Future[Model | None]) -> None:
         self._model = model
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embed-ahead")
+        self._pool = ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="embed-ahead", initializer=background_thread
+        )
         self._jobs: list[Future[None]] = []
         self.vectors: dict[str, np.ndarray] = {}
 
@@ -40,6 +62,11 @@ class EmbedAhead:
         todo = list(dict.fromkeys(t for t in texts if t not in self.vectors))
         if model is None or not todo:
             return
+        import torch
+
+        # One torch thread: two spin against the engine's on shared cores. No
+        # engine runs in this process when embedding ahead (Ray, Dask).
+        torch.set_num_threads(1)
         for text, vector in zip(todo, model(todo), strict=True):
             self.vectors[text] = vector
 

@@ -26,7 +26,7 @@ from pipelines.cache import (
 )
 from pipelines.config import RunConfig
 from pipelines.council import AGENT_COLUMNS, PROPOSE, expand
-from pipelines.embed_ahead import EmbedAhead
+from pipelines.embed_ahead import EmbedAhead, background_thread
 from pipelines.embeddings import load_embedder
 from pipelines.executors import Executor, HeldExecutors, build_executor
 from pipelines.flow import stream_plan
@@ -256,7 +256,8 @@ def generate_all(
     # An entered executor may differ from the config's (a test's, a notebook's).
     in_process = cfg.executor.name == "local" or getattr(executor, "in_process", False)
     eager = cfg.embeddings and not (store is not None and idle)
-    with ThreadPoolExecutor(max_workers=1) as pool, ExitStack() as stack:
+    loader = ThreadPoolExecutor(max_workers=1, initializer=background_thread)
+    with loader as pool, ExitStack() as stack:
         embedder = pool.submit(load_embedder) if eager and not in_process else None
         # Each landed batch's proposals are embedded meanwhile (pipelines/embed_ahead.py).
         ahead = EmbedAhead(embedder) if embedder is not None and landing is not None else None

@@ -90,6 +90,7 @@ def child_server(
     env: Mapping[str, str] | None = None,
     timeout_s: float = 60.0,
     stop_timeout_s: float = 10.0,
+    niceness: int = 0,
 ) -> Iterator[subprocess.Popen]:
     """Run ``cmd`` in a new process group until the ``with`` block ends.
 
@@ -107,6 +108,8 @@ def child_server(
         env: the environment (default: this process's).
         timeout_s: how long to wait for ``ready``.
         stop_timeout_s: grace between SIGTERM and SIGKILL.
+        niceness: added to the server's scheduling niceness (a server beside an
+            engine on the same cores yields to it).
     """
     out = log_file.open("ab") if log_file else None
     proc = subprocess.Popen(
@@ -116,6 +119,9 @@ def child_server(
         env=dict(env) if env is not None else None,
         start_new_session=True,
     )
+    if niceness:
+        with contextlib.suppress(OSError):  # a process that already exited
+            os.setpriority(os.PRIO_PROCESS, proc.pid, os.getpriority(os.PRIO_PROCESS, 0) + niceness)
     try:
         start = time.monotonic()
         pause = 0.1

@@ -75,3 +75,16 @@ def test_the_scale_bench_reads_a_phase_table_against_its_raw_runs() -> None:
     assert row["start_s"] == pytest.approx(15.0)  # 5 s inside the run, 10 s before it
     assert row["ms_per_request"] == pytest.approx(100 / 3)
     assert row["after_last_batch_share"] == pytest.approx(0.04)
+
+
+def test_the_scale_bench_reads_the_cost_of_one_more_request_between_sizes() -> None:
+    from pipelines.bench_scale import with_marginals
+
+    rows = [
+        {"requests": 180, "pipeline_s": 70.0, "raw_s": 55.0},
+        {"requests": 3000, "pipeline_s": 263.0, "raw_s": 161.0},
+    ]
+    first, second = with_marginals(rows)
+    assert "marginal_ms_per_request" not in first
+    assert second["marginal_ms_per_request"] == pytest.approx(1000 * 193 / 2820)
+    assert second["raw_marginal_ms_per_request"] == pytest.approx(1000 * 106 / 2820)
