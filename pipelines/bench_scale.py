@@ -43,6 +43,7 @@ from pipelines import PROJECT_ROOT
 from pipelines.bench import raw_vllm
 from pipelines.config import compose_config, known_roles
 from pipelines.pipeline import council_requests, load_run_tasks
+from pipelines.report import PAGE_DIR, REPORT_FILE
 from pipelines.tasks import load_tasks
 
 log = logging.getLogger("pipelines.bench_scale")
@@ -129,7 +130,7 @@ def pipeline_run(size_dir: Path, overrides: list[str]) -> dict[str, Any]:
         raise RuntimeError(f"the run exited {done.returncode}: see {console}")
     metrics = json.loads((run_dir / "metrics.json").read_text())
     phases = json.loads((run_dir / "phases.json").read_text())
-    report = [run_dir / "report.html", *(run_dir / "report").glob("*")]
+    report = [run_dir / REPORT_FILE, *(run_dir / PAGE_DIR).glob("*")]
     return {
         "total_s": total,
         "tokens": metrics["generated_tokens"],
@@ -137,7 +138,7 @@ def pipeline_run(size_dir: Path, overrides: list[str]) -> dict[str, Any]:
         "phases": phases,
         "driver_peak_rss_mb": metrics["driver_peak_rss_mb"],
         "report_mb": sum(p.stat().st_size for p in report if p.is_file()) / 2**20,
-        "report_html_mb": (run_dir / "report.html").stat().st_size / 2**20,
+        "report_html_mb": (run_dir / REPORT_FILE).stat().st_size / 2**20,
         "mlflow_growth_mb": (store.stat().st_size - before) / 2**20,
         "tracking_s": metrics.get("tracking", {}).get("seconds"),
         "console_lines": len(console.read_text().splitlines()),

@@ -86,12 +86,13 @@ def quiet_console(run_dir: Path | None = None) -> None:
     named = os.environ.get("VLLM_LOGGING_CONFIG_PATH")
     if run_dir is None or log_file is None or (named and not named.endswith(VLLM_CONFIG_FILE)):
         return  # the user's own vLLM logging config wins
+    config = vllm_logging(log_file)
     path = run_dir / VLLM_CONFIG_FILE
-    path.write_text(json.dumps(vllm_logging(log_file), indent=2))
+    path.write_text(json.dumps(config, indent=2))
     os.environ["VLLM_LOGGING_CONFIG_PATH"] = str(path)  # a multirun's next job: its own
     os.environ["VLLM_CONFIGURE_LOGGING"] = "1"
     if "vllm" in sys.modules:  # configured already: apply the file here too
-        logging.config.dictConfig(vllm_logging(log_file))
+        logging.config.dictConfig(config)
 
 
 def vllm_logging(log_file: Path) -> dict[str, Any]:

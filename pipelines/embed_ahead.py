@@ -11,15 +11,15 @@ resumed run's earlier parts, rows that landed last).
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
 import sys
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
+
+from pipelines.procs import renice
 
 log = logging.getLogger(__name__)
 
@@ -35,11 +35,7 @@ def background_thread() -> None:
     """Make the calling thread yield to an engine on the same cores (niceness up;
     Linux only, where niceness is per thread)."""
     if sys.platform.startswith("linux"):
-        with contextlib.suppress(OSError):
-            tid = threading.get_native_id()
-            os.setpriority(
-                os.PRIO_PROCESS, tid, os.getpriority(os.PRIO_PROCESS, tid) + BACKGROUND_NICENESS
-            )
+        renice(threading.get_native_id(), BACKGROUND_NICENESS)
 
 
 class EmbedAhead:

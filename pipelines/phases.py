@@ -27,17 +27,6 @@ AFTER_LAST_BATCH = ("stop", "results", "score", "settle", "report", "track")
 """The phases after the last batch landed, in the order they run."""
 
 
-def rss_mb() -> float:
-    """This process's resident memory now."""
-    return psutil.Process().memory_info().rss / 2**20
-
-
-def cpu_s() -> float:
-    """CPU seconds this process (the driver, every thread) has used so far."""
-    times = psutil.Process().cpu_times()
-    return times.user + times.system
-
-
 @dataclass
 class Phases:
     """Seconds and driver memory per phase of one run."""
@@ -58,11 +47,18 @@ class Phases:
 
     def add(self, name: str, seconds: float) -> None:
         self.seconds[name] = self.seconds.get(name, 0.0) + seconds
-        self.rss_mb[name] = rss_mb()
-        self.cpu_s[name] = cpu_s()
+        me = psutil.Process()
+        with me.oneshot():  # landing adds twice a batch: one read of /proc each time
+            self.rss_mb[name] = me.memory_info().rss / 2**20
+            times = me.cpu_times()
+        self.cpu_s[name] = times.user + times.system
+
+    def elapsed(self) -> float:
+        """Seconds since the run began."""
+        return time.perf_counter() - self.started
 
     def figures(self) -> dict[str, Any]:
-        total = time.perf_counter() - self.started
+        total = self.elapsed()
         memory = psutil.Process().memory_full_info()
         after = sum(self.seconds.get(p, 0.0) for p in AFTER_LAST_BATCH)
         return {

@@ -9,7 +9,7 @@ import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import ExitStack, nullcontext
+from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache
@@ -169,7 +169,7 @@ def run_pipeline(
         cfg.executor.name,
     )
     keywords = task_keywords(tasks)
-    phases.add("prepare", time.perf_counter() - phases.started)  # tasks, requests, parts held
+    phases.add("prepare", phases.elapsed())  # tasks, requests, parts held
     sink_start = time.perf_counter()
     with build_sink(cfg.sink, out_dir) as sink:
         sink.follow(
@@ -229,7 +229,7 @@ def run_pipeline(
     with phases.timed("report"):
         write_report(out_dir)
     with phases.timed("track"):
-        tracked = track(cfg, out_dir, phases.figures()["total_s"])
+        tracked = track(cfg, out_dir, phases.elapsed())
     if tracked is not None:
         metrics["tracking"] = tracked
     metrics["phases"] = phases.write(out_dir)
@@ -241,8 +241,8 @@ def generate_all(
     executor: Executor | HeldExecutors | None,
     generate: Callable[[Callable[[], Executor]], StreamStats],
     idle: bool,
-    store: ResponseCache | None = None,
-    landing: Landing | None = None,
+    store: ResponseCache | None,
+    landing: Landing,
 ) -> tuple[StreamStats, Embed | None]:
     """Run ``generate`` (given a function that enters the executor on first call);
     the embedding model loads meanwhile.
@@ -260,13 +260,13 @@ def generate_all(
     with loader as pool, ExitStack() as stack:
         embedder = pool.submit(load_embedder) if eager and not in_process else None
         # Each landed batch's proposals are embedded meanwhile (pipelines/embed_ahead.py).
-        ahead = EmbedAhead(embedder) if embedder is not None and landing is not None else None
-        if ahead is not None and landing is not None:
+        ahead = EmbedAhead(embedder) if embedder is not None else None
+        if ahead is not None:
             landing.embed_ahead = ahead.add
 
         @cache
         def entered() -> Executor:
-            with landing.phases.timed("start") if landing else nullcontext():
+            with landing.phases.timed("start"):
                 if executor is None:
                     return stack.enter_context(build_executor(cfg.executor))
                 if isinstance(executor, HeldExecutors):
@@ -279,8 +279,8 @@ def generate_all(
             embed = ahead.finish()
         else:
             embed = embedder.result() if embedder is not None else None
-    if landing is not None:  # the executor's stop, and the last batches' embeddings
-        landing.phases.add("stop", time.perf_counter() - generated_at)
+    # The executor's stop, and the last batches' embeddings.
+    landing.phases.add("stop", time.perf_counter() - generated_at)
     if eager and in_process:
         embed = load_embedder()
     if cfg.embeddings and store is not None:

@@ -59,6 +59,13 @@ def http_ok(url: str) -> bool:
         return False
 
 
+def renice(ident: int, by: int) -> None:
+    """Raise the niceness of process (or, on Linux, thread) ``ident`` by ``by``;
+    one that has exited already is left alone."""
+    with contextlib.suppress(OSError):
+        os.setpriority(os.PRIO_PROCESS, ident, os.getpriority(os.PRIO_PROCESS, ident) + by)
+
+
 def stop_process(proc: subprocess.Popen, timeout: float = 10.0) -> None:
     """SIGTERM the process group ``proc`` leads, then SIGKILL after ``timeout`` s."""
     if proc.poll() is not None:
@@ -120,8 +127,7 @@ def child_server(
         start_new_session=True,
     )
     if niceness:
-        with contextlib.suppress(OSError):  # a process that already exited
-            os.setpriority(os.PRIO_PROCESS, proc.pid, os.getpriority(os.PRIO_PROCESS, 0) + niceness)
+        renice(proc.pid, niceness)
     try:
         start = time.monotonic()
         pause = 0.1

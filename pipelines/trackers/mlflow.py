@@ -32,7 +32,7 @@ from pipelines.config import MlflowTrackingConfig
 from pipelines.console import adopt
 from pipelines.report import PAGE_DIR
 from pipelines.trackers import Tracked
-from pipelines.trackers.mlflow_rows import TABLE_FILE, log_traces, proposal_table
+from pipelines.trackers.mlflow_rows import TABLE_FILE, log_traces, proposal_table, scalar_lists
 
 log = logging.getLogger(__name__)
 
@@ -117,15 +117,6 @@ def task_keywords(task_metrics: pd.DataFrame) -> pd.DataFrame:
     return task_metrics[["role", "task_id", "keywords"]].drop_duplicates(["role", "task_id"])
 
 
-def _table_for_mlflow(task_metrics: pd.DataFrame) -> pd.DataFrame:
-    """MLflow tables hold scalars: list columns become comma-joined text."""
-    out = task_metrics.copy()
-    for col in ("keywords", "keyword_hits"):
-        if col in out:
-            out[col] = out[col].map(lambda v: ",".join(map(str, v)))
-    return out
-
-
 class MlflowTracker:
     def __init__(self, cfg: MlflowTrackingConfig) -> None:
         self.name = cfg.name
@@ -191,12 +182,12 @@ def track_run(run_dir: Path, cfg: MlflowTrackingConfig) -> Tracked:
                 client.log_artifact(mlflow_id, str(path), os.path.dirname(name) or None)
         if (run_dir / PAGE_DIR).is_dir():  # report.html's later pages
             client.log_artifacts(mlflow_id, str(run_dir / PAGE_DIR), PAGE_DIR)
-        client.log_table(mlflow_id, _table_for_mlflow(task_metrics), "task_metrics.json")
+        client.log_table(mlflow_id, scalar_lists(task_metrics), "task_metrics.json")
+        shown = proposals(run_dir) if cfg.rows or cfg.traces else None
         if cfg.rows:
-            table = proposal_table(proposals(run_dir), task_metrics)
-            client.log_table(mlflow_id, table, TABLE_FILE)
+            client.log_table(mlflow_id, proposal_table(shown, task_metrics), TABLE_FILE)
         if cfg.traces:
-            log_traces(uri, exp_id, mlflow_id, proposals(run_dir), task_keywords(task_metrics))
+            log_traces(uri, exp_id, mlflow_id, shown, task_keywords(task_metrics))
         client.set_terminated(mlflow_id, "FINISHED")
     except Exception:
         client.set_terminated(mlflow_id, "FAILED")

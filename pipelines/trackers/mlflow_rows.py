@@ -24,6 +24,7 @@ import io
 import logging
 import os
 from typing import Any
+from unittest import mock
 
 import pandas as pd
 
@@ -51,17 +52,22 @@ TABLE_COLUMNS = [
 
 
 def proposal_table(results: pd.DataFrame, task_metrics: pd.DataFrame) -> pd.DataFrame:
-    """One row per proposal with its scores; list columns as comma-joined text
-    (MLflow tables hold scalars)."""
+    """One row per proposal with its scores (list columns as text: :func:`scalar_lists`)."""
     key = ["role", "task_id", "agent_id", "repeat"]
     results = results if "repeat" in results else results.assign(repeat=0)
     tm = task_metrics if "repeat" in task_metrics else task_metrics.assign(repeat=0)
     scores = [c for c in TABLE_COLUMNS if (c in tm and c not in results) or c in key]
-    rows = results.merge(tm[scores], on=key, how="left")
-    for col in ("keywords", "keyword_hits"):
-        if col in rows:
-            rows[col] = rows[col].map(lambda v: ",".join(map(str, v)) if v is not None else "")
+    rows = scalar_lists(results.merge(tm[scores], on=key, how="left"))
     return rows[[c for c in TABLE_COLUMNS if c in rows]].reset_index(drop=True)
+
+
+def scalar_lists(table: pd.DataFrame) -> pd.DataFrame:
+    """MLflow tables hold scalars: the list columns become comma-joined text."""
+    out = table.copy()
+    for col in ("keywords", "keyword_hits"):
+        if col in out:
+            out[col] = out[col].map(lambda v: ",".join(map(str, v)) if v is not None else "")
+    return out
 
 
 def evaluation_rows(results: pd.DataFrame, keywords: pd.DataFrame) -> list[dict[str, Any]]:
@@ -129,24 +135,11 @@ def log_traces(
         mlflow.start_run(run_id=mlflow_run_id),
         contextlib.redirect_stdout(shown),
         contextlib.redirect_stderr(shown),
-        _env("TQDM_DISABLE", "1"),
+        mock.patch.dict(os.environ, {"TQDM_DISABLE": "1"}),
     ):
         mlflow.genai.evaluate(data=data, scorers=scorers())
     log.info("mlflow: %d evaluation rows logged%s", len(data), _tail(shown.getvalue()))
     return len(data)
-
-
-@contextlib.contextmanager
-def _env(key: str, value: str) -> Any:
-    before = os.environ.get(key)
-    os.environ[key] = value
-    try:
-        yield
-    finally:
-        if before is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = before
 
 
 def _tail(text: str) -> str:
