@@ -282,6 +282,10 @@ class RayExecutor:
         # Ray's, Ray Data's and the workers' INFO lines go to run.log (pipelines/console.py).
         adopt("ray", "ray.data")
         route_ray_worker_output()
+        # The run's progress is its batch lines: Ray Data's bars, on a terminal,
+        # redraw over them (and its notice that they are off says nothing to a user).
+        ray.data.DataContext.get_current().enable_progress_bars = False
+        logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)
         return self
 
     def __exit__(self, *exc: object) -> None:
