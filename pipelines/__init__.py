@@ -19,6 +19,11 @@ Where each step of ``python -m pipelines.run`` lives:
 ``pipeline.py`` runs steps 2-7 in order and names no plug-in; ``resume.py``
 runs them again on a killed run's folder, and ``reaper.py`` stops what a
 killed run left running.
+
+Importing the package makes every log record of the process pass through
+:func:`pipelines.redact.redact_text` (a record factory), so that no log line
+holds a URL's password, a token or a secret-named value; the errors below
+are redacted the same way when printed.
 """
 
 import os
@@ -33,7 +38,16 @@ def runs_root() -> Path:
     return Path(os.environ.get("COUNCIL_RUNS_DIR") or PROJECT_ROOT / "runs")
 
 
-class UserError(Exception):
+class _Redacted(Exception):
+    """An error whose text never shows a secret (a URL's password, a token)."""
+
+    def __str__(self) -> str:
+        from pipelines.redact import redact_text
+
+        return redact_text(super().__str__())
+
+
+class UserError(_Redacted):
     """Bad input or set-up that the user can fix; printed without a traceback."""
 
 
@@ -41,7 +55,16 @@ EXIT_STOPPED = 4
 """The exit status of a run that raised :class:`RunStopped`."""
 
 
-class RunStopped(RuntimeError):
+class RunStopped(_Redacted, RuntimeError):
     """The run stopped before its end for a reason outside its input (its engine
     failed, its disk is full). What landed is on disk, whole; ``pipelines.resume``
     finishes the run. Printed without a traceback."""
+
+
+def _redact_logs() -> None:
+    from pipelines.redact import install_log_redaction
+
+    install_log_redaction()
+
+
+_redact_logs()

@@ -4,7 +4,12 @@ A request's key hashes everything that decides its text: the model's identity
 (its path and a fingerprint of its files, or the hub id), the engine settings
 that change outputs, the chat messages, temperature, seed and max_tokens.
 Answers live in one SQLite file (WAL mode: several runs may read and write it
-at once), keyed by that hash; rows with an error are never stored.
+at once), keyed by that hash; rows with an error are never stored. WAL needs
+shared memory between the processes, so the file must be on a local disk, not
+a network filesystem (NFS, SMB, most cloud volumes shared between nodes): give
+each node its own ``cache_dir`` there. A store that stays locked (``database is
+locked`` after the 30 s timeout) costs cache hits, not the run: the gate logs
+it and generates / skips storing instead.
 
 ``cache=true`` answers hits from the store and stores what it generates,
 ``refresh`` only stores (every request generated again), ``false`` neither.
@@ -168,7 +173,17 @@ class CacheGate:
     def split(self, todo: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
         """(the rows of ``todo`` the cache answers, with their answers; the rest)."""
         keys = pd.Series(request_keys(todo, self.identity), index=todo.index, dtype=object)
-        found = self.store.get(keys.tolist()) if self.mode == "true" and len(todo) else {}
+        found = {}
+        if self.mode == "true" and len(todo):
+            try:
+                found = self.store.get(keys.tolist())
+            except sqlite3.OperationalError as e:  # "database is locked": generate them
+                log.warning(
+                    "cache: %s unreadable (%s); generating %d requests",
+                    self.store.path,
+                    e,
+                    len(todo),
+                )
         hit = keys.isin(found.keys())
         answered = todo[hit]
         if hit.any():
@@ -185,7 +200,12 @@ class CacheGate:
 
     def keep(self, rows: pd.DataFrame) -> None:
         """Store the answers of generated ``rows`` (error rows are never stored)."""
-        self.store.put(request_keys(rows, self.identity), rows)
+        try:
+            self.store.put(request_keys(rows, self.identity), rows)
+        except sqlite3.OperationalError as e:  # "database is locked": the run goes on
+            log.warning(
+                "cache: %s not written (%s); %d answers not kept", self.store.path, e, len(rows)
+            )
 
 
 class CachedEmbed:

@@ -3,7 +3,7 @@
 Consumes ``agent.response.>`` from the stream, publishes one
 ``deliberation.completed|failed`` per (run, task) and keeps each status in the
 bucket, like the collector inside a run (``sink.collector``); runs until
-Ctrl-C. Deliberation messages carry ``Nats-Msg-Id`` ``<run_id>.<task_id>``,
+Ctrl-C. Deliberation messages carry ``Nats-Msg-Id`` ``<run_id>.<role>.<task_id>``,
 so running it beside a run's own collector publishes nothing twice.
 """
 

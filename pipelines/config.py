@@ -15,6 +15,7 @@ hence the ``noqa`` marks.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional  # noqa: UP035
@@ -22,6 +23,8 @@ from typing import Any, Dict, List, Optional  # noqa: UP035
 from omegaconf import MISSING, DictConfig, OmegaConf
 
 from pipelines import PROJECT_ROOT, UserError, runs_root
+from pipelines.ids import check_id, dotted
+from pipelines.tasks import DatasetCaps
 
 ROLE_DIR = PROJECT_ROOT / "conf" / "role"
 DATASET_DIR = PROJECT_ROOT / "datasets"
@@ -93,6 +96,11 @@ class RoleConfig(RolePrompt):
                 raise UserError(f"conf/role/all.yaml lacks role(s) {missing}")
         elif self.name not in known_roles():
             raise UserError(f"unknown role {self.name!r}; known: {[*known_roles(), ALL_ROLES]}")
+        for name in self.prompts:  # it reaches NATS subjects and keys
+            try:
+                check_id(name, "role")
+            except ValueError as e:
+                raise UserError(str(e)) from None
 
     @property
     def system_prompts(self) -> dict[str, str]:
@@ -266,12 +274,28 @@ class NatsSinkConfig(SinkConfig):
     atomic_batches: bool = True
     # Run a deliberation collector inside the run (else: python -m pipelines.collect).
     collector: bool = True
-    # JetStream key-value bucket of deliberation statuses, keyed <run_id>.<task_id>.
+    # JetStream key-value bucket of deliberation statuses, keyed <run_id>.<role>.<task_id>.
     status_bucket: str = "council_status"
+    # Retention of a stream / bucket this sink creates, or one that has no limit
+    # (an operator's own limits are kept): oldest messages go first.
+    stream_max_age_s: float = 30 * 86400.0
+    stream_max_bytes: int = 4 << 30
+    status_max_age_s: float = 30 * 86400.0
+    status_max_bytes: int = 256 << 20
 
     def __post_init__(self) -> None:
         if self.max_in_flight < 1:
             raise UserError(f"sink.max_in_flight must be >= 1, got {self.max_in_flight}")
+        for key in ("stream", "status_bucket"):
+            try:  # they reach subjects: $JS.API.STREAM.INFO.<stream>, $KV.<bucket>.<key>
+                dotted(getattr(self, key))
+            except ValueError as e:
+                raise UserError(f"sink.{key}: {e}") from None
+        if self.duplicate_window_s > self.stream_max_age_s > 0:
+            raise UserError(
+                f"sink.duplicate_window_s ({self.duplicate_window_s}) exceeds "
+                f"sink.stream_max_age_s ({self.stream_max_age_s})"
+            )
 
     def resolved_url(self) -> str | None:
         """``url``, else ``NATS_URL``; None: start an embedded server."""
@@ -436,6 +460,9 @@ class RunConfig(CouncilSpec):
     deterministic: bool = False
     # Only the first `limit` tasks (per role for role=all).
     limit: Optional[int] = None  # noqa: UP045
+    # What a dataset may hold (lines, prompts, keywords, tasks): DatasetCaps in
+    # pipelines/tasks.py; dataset_caps.max_tasks=500000 raises one.
+    dataset_caps: DatasetCaps = field(default_factory=DatasetCaps)
     # Compute embedding_diversity when the embedding model is installed.
     embeddings: bool = True
     # A deliberation whose agents answer further apart than this is TIMEOUT.
@@ -552,7 +579,12 @@ def to_record(cfg: RunConfig) -> dict[str, Any]:
 
 
 def from_record(record: dict[str, Any]) -> RunConfig:
-    """The run config that :func:`to_record` wrote, typed again."""
+    """The run config that :func:`to_record` wrote, typed again.
+
+    The record is data: a ``${...}`` in one of its strings (a prompt, a URL)
+    stays as written instead of being resolved (``${oc.env:VLLM_API_KEY}``).
+    """
+    record = _literal(record)
     node = OmegaConf.structured(RunConfig)
     for group, options in SCHEMAS.items():
         value = record.get(group, {"name": "none"})  # runs from before the group existed
@@ -561,3 +593,15 @@ def from_record(record: dict[str, Any]) -> RunConfig:
         node[group] = OmegaConf.merge(OmegaConf.structured(options[value["name"]]), value)
     rest = {k: v for k, v in record.items() if k not in SCHEMAS}
     return load(OmegaConf.merge(node, rest))
+
+
+def _literal(value: Any) -> Any:
+    """``value`` with every string escaped against OmegaConf's interpolation."""
+    if isinstance(value, dict):
+        return {k: _literal(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_literal(v) for v in value]
+    if isinstance(value, str):
+        # OmegaConf reads "\\${" as a literal "${", and "\\\\" before "${" as one backslash.
+        return re.sub(r"(\\*)\$\{", lambda m: m[1] * 2 + "\\${", value)
+    return value

@@ -32,6 +32,14 @@ WORKER_LOG = "pipelines.ray_workers"
 """The logger Ray's worker output goes through (its INFO: run.log only)."""
 ALARM = re.compile(r"\b(WARNING|ERROR|CRITICAL|Traceback|Error|Exception)\b")
 VLLM_CONFIG_FILE = ".vllm-logging.json"
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def printable(text: object) -> str:
+    """``text`` safe to print on a terminal: control characters (ESC, which
+    starts the sequences that move the cursor or retitle the window; CR; the
+    C1 range) shown as ``\\xNN``. Model output and message fields pass here."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m[0]):02x}", str(text))
 
 
 class RunOnly(logging.Filter):

@@ -12,6 +12,7 @@ import asyncio
 import json
 import sys
 
+from pipelines.console import printable
 from pipelines.sinks.publisher import connect_options
 
 DEFAULT_SUBJECTS = ["agent.response.>", "deliberation.>"]
@@ -22,7 +23,9 @@ def format_line(subject: str, data: bytes, width: int = 60) -> str:
     try:
         p = json.loads(data)
     except ValueError:
-        return f"{subject}  <{len(data)} bytes, not JSON>"
+        return printable(f"{subject}  <{len(data)} bytes, not JSON>")
+    if not isinstance(p, dict):
+        return printable(f"{subject}  <JSON {type(p).__name__}, not an object>")
     if subject.startswith("deliberation."):
         who = f"{p.get('status')} {len(p.get('answered', []))}/{len(p.get('agents', []))}"
         text = json.dumps(p.get("scores", {}))
@@ -32,7 +35,7 @@ def format_line(subject: str, data: bytes, width: int = 60) -> str:
     text = " ".join(str(text).split())
     if len(text) > width:
         text = text[: width - 1] + "…"
-    return f"{subject:<26} {p.get('task_id', '?'):<14} {who:<20} {text}"
+    return printable(f"{subject:<26} {p.get('task_id', '?'):<14} {who:<20} {text}")
 
 
 async def listen(url: str, subjects: list[str], count: int | None) -> None:

@@ -38,6 +38,7 @@ from pipelines import UserError, runs_root
 from pipelines.config import RunConfig, compose_config
 from pipelines.executors import HeldExecutors
 from pipelines.executors.local import LocalExecutor
+from pipelines.redact import redact_exc
 
 log = logging.getLogger("pipelines.nightly")
 
@@ -191,7 +192,7 @@ def finish(run_dir: Path) -> list[str]:
             track([str(run_dir)])
             figures["tracking"] = {"ok": True}
         except Exception as e:  # noqa: BLE001 - reported as a fail_on rule
-            figures["tracking"] = {"ok": False, "error": f"{type(e).__name__}: {e}"}
+            figures["tracking"] = {"ok": False, "error": redact_exc(e)}
     return problems(figures, cfg.fail_on)
 
 

@@ -7,10 +7,11 @@ at all. ``results.parquet`` at the end of a run is the union of the parts.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pandas as pd
+
+from pipelines.durable import write_atomic
 
 PARTS_DIR = "results"
 KEY_COLUMNS = ["role", "task_id", "agent_id", "repeat", "step", "round", "target"]
@@ -30,16 +31,7 @@ def write_part(run_dir: Path, batch_id: int, rows: pd.DataFrame, *, cached: bool
     """Write one batch's rows atomically (temporary name, fsync, rename)."""
     path = part_path(run_dir, batch_id, cached=cached)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        rows.to_parquet(tmp, index=False)
-        with tmp.open("rb") as f:
-            os.fsync(f.fileno())
-        tmp.replace(path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)  # a full disk leaves no partial file behind
-        raise
-    return path
+    return write_atomic(path, lambda tmp: rows.to_parquet(tmp, index=False))
 
 
 def part_files(run_dir: Path) -> list[Path]:

@@ -9,7 +9,6 @@ that follow the last batch (``after_last_batch_s``).
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Iterator
@@ -19,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import psutil
+
+from pipelines.durable import write_json
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +79,7 @@ class Phases:
     def write(self, run_dir: Path) -> dict[str, Any]:
         """``phases.json`` in ``run_dir``, and one log line."""
         figures = self.figures()
-        (run_dir / PHASES_FILE).write_text(json.dumps(figures, indent=2) + "\n")
+        write_json(run_dir / PHASES_FILE, figures)
         log.info(
             "phases: %s; after the last batch %.1f s (%.1f %%)",
             ", ".join(f"{k} {v:.1f} s" for k, v in self.seconds.items()),

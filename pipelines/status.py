@@ -1,6 +1,6 @@
 """Where each deliberation of a run stands: ``python -m pipelines.status RUN_ID [TASK_ID]``.
 
-Reads the status bucket (``sink.status_bucket``, keys ``<run_id>.<task_id>``)
+Reads the status bucket (``sink.status_bucket``, keys ``<run_id>.<role>.<task_id>``)
 and prints one line per task: PENDING, IN_PROGRESS, COMPLETED, FAILED or
 TIMEOUT, who answered and who is missing. Works during a run and after it.
 The server is ``--url``, else ``NATS_URL``, else the run's embedded server:
@@ -22,6 +22,7 @@ from typing import Any
 
 from pipelines import runs_root
 from pipelines.config import NatsSinkConfig
+from pipelines.console import printable
 from pipelines.procs import port_open
 from pipelines.runinfo import RUN_INFO_FILE
 
@@ -79,7 +80,7 @@ def format_line(s: dict[str, Any]) -> str:
     line = f"{s['task_id']:<18} {s['role']:<10} {s['status']:<11} answered {len(answered)}"
     if missing:
         line += f"  missing {', '.join(missing)}"
-    return line + f"  ({s['updated_at']})"
+    return printable(line + f"  ({s['updated_at']})")
 
 
 def main(argv: list[str] | None = None) -> int:

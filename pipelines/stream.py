@@ -134,27 +134,31 @@ class Landing:
             else []
         )
         batch = int(rows["batch_id"].iloc[0])
-        # Never a part without its outbox entry: a SIGTERM waits for both, and a
-        # failed outbox write takes the part back (a resume generates the batch again).
+        # Never a part without its outbox entry: the messages are on disk before
+        # the part is, and a SIGTERM waits for both (a kill -9 between the two
+        # leaves kept messages without a part: a resume generates the batch again
+        # and its newer messages win, pipelines/sinks/outbox.py).
         with uninterrupted():
-            try:
-                with self.phases.timed("land"):
-                    part = write_part(self.run_dir, batch, rows, cached=cached)
-            except OSError as e:
-                raise RunStopped(f"cannot write batch {batch}'s part: {e}") from e
-            stats.landing_s.append(time.time() - finished)
-            if self.embed_ahead is not None:
-                self.embed_ahead(proposal_texts(rows))
             if messages:
                 try:
-                    with self.phases.timed("publish"):
-                        self.sink.publish(
-                            messages,
-                            on_acked=lambda f=finished: stats.acked_s.append(time.time() - f),
-                        )
+                    self.sink.keep(messages)
                 except OSError as e:
-                    part.unlink(missing_ok=True)
                     raise RunStopped(f"cannot keep batch {batch}'s messages: {e}") from e
+            try:
+                with self.phases.timed("land"):
+                    write_part(self.run_dir, batch, rows, cached=cached)
+            except OSError as e:
+                raise RunStopped(f"cannot write batch {batch}'s part: {e}") from e
+        stats.landing_s.append(time.time() - finished)
+        if self.embed_ahead is not None:
+            self.embed_ahead(proposal_texts(rows))
+        if messages:
+            with self.phases.timed("publish"):
+                self.sink.publish(
+                    messages,
+                    on_acked=lambda f=finished: stats.acked_s.append(time.time() - f),
+                    kept=True,
+                )
         return finished
 
 

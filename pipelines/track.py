@@ -16,7 +16,8 @@ from pathlib import Path
 
 from pipelines import UserError
 from pipelines.config import MlflowTrackingConfig
-from pipelines.runinfo import MASK, read_run_config
+from pipelines.redact import MASK
+from pipelines.runinfo import read_run_config
 from pipelines.trackers.mlflow import track_run
 
 

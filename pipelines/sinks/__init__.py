@@ -65,10 +65,21 @@ class Sink(Protocol):
         return how many are still open."""
         ...
 
-    def publish(self, messages: list[Message], on_acked: Callable[[], None] | None = None) -> None:
-        """Keep ``messages`` durably, then publish them, without waiting for the
-        server: ``on_acked`` is called once all are confirmed. Never raises for
-        an unreachable server (the report says what is pending)."""
+    def keep(self, messages: list[Message]) -> None:
+        """Keep ``messages`` durably for a later :meth:`publish` or replay (a batch's
+        messages are kept before its part lands, so no part lacks them)."""
+        ...
+
+    def publish(
+        self,
+        messages: list[Message],
+        on_acked: Callable[[], None] | None = None,
+        kept: bool = False,
+    ) -> None:
+        """Keep ``messages`` durably (unless ``kept``: :meth:`keep` did), then
+        publish them, without waiting for the server: ``on_acked`` is called once
+        all are confirmed. Never raises for an unreachable server (the report
+        says what is pending)."""
         ...
 
     def publish_pending(self) -> None:

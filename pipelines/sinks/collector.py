@@ -3,9 +3,9 @@
 It feeds each agent message (with the time the stream stored it) to
 :class:`~pipelines.sinks.deliberation.Deliberations`, times deliberations out
 by the clock, publishes each ``deliberation.completed|failed`` (``Nats-Msg-Id``
-``<run_id>.<task_id>``, so a second collector or a replay never duplicates
+``<run_id>.<role>.<task_id>``, so a second collector or a replay never duplicates
 one) and keeps every deliberation's status in a JetStream key-value bucket
-under ``<run_id>.<task_id>``: PENDING → IN_PROGRESS → COMPLETED | FAILED |
+under ``<run_id>.<role>.<task_id>``: PENDING → IN_PROGRESS → COMPLETED | FAILED |
 TIMEOUT. It runs inside a run (``sink=nats``) and on its own as ``python -m
 pipelines.collect``.
 """
@@ -24,6 +24,7 @@ from typing import Any
 from pipelines.config import NatsSinkConfig
 from pipelines.sinks.deliberation import PENDING, Deliberations, Outcome, status_key, status_record
 from pipelines.sinks.messages import Message
+from pipelines.sinks.payloads import agent_payload
 from pipelines.sinks.publisher import connect, ensure_stream
 
 log = logging.getLogger(__name__)
@@ -37,14 +38,23 @@ PENDING_AT_ONCE = 256
 """PENDING records written concurrently when a run starts."""
 
 
-async def status_bucket(js: Any, name: str) -> Any:
-    """The status bucket, created if missing (one value per key)."""
+async def status_bucket(js: Any, cfg: NatsSinkConfig) -> Any:
+    """The status bucket, created if missing (one value per key, within the
+    sink's retention limits)."""
+    from nats.js.api import KeyValueConfig
     from nats.js.errors import BucketNotFoundError
 
     try:
-        return await js.key_value(name)
+        return await js.key_value(cfg.status_bucket)
     except BucketNotFoundError:
-        return await js.create_key_value(bucket=name, history=1)
+        return await js.create_key_value(
+            KeyValueConfig(
+                bucket=cfg.status_bucket,
+                history=1,
+                ttl=cfg.status_max_age_s,
+                max_bytes=cfg.status_max_bytes,
+            )
+        )
 
 
 def _encode(record: dict[str, Any]) -> bytes:
@@ -100,14 +110,14 @@ class Collector:
         nc = await connect(self.url)
         try:
             js = nc.jetstream()
-            await ensure_stream(js, self.cfg.stream, self.cfg.duplicate_window_s)
-            kv = await status_bucket(js, self.cfg.status_bucket)
+            await ensure_stream(js, self.cfg)
+            kv = await status_bucket(js, self.cfg)
 
             async def create(role: str, task_id: str) -> None:
                 record = status_record(self.run_id or "", task_id, role, PENDING)
                 # Already there: a resumed run keeps what it knew.
                 with contextlib.suppress(KeyWrongLastSequenceError):
-                    await kv.create(status_key(self.run_id or "", task_id), _encode(record))
+                    await kv.create(status_key(self.run_id or "", role, task_id), _encode(record))
 
             # In flight together, PENDING_AT_ONCE at a time: one at a time, each
             # waiting for its ack, 5,000 tasks took 40 s before the first batch.
@@ -152,18 +162,23 @@ class Collector:
             await nc.close()
 
     async def _take(self, js: Any, kv: Any, msg: Any) -> None:
-        try:
-            payload = json.loads(msg.data)
-        except ValueError:
-            log.warning("collector: skipped a message that is not JSON on %s", msg.subject)
+        payload = agent_payload(msg.data)
+        if isinstance(payload, str):  # logged and skipped: a replay meets it again
+            older = payload.startswith("no council_size")
+            log.log(
+                logging.DEBUG if older else logging.WARNING,
+                "collector: skipped a message on %s (stream seq %s): %s",
+                msg.subject,
+                msg.metadata.sequence.stream,
+                payload,
+            )
             return
-        if self.run_id is not None and payload.get("run_id") != self.run_id:
+        if self.run_id is not None and payload["run_id"] != self.run_id:
             return
-        if "council_size" not in payload:
-            return  # an agent message of an older schema: no council size to wait for
         started, outcome = self.state.add(payload, msg.metadata.timestamp.timestamp())
         if started is not None:
-            await kv.put(status_key(started["run_id"], started["task_id"]), _encode(started))
+            key = status_key(started["run_id"], started["role"], started["task_id"])
+            await kv.put(key, _encode(started))
         if outcome is not None:
             await self._end(js, kv, outcome)
 

@@ -25,6 +25,7 @@ from evaluators import (
     top,
 )
 from pipelines.council import agent_id
+from pipelines.ids import deliberation_id
 from pipelines.plan import ORDERS
 from pipelines.sinks.messages import (
     DELIBERATION_COMPLETED,
@@ -40,9 +41,9 @@ COMPLETED, FAILED, TIMEOUT = "COMPLETED", "FAILED", "TIMEOUT"
 FINAL = (COMPLETED, FAILED, TIMEOUT)
 
 
-def status_key(run_id: str, task_id: str) -> str:
-    """The key of a deliberation in the status bucket."""
-    return f"{run_id}.{task_id}"
+def status_key(run_id: str, role: str, task_id: str) -> str:
+    """The key of a deliberation in the status bucket: ``<run_id>.<role>.<task_id>``."""
+    return deliberation_id(run_id, role, task_id)
 
 
 def status_record(
@@ -232,8 +233,8 @@ class Deliberations:
 
     def __init__(self, timeout_s: float) -> None:
         self.timeout_s = timeout_s
-        self.open: dict[tuple[str, str], Deliberation] = {}
-        self.ended: dict[tuple[str, str], str] = {}
+        self.open: dict[tuple[str, str, str], Deliberation] = {}
+        self.ended: dict[tuple[str, str, str], str] = {}
 
     def add(
         self, payload: dict[str, Any], at: float
@@ -243,7 +244,7 @@ class Deliberations:
         Returns the IN_PROGRESS record when it opened a deliberation, and the
         outcome when it ended one.
         """
-        key = (payload["run_id"], payload["task_id"])
+        key = (payload["run_id"], payload["role"], payload["task_id"])
         if key in self.ended:
             return None, None
         started = None
@@ -282,8 +283,8 @@ class Deliberations:
         return [self._end(d, TIMEOUT, now) for d in late]
 
     def _end(self, d: Deliberation, status: str, at: float) -> Outcome:
-        del self.open[(d.run_id, d.task_id)]
-        self.ended[(d.run_id, d.task_id)] = status
+        del self.open[(d.run_id, d.role, d.task_id)]
+        self.ended[(d.run_id, d.role, d.task_id)] = status
         finals = [
             d.answers[a]
             for a in sorted(d.answers)
@@ -311,6 +312,6 @@ class Deliberations:
         if d.plan:
             payload |= outcome(d)
         subject = DELIBERATION_COMPLETED if status == COMPLETED else DELIBERATION_FAILED
-        message = Message(subject, f"{d.run_id}.{d.task_id}", payload)
+        key = status_key(d.run_id, d.role, d.task_id)
         record = status_record(d.run_id, d.task_id, d.role, status, answered, missing)
-        return Outcome(message, status_key(d.run_id, d.task_id), record)
+        return Outcome(Message(subject, key, payload), key, record)

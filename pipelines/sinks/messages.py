@@ -3,12 +3,13 @@
 Subjects: ``agent.response.completed|failed`` (one per task x agent, published
 as its batch lands) and ``deliberation.completed|failed`` (one per task, from
 the collector, :mod:`pipelines.sinks.collector`). Every payload carries
-``schema_version``; ``Nats-Msg-Id`` is ``<run_id>.<task_id>.<agent_id>`` for
-agent messages (``.r<k>`` added for repeat k > 0 of ``repeats=K``, and ``.<step><round>[.<target>]``
-for a deliberation's later rounds, rankings, chair and judge scores) and
-``<run_id>.<task_id>`` for deliberations, so the server
-drops a replayed duplicate. A field is never renamed or removed within a
-schema version.
+``schema_version``; ``Nats-Msg-Id`` is ``<run_id>.<role>.<task_id>.<agent_id>``
+for agent messages (``.r<k>`` added for repeat k > 0 of ``repeats=K``, and
+``.<step><round>[.<target>]`` for a deliberation's later rounds, rankings, chair
+and judge scores) and ``<run_id>.<role>.<task_id>`` for deliberations, so the
+server drops a replayed duplicate. Every id is built by
+:func:`pipelines.ids.dotted`, which refuses a token that could break the
+protocol. A field is never renamed or removed within a schema version.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import Any
 
 import pandas as pd
 
+from pipelines.ids import dotted
 from pipelines.metrics import QUALITY_METRICS
 
 SCHEMA_VERSION = 1
@@ -109,10 +111,10 @@ def agent_messages(
                 "parsed": json.loads(parsed) if isinstance(parsed, str) else None,
             }
         subject = AGENT_FAILED if error else AGENT_COMPLETED
-        msg_id = f"{r.run_id}.{r.task_id}.{r.agent_id}" + (f".r{repeat}" if repeat else "")
+        tokens = [r.run_id, r.role, r.task_id, r.agent_id] + ([f"r{repeat}"] if repeat else [])
         if step != "propose" or rnd > 1:
-            msg_id += f".{step}{rnd}" + (f".{target}" if target else "")
-        out.append(Message(subject, msg_id, payload))
+            tokens += [f"{step}{rnd}"] + ([target] if target else [])
+        out.append(Message(subject, dotted(*tokens), payload))
     return out
 
 

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pipelines.config import NatsSinkConfig
+from pipelines.redact import redact_exc
 from pipelines.sinks import SinkReport
 from pipelines.sinks.collector import Collector
 from pipelines.sinks.deliberation import Outcome
@@ -62,10 +63,10 @@ class NatsSink:
         self._collector: Collector | None = None
         self._collecting: Future | None = None
         self._stop: asyncio.Event | None = None
-        self._expected: set[tuple[str, str]] = set()
+        self._expected: set[tuple[str, str, str]] = set()
         # Deliberations whose message the collector has published (or failed to): a
         # deliberation is ended in its state before its publish is acked.
-        self._settled: set[tuple[str, str]] = set()
+        self._settled: set[tuple[str, str, str]] = set()
 
     def __enter__(self) -> NatsSink:
         from pipelines.sinks.nats_server import embedded_server
@@ -112,10 +113,10 @@ class NatsSink:
             timeout_s,
             run_id=run_id,
             since=since_ms / 1000,
-            keep=self._keep,
+            keep=self.keep,
             on_end=self._ended,
         )
-        self._expected = {(run_id, task_id) for _, task_id in tasks}
+        self._expected = {(run_id, role, task_id) for role, task_id in tasks}
         ready = threading.Event()
 
         async def collect() -> None:
@@ -145,8 +146,14 @@ class NatsSink:
                 return left
             time.sleep(0.1)
 
-    def publish(self, messages: list[Message], on_acked: Callable[[], None] | None = None) -> None:
-        self._keep(messages)  # on disk before any publish
+    def publish(
+        self,
+        messages: list[Message],
+        on_acked: Callable[[], None] | None = None,
+        kept: bool = False,
+    ) -> None:
+        if not kept:
+            self.keep(messages)  # on disk before any publish
         fut = asyncio.run_coroutine_threadsafe(self._send(messages, on_acked), self._live_loop())
         self._in_flight.append(fut)
 
@@ -185,14 +192,14 @@ class NatsSink:
                 fut.result(timeout=timeout_s + 10)
         self._in_flight = [f for f in self._in_flight if not f.done()]
 
-    def _keep(self, messages: list[Message]) -> None:
+    def keep(self, messages: list[Message]) -> None:
         with self._lock:
             append_outbox(self.run_dir, messages)
 
     def _ended(self, outcome: Outcome, ack: PubAck | None) -> None:
         with self._lock:
             payload = outcome.message.payload
-            self._settled.add((payload["run_id"], payload["task_id"]))
+            self._settled.add((payload["run_id"], payload["role"], payload["task_id"]))
             self._report.messages += 1
             if ack is not None:
                 self._report.acked += 1
@@ -206,7 +213,7 @@ class NatsSink:
                 self._nc = await connect(self._open_url())
             sent = await publish_on(self._nc, self.cfg, messages)
         except Exception as e:  # noqa: BLE001 - kept in the outbox; the report says why
-            sent = PublishReport(failed=len(messages), error=f"{type(e).__name__}: {e}")
+            sent = PublishReport(failed=len(messages), error=redact_exc(e))
             log.warning("nats: publishing to %s: %s", self.url, sent.error)
         elapsed = time.perf_counter() - start
         with self._lock:

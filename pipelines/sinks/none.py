@@ -28,7 +28,15 @@ class NoSink:
     def settle(self, timeout_s: float) -> int:
         return 0
 
-    def publish(self, messages: list[Message], on_acked: Callable[[], None] | None = None) -> None:
+    def keep(self, messages: list[Message]) -> None:
+        pass
+
+    def publish(
+        self,
+        messages: list[Message],
+        on_acked: Callable[[], None] | None = None,
+        kept: bool = False,
+    ) -> None:
         pass
 
     def publish_pending(self) -> None:

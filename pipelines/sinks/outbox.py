@@ -9,35 +9,71 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 from dataclasses import asdict
 from pathlib import Path
+from typing import BinaryIO
 
+from pipelines.durable import fsync_dir
 from pipelines.sinks.messages import Message
+
+log = logging.getLogger(__name__)
 
 OUTBOX_FILE = "outbox.jsonl"
 ACKED_FILE = "acked.txt"
 
 
 def append_outbox(run_dir: Path, messages: list[Message]) -> Path:
-    """Add ``messages`` to the outbox, flushed to disk before returning.
+    """Add ``messages`` to the outbox, on disk before returning.
 
-    All or nothing: a failed write (a full disk) cuts the file back to where it
-    was, so that no torn line sits before the lines a resume appends.
+    All or nothing: a last line torn by an earlier kill is cut off first (else
+    the new lines would follow it and the next read would fail on the joined
+    line), and a failed write (a full disk) cuts the file back to where it was.
     """
-    path = run_dir / OUTBOX_FILE
     lines = "".join(json.dumps(asdict(m), separators=(",", ":")) + "\n" for m in messages)
-    with path.open("ab") as f:
-        size = f.tell()
+    return _append_lines(run_dir / OUTBOX_FILE, lines.encode())
+
+
+def _append_lines(path: Path, data: bytes) -> Path:
+    """Append whole lines to ``path`` durably (file and, when new, its folder)."""
+    new = not path.exists()
+    with path.open("a+b") as f:
+        size = _cut_torn_tail(f)
         try:
-            f.write(lines.encode())
+            f.write(data)
             f.flush()
             os.fsync(f.fileno())
         except BaseException:
             with contextlib.suppress(OSError):
                 f.truncate(size)
             raise
+    if new:
+        fsync_dir(path.parent)
     return path
+
+
+def _cut_torn_tail(f: BinaryIO) -> int:
+    """Cut an unfinished last line off ``f`` (opened ``a+b``); return the size left."""
+    size = f.seek(0, os.SEEK_END)
+    if size == 0:
+        return 0
+    f.seek(size - 1)
+    if f.read(1) == b"\n":
+        return size
+    start = max(0, size - (1 << 20))
+    while True:  # back to the last newline, a megabyte at a time
+        f.seek(start)
+        chunk = f.read(size - start)
+        nl = chunk.rfind(b"\n")
+        if nl >= 0 or start == 0:
+            keep = start + nl + 1 if nl >= 0 else 0
+            break
+        start = max(0, start - (1 << 20))
+    f.truncate(keep)
+    f.seek(keep)
+    log.warning("%s: cut a torn last line (%d bytes) left by a killed run", f.name, size - keep)
+    return keep
 
 
 def read_outbox(run_dir: Path) -> list[Message]:
@@ -45,30 +81,40 @@ def read_outbox(run_dir: Path) -> list[Message]:
     path = run_dir / OUTBOX_FILE
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no outbox (was the run made with sink=nats?)")
+    return [Message(**json.loads(line)) for line in _whole_lines(path) if line.strip()]
+
+
+def _whole_lines(path: Path) -> list[str]:
     lines = path.read_text().splitlines(keepends=True)
     if lines and not lines[-1].endswith("\n"):
         lines.pop()
-    return [Message(**json.loads(line)) for line in lines if line.strip()]
+    return lines
 
 
 def acked_ids(run_dir: Path) -> set[str]:
     path = run_dir / ACKED_FILE
-    return set(path.read_text().split()) if path.is_file() else set()
+    return {line.strip() for line in _whole_lines(path)} - {""} if path.is_file() else set()
 
 
 def record_acked(run_dir: Path, ids: list[str]) -> None:
+    """Add ``ids`` to ``acked.txt``, one a line, on disk before returning."""
     if ids:
-        with (run_dir / ACKED_FILE).open("a") as f:
-            f.write("\n".join(ids) + "\n")
+        _append_lines(run_dir / ACKED_FILE, ("\n".join(ids) + "\n").encode())
 
 
 def pending(run_dir: Path) -> list[Message]:
-    """Messages of the outbox the server has not confirmed yet, each id once."""
+    """Messages of the outbox the server has not confirmed yet, each id once.
+
+    The latest entry of an id wins: a batch kept and then killed before its
+    part landed is generated again by the resume, and that part is the one
+    the run keeps.
+    """
     if not (run_dir / OUTBOX_FILE).is_file():
         return []
     done = acked_ids(run_dir)
     todo: dict[str, Message] = {}
     for m in read_outbox(run_dir):
         if m.msg_id not in done:
-            todo.setdefault(m.msg_id, m)
+            todo.pop(m.msg_id, None)
+            todo[m.msg_id] = m
     return list(todo.values())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -13,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pipelines.config import NatsSinkConfig
+from pipelines.redact import redact_exc, redact_text
 from pipelines.sinks.messages import STREAM_SUBJECTS, Message
 
 log = logging.getLogger(__name__)
@@ -79,35 +81,47 @@ async def connect(url: str) -> Any:
     except NoServersError:
         if seen:  # every distinct reason: the server's refusal, then a reset, say
             reasons = "; ".join(dict.fromkeys(str(e) for e in seen))
-            raise ConnectionError(f"{url}: {reasons}") from None
+            raise ConnectionError(redact_text(f"{url}: {reasons}")) from None
         raise
 
 
-async def ensure_stream(js, name: str, duplicate_window_s: float) -> bool:
-    """Create the stream if missing, or update it if its config differs.
+async def ensure_stream(js: Any, cfg: NatsSinkConfig) -> bool:
+    """Create the sink's stream if missing, else merge what the sink needs into it.
 
-    Returns whether the stream takes atomic batches (nats-server >= 2.12).
+    The sink needs its subjects, its duplicate window and atomic batches; an
+    existing stream keeps everything else (its retention, replicas, other
+    subjects), and gets the sink's limits only where it has none. Returns
+    whether the stream takes atomic batches (nats-server >= 2.12).
     """
     from nats.js.api import StreamConfig
     from nats.js.errors import NotFoundError
 
-    wanted = StreamConfig(
-        name=name,
-        subjects=STREAM_SUBJECTS,
-        duplicate_window=duplicate_window_s,
-        allow_atomic=True,
-    )
     try:
-        info = await js.stream_info(name)
+        info = await js.stream_info(cfg.stream)
     except NotFoundError:
-        info = await js.add_stream(wanted)
+        info = await js.add_stream(
+            StreamConfig(
+                name=cfg.stream,
+                subjects=STREAM_SUBJECTS,
+                duplicate_window=cfg.duplicate_window_s,
+                allow_atomic=True,
+                max_age=cfg.stream_max_age_s,
+                max_bytes=cfg.stream_max_bytes,
+            )
+        )
         return bool(info.config.allow_atomic)
-    if (
-        set(info.config.subjects or []) != set(STREAM_SUBJECTS)
-        or info.config.duplicate_window != duplicate_window_s
-        or not info.config.allow_atomic
-    ):
-        info = await js.update_stream(wanted)
+    have = info.config
+    merged = dataclasses.replace(
+        have,
+        subjects=sorted(set(have.subjects or []) | set(STREAM_SUBJECTS)),
+        duplicate_window=cfg.duplicate_window_s,
+        allow_atomic=True,
+        max_age=have.max_age or cfg.stream_max_age_s,
+        max_bytes=have.max_bytes if (have.max_bytes or -1) > 0 else cfg.stream_max_bytes,
+    )
+    if merged != have:
+        log.info("nats: stream %s: adding what the sink needs to its config", cfg.stream)
+        info = await js.update_stream(merged)
     return bool(info.config.allow_atomic)
 
 
@@ -234,7 +248,7 @@ async def _publish_each(
             fut.add_done_callback(count)
             futures.append(fut)
     except Exception as e:  # noqa: BLE001 - count what was sent, report the rest
-        report.error = f"{type(e).__name__}: {e}"
+        report.error = redact_exc(e)
     # publish_async futures carry no timeout of their own.
     done: set = set()
     if futures:
@@ -263,12 +277,12 @@ async def publish_on(
         js = nc.jetstream(publish_async_max_pending=cfg.max_in_flight)
         rest = messages
         window, ack_s = cfg.max_in_flight, cfg.ack_timeout_s
-        if await ensure_stream(js, cfg.stream, cfg.duplicate_window_s) and cfg.atomic_batches:
+        if await ensure_stream(js, cfg) and cfg.atomic_batches:
             rest = await _publish_atomic(nc, report, messages, window, ack_s, on_ack)
         if rest and report.error is None:
             await _publish_each(js, report, rest, window, ack_s, on_ack)
     except Exception as e:  # noqa: BLE001 - reported, the run goes on
-        report.error = f"{type(e).__name__}: {e}"
+        report.error = redact_exc(e)
     report.failed = len(messages) - report.acked
     if report.error:
         log.warning("nats: publishing: %s", report.error)
@@ -314,4 +328,4 @@ def publish(
         return asyncio.run(_publish(url, cfg, messages, on_ack))
     except Exception as e:  # noqa: BLE001 - reported, the run goes on
         log.warning("nats: publishing to %s: %s", url, e)
-        return PublishReport(failed=len(messages), error=f"{type(e).__name__}: {e}")
+        return PublishReport(failed=len(messages), error=redact_exc(e))

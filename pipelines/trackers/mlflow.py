@@ -22,6 +22,7 @@ import json
 import logging
 import os
 import re
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,7 @@ import pandas as pd
 
 from pipelines.config import MlflowTrackingConfig
 from pipelines.console import adopt
+from pipelines.redact import redact_text
 from pipelines.report import PAGE_DIR
 from pipelines.trackers import Tracked
 from pipelines.trackers.mlflow_rows import TABLE_FILE, log_traces, proposal_table, scalar_lists
@@ -50,12 +52,16 @@ ARTIFACTS = [
     ".hydra/config.yaml",
     ".hydra/overrides.yaml",
 ]
+REDACTED = {".hydra/config.yaml", ".hydra/overrides.yaml"}
+"""Artifacts uploaded through :func:`pipelines.redact.redact_text` (run.json is
+redacted when written)."""
 AGENT_METRICS = ["keyword_relevance", "keyword_full", "completion_tokens"]
 
 
 def _key(text: str) -> str:
-    """An MLflow-safe key fragment."""
-    return re.sub(r"[^\w\-./ ]", "_", text)
+    """A key fragment MLflow takes from any text (a keyword): no ``/`` or ``.``
+    (``..`` and ``/x`` are refused as paths), at most 100 characters."""
+    return re.sub(r"[^\w\- ]", "_", text)[:100] or "_"
 
 
 def flatten_metrics(metrics: dict[str, Any], task_metrics: pd.DataFrame) -> dict[str, float]:
@@ -144,7 +150,7 @@ def track_run(run_dir: Path, cfg: MlflowTrackingConfig) -> Tracked:
     experiment = cfg.experiment or f"council-eval/{info['role']}"
 
     uri = cfg.resolved_uri()
-    where = f"{experiment!r} at {uri}"
+    where = f"{experiment!r} at {redact_text(uri)}"
     client = MlflowClient(tracking_uri=uri)
     exp = client.get_experiment_by_name(experiment)
     exp_id = exp.experiment_id if exp else client.create_experiment(experiment)
@@ -176,9 +182,15 @@ def track_run(run_dir: Path, cfg: MlflowTrackingConfig) -> Tracked:
             client.log_batch(mlflow_id, params=params[i : i + 100])
         for i in range(0, len(items), 1000):
             client.log_batch(mlflow_id, metrics=items[i : i + 1000])
-        for name in ARTIFACTS:
-            path = run_dir / name
-            if path.is_file():
+        with tempfile.TemporaryDirectory() as tmp:
+            for name in ARTIFACTS:
+                path = run_dir / name
+                if not path.is_file():
+                    continue
+                if name in REDACTED:  # the config as typed: sink.url=nats://u:pw@h
+                    path = Path(tmp) / name
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    path.write_text(redact_text((run_dir / name).read_text()))
                 client.log_artifact(mlflow_id, str(path), os.path.dirname(name) or None)
         if (run_dir / PAGE_DIR).is_dir():  # report.html's later pages
             client.log_artifacts(mlflow_id, str(run_dir / PAGE_DIR), PAGE_DIR)

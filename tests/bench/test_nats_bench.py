@@ -33,7 +33,7 @@ def sync_loop(url: str, msgs: list[Message]) -> float:
 
         nc = await nats.connect(url)
         js = nc.jetstream()
-        await ensure_stream(js, "COUNCIL", NatsSinkConfig().duplicate_window_s)
+        await ensure_stream(js, NatsSinkConfig())
         start = time.perf_counter()
         for m in msgs:
             await js.publish(

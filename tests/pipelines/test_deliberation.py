@@ -28,7 +28,7 @@ def test_all_answers_complete_with_the_task_scores() -> None:
     _, ended = state.add(agent(3), at=102.5)
 
     assert ended.message.subject == DELIBERATION_COMPLETED
-    assert ended.message.msg_id == "r1.dev-001" and ended.key == "r1.dev-001"
+    assert ended.message.msg_id == "r1.dev.dev-001" and ended.key == "r1.dev.dev-001"
     p = ended.message.payload
     assert (p["status"], p["elapsed_s"], p["missing"]) == (COMPLETED, 2.5, [])
     assert p["answered"] == ["agent-dev-001", "agent-dev-002", "agent-dev-003"]

@@ -118,7 +118,7 @@ def test_a_second_collector_publishes_nothing_twice(tmp_path: Path) -> None:
             return collector
 
         again = asyncio.run(replay())
-        assert again.state.ended == {(RUN, "t1"): "COMPLETED"}
+        assert again.state.ended == {(RUN, "dev", "t1"): "COMPLETED"}
         assert len(stream_contents(url)) == before == 3 + 1
 
 

@@ -1,0 +1,92 @@
+"""What the collector accepts of an agent message: its schema and its bounds.
+
+Anyone who can publish on ``agent.response.>`` reaches the collector, and the
+collector replays the stream from its start on every restart: one message that
+crashed it (a JSON list, a missing key) or made it hold millions of agents
+would crash it again each time. :func:`agent_payload` refuses such a message
+with a reason; the collector logs the reason and goes on. Fields it does not
+read are let through (a later schema may add some).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from pipelines.ids import check_id
+
+MAX_AGENTS = 1024
+"""Agents of one council (a run's ``agents`` or scaling arm)."""
+MAX_REPEATS = 1024
+MAX_ROUNDS = 64
+MAX_KEYWORDS = 1024
+MAX_MESSAGE_BYTES = 8 << 20
+"""The server's own cap is ``max_payload`` (1 MiB by default)."""
+
+
+class _Plan(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    rounds: int = Field(1, ge=1, le=MAX_ROUNDS)
+    rank: bool = False
+    chair: bool = False
+    judge: bool = False
+
+
+class AgentPayload(BaseModel):
+    """The fields of ``agent.response.*`` the collector reads (messages.py writes them)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    run_id: str
+    role: str
+    task_id: str
+    agent_id: str
+    status: Literal["COMPLETED", "FAILED"]
+    council_size: int = Field(ge=1, le=MAX_AGENTS)
+    repeat: int = Field(0, ge=0, lt=MAX_REPEATS)
+    repeats: int = Field(1, ge=1, le=MAX_REPEATS)
+    keywords: list[str] = Field(default_factory=list, max_length=MAX_KEYWORDS)
+    proposal: str | None = None
+    model: str = ""
+    step: Literal["propose", "rank", "chair", "judge"] = "propose"
+    round: int = Field(1, ge=1, le=MAX_ROUNDS)
+    target: str = ""
+    plan: _Plan | None = None
+    parsed: Any = None
+
+    @field_validator("run_id", "role", "task_id", "agent_id")
+    @classmethod
+    def _an_id(cls, value: str) -> str:
+        return check_id(value)
+
+    @field_validator("target")
+    @classmethod
+    def _a_target(cls, value: str) -> str:
+        return check_id(value) if value else value
+
+
+def agent_payload(data: bytes) -> dict[str, Any] | str:
+    """The message's payload, checked; or why it is refused."""
+    if len(data) > MAX_MESSAGE_BYTES:
+        return f"{len(data)} bytes, more than {MAX_MESSAGE_BYTES}"
+    try:
+        record = json.loads(data)
+    except (ValueError, RecursionError) as e:
+        return f"not JSON ({type(e).__name__})"
+    if not isinstance(record, dict):
+        return f"a JSON {type(record).__name__}, not an object"
+    if "council_size" not in record:
+        return "no council_size (an agent message of an older schema)"
+    try:
+        checked = AgentPayload.model_validate(record)
+    except ValidationError as e:
+        first = e.errors()[0]
+        where = ".".join(str(x) for x in first["loc"])
+        return f"field {where!r}: {first['msg'].removeprefix('Value error, ')}"
+    payload = checked.model_dump()
+    if checked.plan is None:
+        payload.pop("plan")  # no plan: one round of proposals
+    return payload
