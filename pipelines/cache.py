@@ -110,9 +110,11 @@ def request_keys(requests: pd.DataFrame, identity: dict[str, Any]) -> list[str]:
 class ResponseCache:
     """Answers by request key, in ``<folder>/responses.sqlite``."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, timeout_s: float = 30.0) -> None:
         folder.mkdir(parents=True, exist_ok=True)
         self.path = folder / CACHE_FILE
+        self.timeout_s = timeout_s
+        """How long a read or write waits for another process's lock."""
         with closing(self._connect()) as db, db:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute(
@@ -124,7 +126,7 @@ class ResponseCache:
             )
 
     def _connect(self) -> sqlite3.Connection:
-        return sqlite3.connect(self.path, timeout=30.0)
+        return sqlite3.connect(self.path, timeout=self.timeout_s)
 
     def _select(self, table: str, value: str, keys: list[str]) -> Iterator[tuple[str, Any]]:
         with closing(self._connect()) as db:

@@ -5,11 +5,12 @@ killed session left running (``procs.json``), generates only the requests no
 part in ``RUN_DIR/results/`` holds, publishes what the outbox holds and the
 server never acked, then scores, settles the deliberations and tracks the run
 as usual. ``metrics.json`` says how many rows were reused and how many
-generated. The run folder is data, not code: endpoints, key variables, the
-model's path and the engine's settings come from today's config and
-environment (``NATS_URL``, ``VLLM_URL``, ...), and a run.json recording other
-ones is refused unless ``--trust-run-folder``. A live run's folder is refused
-(``<run>/.lock``).
+generated. The run folder is data, not code: endpoints and key variables
+come from today's config and environment (``NATS_URL``, ``VLLM_URL``,
+``MLFLOW_TRACKING_URI``; a run made against another NATS needs ``NATS_URL``
+set to it), and so do the model's path and the engine's settings, a run.json
+recording other ones being refused unless ``--trust-run-folder``. A live run's
+folder is refused (``<run>/.lock``).
 """
 
 from __future__ import annotations
@@ -32,61 +33,68 @@ from pipelines.durable import hold_run_folder
 from pipelines.executors import HeldExecutors
 from pipelines.ids import check_id
 from pipelines.pipeline import RunOutcome
-from pipelines.redact import MASK
 from pipelines.runinfo import RUN_INFO_FILE, read_run_config
 
-FROM_TODAY = (
+ENDPOINTS = (
     "sink.url",
     "engine.url",
     "engine.api_key_env",
-    "engine.env",
-    "engine.extra_engine_kwargs",
-    "engine.extra_body",
-    "model.path",
     "tracking.uri",
     "judge.engine.url",
     "judge.engine.api_key_env",
+)
+"""Where requests and credentials go: a resume always takes them from today's
+config and environment (``NATS_URL``, ``VLLM_URL``, ``MLFLOW_TRACKING_URI``).
+Whoever can write a run folder could otherwise make the next resume send
+``VLLM_API_KEY`` to their host."""
+
+ENGINE_SETTINGS = (
+    "model.path",
+    "engine.env",
+    "engine.extra_engine_kwargs",
+    "engine.extra_body",
     "judge.engine.extra_body",
 )
-"""What a resume takes from today's config and environment, never from the run
-folder: where requests and credentials go, and what the engine loads. Whoever
-can write a run folder could otherwise make the next resume send ``VLLM_API_KEY``
-to their host, or load their code."""
+"""What the engine loads and is handed: taken from today's config too, and a
+run.json that records others is refused (the resumed rows would come from
+another model or engine) unless ``--trust-run-folder``."""
 
 
 def resumed_config(run_dir: Path, trust_run_folder: bool = False) -> RunConfig:
     """The run's config from its ``run.json`` (data: the council, the tasks, the
-    budget), with :data:`FROM_TODAY` from today's config and environment.
+    budget), with :data:`ENDPOINTS` and :data:`ENGINE_SETTINGS` from today's.
 
     Raises:
-        UserError: ``run.json`` records one of :data:`FROM_TODAY` unlike today's
-            (unless ``trust_run_folder``: then the recorded one is used, masked
-            secrets excepted).
+        UserError: ``run.json`` records engine settings unlike today's (unless
+            ``trust_run_folder``: then the recorded ones are used).
     """
     recorded = read_run_config(run_dir)
     today = today_config(recorded)
-    differ = {}
-    for name in FROM_TODAY:
-        mine, theirs = _get(today, name), _get(recorded, name)
-        if theirs not in (None, "", {}) and theirs != mine and MASK not in str(theirs):
-            differ[name] = theirs
+    log = logging.getLogger("pipelines.resume")
+    differ = {
+        name: _get(recorded, name)
+        for name in ENGINE_SETTINGS
+        if _get(recorded, name) not in (_MISSING, None, "", {})
+        and _get(recorded, name) != _get(today, name)
+    }
     if differ and not trust_run_folder:
         listed = "\n".join(f"  {k}: {v!r} (today: {_get(today, k)!r})" for k, v in differ.items())
         raise UserError(
-            f"{run_dir / RUN_INFO_FILE} records endpoints or engine settings unlike today's:\n"
-            f"{listed}\na resume takes them from today's environment (NATS_URL, VLLM_URL, "
-            "MLFLOW_TRACKING_URI, ...): set those, or pass --trust-run-folder if you wrote "
-            "this run folder yourself"
+            f"{run_dir / RUN_INFO_FILE} records engine settings unlike today's config:\n"
+            f"{listed}\nset them as the run had them, or pass --trust-run-folder if you "
+            "wrote this run folder yourself"
         )
     cfg = recorded
-    for name in FROM_TODAY:
-        if name not in differ and _get(recorded, name) is not _MISSING:
-            cfg = _replace(cfg, name, _get(today, name))
+    for name in (*ENDPOINTS, *ENGINE_SETTINGS):
+        if name in differ or _get(recorded, name) is _MISSING:
+            continue
+        if _get(recorded, name) != _get(today, name):
+            log.info("resume: %s from today's config, not run.json's", name)
+        cfg = _replace(cfg, name, _get(today, name))
     if isinstance(cfg.sink, NatsSinkConfig):
-        url = cfg.sink.resolved_url()
-        if url and MASK in url:
-            raise UserError("the run's NATS URL has a masked password: set NATS_URL")
-        cfg = dataclasses.replace(cfg, sink=dataclasses.replace(cfg.sink, url=url))
+        cfg = dataclasses.replace(
+            cfg, sink=dataclasses.replace(cfg.sink, url=cfg.sink.resolved_url())
+        )
     return cfg
 
 

@@ -16,6 +16,7 @@ KINDS = {
     "tracking": "unit",
     "deploy": "unit",
     "sinks": "integration",
+    "hardening": "integration",
     "integration": "integration",
     "bench": "bench",
 }

@@ -111,12 +111,23 @@ async def ensure_stream(js: Any, cfg: NatsSinkConfig) -> bool:
         )
         return bool(info.config.allow_atomic)
     have = info.config
+    max_age = have.max_age or cfg.stream_max_age_s
+    window = min(cfg.duplicate_window_s, max_age)  # the server refuses a window past it
+    if window < cfg.duplicate_window_s:
+        log.warning(
+            "nats: stream %s keeps messages %.0f s: replays are deduplicated over that, "
+            "not sink.duplicate_window_s (%.0f s)",
+            cfg.stream,
+            max_age,
+            cfg.duplicate_window_s,
+        )
     merged = dataclasses.replace(
         have,
-        subjects=sorted(set(have.subjects or []) | set(STREAM_SUBJECTS)),
-        duplicate_window=cfg.duplicate_window_s,
+        subjects=(have.subjects or [])
+        + [s for s in STREAM_SUBJECTS if s not in (have.subjects or [])],
+        duplicate_window=window,
         allow_atomic=True,
-        max_age=have.max_age or cfg.stream_max_age_s,
+        max_age=max_age,
         max_bytes=have.max_bytes if (have.max_bytes or -1) > 0 else cfg.stream_max_bytes,
     )
     if merged != have:

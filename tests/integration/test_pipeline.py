@@ -64,13 +64,49 @@ def run_cli(out: Path, *overrides: str) -> pd.DataFrame:
     assert "keyword_relevance" in proc.stdout
     console = proc.stdout + proc.stderr
     assert [n for n in CONSOLE_NOISE if n in console] == [], console[-4000:]
+    assert SECRET not in console
     return pd.read_parquet(out / "results.parquet")
+
+
+SECRET = "S3cretPW"
+
+
+def secret_shown(root: Path) -> list[str]:
+    """Files under ``root`` that hold :data:`SECRET`."""
+    return [str(p) for p in root.rglob("*") if p.is_file() and SECRET.encode() in p.read_bytes()]
 
 
 def test_ray_pipeline_runs_council_with_its_batches_in_one_engine(
     tmp_path: Path, model_dir: Path
 ) -> None:
-    first = run_cli(tmp_path / "a", "role=devops", "executor=ray", "batch_size=2", *TINY)
+    # The run is also given secrets, as users type them: a password in the NATS
+    # URL, a token in the engine's environment. None may reach a file the run
+    # writes (the .hydra/ record of the command line excepted), its MLflow store
+    # or its console.
+    with embedded_server(tmp_path / "nats") as url:
+        first = run_cli(
+            tmp_path / "a",
+            "role=devops",
+            "executor=ray",
+            "batch_size=2",
+            *TINY,
+            f"sink.url={url.replace('nats://', f'nats://council:{SECRET}@')}",
+            f"+engine.env.HF_TOKEN=hf_{SECRET}",
+        )
+        assert len(stream_contents(url)) == 6 + 2  # every agent's message, each deliberation
+    run_id = json.loads((tmp_path / "a" / "run.json").read_text())["run_id"]
+    shown = secret_shown(tmp_path / "a")
+    assert shown and all(Path(p).parent.name == ".hydra" for p in shown), shown
+    client = MlflowClient()
+    (tracked,) = client.search_runs(
+        [e.experiment_id for e in client.search_experiments()],
+        filter_string=f"tags.`council.run_id` = '{run_id}'",
+    )
+    store = Path(client.tracking_uri.removeprefix("sqlite:///"))
+    assert SECRET.encode() not in store.read_bytes()
+    artifacts = Path(tracked.info.artifact_uri.removeprefix("file://"))
+    assert (artifacts / ".hydra" / "overrides.yaml").is_file()
+    assert secret_shown(artifacts) == []
     # What the console left out is in run.log: the engine host's vLLM, Ray Data.
     log_text = (tmp_path / "a" / "run.log").read_text()
     assert "batch 0 landed" in log_text  # the run's own lines are in both
