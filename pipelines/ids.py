@@ -13,6 +13,9 @@ a token outside :data:`TOKEN_PATTERN` whatever its caller checked.
 from __future__ import annotations
 
 import re
+from typing import Annotated
+
+from pydantic import AfterValidator
 
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$"
 """A task id, role, agent id or run id: a letter or digit, then letters,
@@ -34,6 +37,10 @@ def check_id(value: object, what: str = "") -> str:
         shown = repr(value[:80] + "..." if isinstance(value, str) and len(value) > 80 else value)
         raise ValueError(f"{what + ' ' if what else ''}{shown} is not a valid id ({ID_RULE})")
     return value
+
+
+Id = Annotated[str, AfterValidator(lambda v: check_id(v))]
+"""A pydantic field that obeys :data:`ID_PATTERN` (the error names the value)."""
 
 
 def dotted(*tokens: str) -> str:

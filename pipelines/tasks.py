@@ -11,7 +11,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from pipelines import UserError
-from pipelines.ids import check_id
+from pipelines.ids import Id
 
 TASK_COLUMNS = ["task_id", "role", "prompt", "keywords", "context", "tags", "max_tokens"]
 
@@ -33,18 +33,13 @@ class Task(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
-    task_id: str = Field(min_length=1)
-    role: str = Field(min_length=1)
+    task_id: Id
+    role: Id
     prompt: str = Field(min_length=1)
     keywords: list[str] = Field(min_length=1)
     context: str | None = None
     tags: list[str] = Field(default_factory=list)
     max_tokens: int | None = Field(default=None, ge=1)
-
-    @field_validator("task_id", "role")
-    @classmethod
-    def _an_id(cls, value: str) -> str:
-        return check_id(value)
 
     @field_validator("prompt")
     @classmethod

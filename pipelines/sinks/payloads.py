@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from pipelines.ids import check_id
+from pipelines.ids import Id, check_id
 
 MAX_AGENTS = 1024
 """Agents of one council (a run's ``agents`` or scaling arm)."""
@@ -40,10 +40,10 @@ class AgentPayload(BaseModel):
 
     model_config = ConfigDict(extra="allow")
 
-    run_id: str
-    role: str
-    task_id: str
-    agent_id: str
+    run_id: Id
+    role: Id
+    task_id: Id
+    agent_id: Id
     status: Literal["COMPLETED", "FAILED"]
     council_size: int = Field(ge=1, le=MAX_AGENTS)
     repeat: int = Field(0, ge=0, lt=MAX_REPEATS)
@@ -56,11 +56,6 @@ class AgentPayload(BaseModel):
     target: str = ""
     plan: _Plan | None = None
     parsed: Any = None
-
-    @field_validator("run_id", "role", "task_id", "agent_id")
-    @classmethod
-    def _an_id(cls, value: str) -> str:
-        return check_id(value)
 
     @field_validator("target")
     @classmethod
