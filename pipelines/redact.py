@@ -55,8 +55,11 @@ ALONE_SECRET = frozenset({"token", "apikey", "secret", "password", "passwd", "pw
 """Words that make a secret name on their own (``key``, ``auth``, ``sig`` need a
 second word: ``api_key``, ``auth_token``)."""
 
-NOT_SECRET_LAST = frozenset({"env", "file", "path", "name", "id", "size", "len"})
-"""A last word that names where a secret is, or a figure about one, not the secret."""
+NOT_SECRET_LAST = frozenset(
+    {"env", "file", "path", "name", "id", "size", "len", "mode", "type", "kind", "method"}
+)
+"""A last word that names where a secret is, how it is used, or a figure about
+one, not the secret (``RAY_AUTH_TOKEN_PATH``, ``RAY_AUTH_MODE=token``)."""
 
 _SCHEME = r"[A-Za-z][A-Za-z0-9+.-]*://"
 # User info runs to the last '@' before a space, a quote or ",<scheme>://" (the
@@ -70,6 +73,10 @@ _ASSIGN = re.compile(
     rf"(?P<lead>(?P<q>[\"']?)\b(?P<name>{_NAME})(?P=q)\s*[:=]\s*)"
     rf"(?P<value>\"[^\"]*\"|'[^']*'|[^\s,;}}'\"]+)"
 )
+
+
+_PLACEHOLDER = re.compile(r"<[\w .-]*>|\$\{?\w+\}?")
+"""A value a help text shows in place of the secret: ``<token>``, ``$HF_TOKEN``."""
 
 
 def is_secret_name(name: str, in_query: bool = False) -> bool:
@@ -89,9 +96,9 @@ def _userinfo(m: re.Match[str]) -> str:
 
 
 def _named(m: re.Match[str], in_query: bool = False) -> str:
-    if not is_secret_name(m["name"], in_query):
-        return m[0]
     value = m["value"]
+    if not is_secret_name(m["name"], in_query) or _PLACEHOLDER.fullmatch(value):
+        return m[0]
     quote = value[0] if value[:1] in "\"'" and len(value) > 1 else ""
     return f"{m['lead']}{quote}{MASK}{quote}"
 

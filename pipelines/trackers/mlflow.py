@@ -59,9 +59,11 @@ AGENT_METRICS = ["keyword_relevance", "keyword_full", "completion_tokens"]
 
 
 def _key(text: str) -> str:
-    """A key fragment MLflow takes from any text (a keyword): no ``/`` or ``.``
-    (``..`` and ``/x`` are refused as paths), at most 100 characters."""
-    return re.sub(r"[^\w\- ]", "_", text)[:100] or "_"
+    """A key fragment MLflow takes from any text (a keyword), at most 100
+    characters: ``k8s/helm`` stays, but a path MLflow refuses (``..``, ``/x``,
+    ``a//b``, ``./a``) has its empty, ``.`` and ``..`` parts made ``_``."""
+    parts = re.sub(r"[^\w\-./ ]", "_", text[:100]).split("/")
+    return "/".join("_" if p.strip(".") == "" else p for p in parts)
 
 
 def flatten_metrics(metrics: dict[str, Any], task_metrics: pd.DataFrame) -> dict[str, float]:

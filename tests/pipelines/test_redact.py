@@ -71,6 +71,11 @@ def test_a_url_without_secrets_is_left_as_it_is(scheme, host, port, path) -> Non
         ("api_key_env: VLLM_API_KEY", "api_key_env: VLLM_API_KEY"),
         ("max_tokens=4 seed=7", "max_tokens=4 seed=7"),
         ("nats://h1:4222,nats://u:p@h2:99999", f"nats://h1:4222,nats://u:{MASK}@h2:99999"),
+        # A help text names the variables and shows placeholders: it stays readable.
+        ("set RAY_AUTH_MODE=token", "set RAY_AUTH_MODE=token"),
+        ("give RAY_AUTH_TOKEN=<token> or", "give RAY_AUTH_TOKEN=<token> or"),
+        ("HF_TOKEN=$HF_TOKEN HF_TOKEN=${HF_TOKEN}", "HF_TOKEN=$HF_TOKEN HF_TOKEN=${HF_TOKEN}"),
+        ("RAY_AUTH_TOKEN=3440e2", f"RAY_AUTH_TOKEN={MASK}"),
     ],
 )
 def test_secret_named_assignments(text: str, expected: str) -> None:
@@ -112,6 +117,8 @@ def test_a_record_masks_secret_keys_whole_and_urls_inside_values() -> None:
         ("api_key_env", False),
         ("keywords", False),
         ("prompt_tokens", False),
+        ("RAY_AUTH_MODE", False),
+        ("RAY_AUTH_TOKEN_PATH", False),
     ],
 )
 def test_secret_names(name: str, secret_: bool) -> None:

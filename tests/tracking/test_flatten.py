@@ -1,6 +1,8 @@
 """Every numeric figure of metrics.json reaches MLflow under its documented key."""
 
 import pandas as pd
+import pytest
+from mlflow.utils.validation import _validate_metric_name
 
 from pipelines.trackers.mlflow import flatten_metrics, round_steps
 
@@ -49,6 +51,29 @@ def test_keys_per_level_and_only_numbers() -> None:
         "agent/a2/keyword_full": 0.0,
         "agent/a2/completion_tokens": 30.0,
     }
+
+
+@pytest.mark.parametrize(
+    ("keyword", "key"),
+    [
+        ("../etc", "keyword/_/etc/hit_rate"),
+        ("/abs", "keyword/_/abs/hit_rate"),
+        ("a//b", "keyword/a/_/b/hit_rate"),
+        ("./x", "keyword/_/x/hit_rate"),
+        ("ci/cd.", "keyword/ci/cd./hit_rate"),
+        ("naïve\x1b[2J", "keyword/naïve__2J/hit_rate"),
+        ("k" * 300, f"keyword/{'k' * 100}/hit_rate"),
+    ],
+)
+def test_a_keyword_mlflow_would_refuse_as_a_path_still_gets_a_key_it_takes(
+    keyword: str, key: str
+) -> None:
+    metrics = {"overall": {"keyword_hit_rates": {keyword: 0.5}}}
+    agents = pd.DataFrame(columns=["agent_id", "keyword_relevance", "keyword_full"])
+    agents["completion_tokens"] = []
+    flat = flatten_metrics(metrics, agents)
+    assert flat == {key: 0.5}
+    _validate_metric_name(key)  # MLflow's own check: raises on a name it refuses
 
 
 def test_a_deliberations_rounds_are_steps_and_its_sections_keys() -> None:
