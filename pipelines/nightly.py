@@ -160,18 +160,21 @@ def start(cfg: RunConfig, run_dir: Path, held: HeldExecutors) -> list[str]:
     return problems(outcome.metrics, cfg.fail_on)
 
 
-def resume(run_dir: Path, held: HeldExecutors) -> list[str]:
+def resume(run_dir: Path, held: HeldExecutors, today: RunConfig) -> list[str]:
+    """Continue the run in ``run_dir``: its endpoints come from tonight's job
+    (``today``, from the overrides file), not from its run.json."""
     from pipelines.resume import resume_run
     from pipelines.summary import summary
     from pipelines.verdict import problems
 
-    cfg, outcome = resume_run(run_dir, held)
+    cfg, outcome = resume_run(run_dir, held, today=today)
     print(summary(outcome), flush=True)
     return problems(outcome.metrics, cfg.fail_on)
 
 
-def finish(run_dir: Path) -> list[str]:
-    """A finished run: publish what was never acked, track it (both idempotent)."""
+def finish(run_dir: Path, today: RunConfig) -> list[str]:
+    """A finished run: publish what was never acked, track it (both idempotent),
+    at tonight's endpoints (``today``)."""
     from pipelines.config import MlflowTrackingConfig, NatsSinkConfig
     from pipelines.pipeline import METRICS_FILE
     from pipelines.replay import main as replay
@@ -180,16 +183,17 @@ def finish(run_dir: Path) -> list[str]:
     from pipelines.track import main as track
     from pipelines.verdict import problems
 
-    cfg = resumed_config(run_dir)
+    cfg = resumed_config(run_dir, today=today)
     metrics = json.loads((run_dir / METRICS_FILE).read_text())
     figures: dict = {"overall": metrics.get("overall") or {}}
     outbox = (run_dir / OUTBOX_FILE).is_file()
-    if isinstance(cfg.sink, NatsSinkConfig) and outbox and replay([str(run_dir)]) != 0:
+    at = ["--url", cfg.sink.url] if isinstance(cfg.sink, NatsSinkConfig) and cfg.sink.url else []
+    if isinstance(cfg.sink, NatsSinkConfig) and outbox and replay([str(run_dir), *at]) != 0:
         left = len(pending(run_dir))
         figures["sink"] = {"unpublished": left, "error": "replay could not publish them"}
     if isinstance(cfg.tracking, MlflowTrackingConfig):
         try:
-            track([str(run_dir)])
+            track([str(run_dir), "--uri", cfg.tracking.resolved_uri()])
             figures["tracking"] = {"ok": True}
         except Exception as e:  # noqa: BLE001 - reported as a fail_on rule
             figures["tracking"] = {"ok": False, "error": redact_exc(e)}
@@ -217,9 +221,9 @@ def run_night(
             log.info("nightly %s: run %s is %s", name, job.slug, found)
             try:
                 if found == "finished":
-                    done[job.slug] = ("finished earlier", finish(run_dir))
+                    done[job.slug] = ("finished earlier", finish(run_dir, cfg))
                 elif found == "started":
-                    done[job.slug] = ("resumed", resume(run_dir, held))
+                    done[job.slug] = ("resumed", resume(run_dir, held, cfg))
                 else:
                     done[job.slug] = ("started", start(cfg, run_dir, held))
             except UserError:

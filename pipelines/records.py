@@ -19,6 +19,7 @@ import pandas as pd
 from pipelines import UserError
 from pipelines.metrics import task_scores
 from pipelines.trackers.mlflow import RUN_TAG
+from pipelines.trackers.mlflow_rows import fluent_uri
 
 EXPERIMENT_PREFIX = "council-eval/"
 LATEST = re.compile(r"(?P<experiment>.+)/latest(?:~(?P<back>\d+))?")
@@ -44,18 +45,18 @@ def fetch_runs(
     mlflow_client = client(uri)  # bounded retries before the fluent API starts
     import mlflow
 
-    mlflow.set_tracking_uri(uri)
     if experiments is None:
         experiments = [e.name for e in council_experiments(mlflow_client)]
     if not experiments:
         return pd.DataFrame()
     filters = f"params.role = '{role}'" if role else ""
-    return mlflow.search_runs(
-        experiment_names=experiments,
-        filter_string=filters,
-        order_by=["attributes.start_time DESC"],
-        max_results=last or 1000,
-    )
+    with fluent_uri(uri):
+        return mlflow.search_runs(
+            experiment_names=experiments,
+            filter_string=filters,
+            order_by=["attributes.start_time DESC"],
+            max_results=last or 1000,
+        )
 
 
 def resolve(uri: str, ref: str) -> Any:

@@ -60,16 +60,20 @@ run.json that records others is refused (the resumed rows would come from
 another model or engine) unless ``--trust-run-folder``."""
 
 
-def resumed_config(run_dir: Path, trust_run_folder: bool = False) -> RunConfig:
+def resumed_config(
+    run_dir: Path, trust_run_folder: bool = False, today: RunConfig | None = None
+) -> RunConfig:
     """The run's config from its ``run.json`` (data: the council, the tasks, the
-    budget), with :data:`ENDPOINTS` and :data:`ENGINE_SETTINGS` from today's.
+    budget), with :data:`ENDPOINTS` and :data:`ENGINE_SETTINGS` from today's:
+    ``today`` where the caller holds it (a night's job, composed from its
+    overrides file), else :func:`today_config`.
 
     Raises:
         UserError: ``run.json`` records engine settings unlike today's (unless
             ``trust_run_folder``: then the recorded ones are used).
     """
     recorded = read_run_config(run_dir)
-    today = today_config(recorded)
+    today = today or today_config(recorded)
     log = logging.getLogger("pipelines.resume")
     differ = {
         name: _get(recorded, name)
@@ -151,7 +155,10 @@ def log_to(run_dir: Path) -> Iterator[None]:
 
 
 def resume_run(
-    run_dir: Path, held: HeldExecutors, trust_run_folder: bool = False
+    run_dir: Path,
+    held: HeldExecutors,
+    trust_run_folder: bool = False,
+    today: RunConfig | None = None,
 ) -> tuple[RunConfig, RunOutcome]:
     """Continue the run in ``run_dir`` on an executor from ``held``.
 
@@ -164,7 +171,7 @@ def resume_run(
     from pipelines.reaper import reap_recorded, reaper
 
     with hold_run_folder(run_dir):  # before reaping: a live run's engines are its own
-        cfg = resumed_config(run_dir, trust_run_folder)
+        cfg = resumed_config(run_dir, trust_run_folder, today)
         run_id = json.loads((run_dir / RUN_INFO_FILE).read_text()).get("run_id")
         try:
             check_id(run_id, "run_id")  # it reaches NATS subjects and keys

@@ -23,6 +23,7 @@ import contextlib
 import io
 import logging
 import os
+from collections.abc import Iterator
 from typing import Any
 from unittest import mock
 
@@ -119,6 +120,27 @@ def scorers() -> list[Any]:
     return [relevance, full]
 
 
+@contextlib.contextmanager
+def fluent_uri(uri: str) -> Iterator[None]:
+    """MLflow's fluent API (``mlflow.*``) pointed at ``uri`` while entered, then
+    back as it was, the process's ``MLFLOW_TRACKING_URI`` included.
+
+    ``mlflow.set_tracking_uri`` also writes ``MLFLOW_TRACKING_URI`` into the
+    process's environment; left there, every later run of the same process (a
+    night's next run, a resume) would take this run's URI for its own default.
+    """
+    import mlflow
+
+    saved = os.environ.get("MLFLOW_TRACKING_URI")
+    mlflow.set_tracking_uri(uri)
+    try:
+        yield
+    finally:
+        mlflow.set_tracking_uri(None)  # unsets the variable too
+        if saved is not None:
+            os.environ["MLFLOW_TRACKING_URI"] = saved
+
+
 def log_traces(
     uri: str, experiment_id: str, mlflow_run_id: str, results: pd.DataFrame, keywords: pd.DataFrame
 ) -> int:
@@ -128,16 +150,16 @@ def log_traces(
     import mlflow
 
     data = evaluation_rows(results, keywords)
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_experiment(experiment_id=experiment_id)
     shown = io.StringIO()  # the banner and the bar: the log's, not the console's
-    with (
-        mlflow.start_run(run_id=mlflow_run_id),
-        contextlib.redirect_stdout(shown),
-        contextlib.redirect_stderr(shown),
-        mock.patch.dict(os.environ, {"TQDM_DISABLE": "1"}),
-    ):
-        mlflow.genai.evaluate(data=data, scorers=scorers())
+    with fluent_uri(uri):
+        mlflow.set_experiment(experiment_id=experiment_id)
+        with (
+            mlflow.start_run(run_id=mlflow_run_id),
+            contextlib.redirect_stdout(shown),
+            contextlib.redirect_stderr(shown),
+            mock.patch.dict(os.environ, {"TQDM_DISABLE": "1"}),
+        ):
+            mlflow.genai.evaluate(data=data, scorers=scorers())
     log.info("mlflow: %d evaluation rows logged%s", len(data), _tail(shown.getvalue()))
     return len(data)
 

@@ -7,6 +7,7 @@ actor and dies with the run), then the tests that share one in-process engine.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -35,6 +36,7 @@ from pipelines.stage import OUTPUT_COLUMNS
 from pipelines.stream import generate_stage
 from pipelines.tasks import Task
 from pipelines.track import main as track_main
+from pipelines.trackers.mlflow_rows import fluent_uri
 from pipelines.verdict import problems
 from tests.mlflow_helpers import mlflow_server
 from tests.nats_helpers import stream_contents
@@ -437,8 +439,8 @@ def test_mlflow_down_then_track_later_logs_once_over_http(
         (run,) = client.search_runs([exp_id])
         artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
         traces = client.search_traces(locations=[exp_id], run_id=run.info.run_id)
-        mlflow.set_tracking_uri(url)
-        table = mlflow.load_table("proposals.json", run_ids=[run.info.run_id])
+        with fluent_uri(url):
+            table = mlflow.load_table("proposals.json", run_ids=[run.info.run_id])
 
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())["overall"]
     for name in ("keyword_relevance", "unique_ratio", "self_bleu", "tokens_per_s"):
@@ -484,10 +486,13 @@ def test_mlflow_down_then_track_later_logs_once_over_http(
 
 
 def test_nightly_continues_its_night_by_name_and_exits_3_when_tracking_is_down(
-    local: LocalExecutor, tmp_path: Path
+    local: LocalExecutor, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A retried night: the finished run is not redone, the interrupted one resumes."""
+    """A retried night: the finished run is not redone, the interrupted one resumes,
+    both at the endpoints of tonight's overrides file, not the environment's."""
     runs, overrides = tmp_path / "runs", tmp_path / "overrides"
+    elsewhere = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", elsewhere)
     with mlflow_server(tmp_path / "mlflow") as url:
         overrides.write_text(
             "role=dev,qa agents=2 limit=1 max_tokens=4 batch_size=1  # two runs, two parts each\n"
@@ -495,6 +500,7 @@ def test_nightly_continues_its_night_by_name_and_exits_3_when_tracking_is_down(
         )
         first = run_night("night-1", overrides, runs, local=local)
         assert first == {"role-dev": ("started", []), "role-qa": ("started", [])}
+        assert os.environ["MLFLOW_TRACKING_URI"] == elsewhere  # a run leaves it as it was
 
         # The qa run is cut short: its last part and its metrics never landed.
         qa = runs / "night-1" / "role-qa"
