@@ -248,7 +248,7 @@ def config_file(objects: list[Obj], configmap: str, key: str) -> str | None:
 def planned_engines(text: str) -> frozenset[str] | str:
     """The engines of the nightly runs an overrides file plans, or why it plans none."""
     from pipelines import UserError
-    from pipelines.nightly import plan
+    from pipelines.driver.night import plan
 
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / OVERRIDES[1]

@@ -1,7 +1,7 @@
 """Diversity of one task's proposals across the agents of a council.
 
 Every function takes the N proposals of one task and returns a value in
-[0, 1]; run-level figures are means over tasks (see ``pipelines.metrics``).
+[0, 1]; run-level figures are means over tasks (see ``pipelines.scoring.metrics``).
 """
 
 from __future__ import annotations
@@ -115,7 +115,7 @@ def mean_pairwise_cosine_distance(vectors: Sequence[Sequence[float]]) -> float:
     """``embedding_diversity``: mean of 1 - cos(a, b) over pairs, clipped to [0, 1].
 
     Takes the proposals' embeddings (computed outside, e.g. by
-    ``pipelines.embeddings``). Fewer than two vectors: 0.0.
+    ``pipelines.scoring.embeddings``). Fewer than two vectors: 0.0.
     """
     import numpy as np
 

@@ -1,27 +1,22 @@
 """council-eval: batch evaluation of councils of LLM agents.
 
-Where each step of ``python -m pipelines.run`` lives:
+Where each step of ``python -m pipelines.run`` lives (README, Layout):
 
-1. ``config.py``: the composed Hydra config becomes typed :class:`RunConfig`
+1. ``config/``: the composed Hydra config becomes typed :class:`RunConfig`
    objects (one dataclass per config-group option), checked once.
-2. ``tasks.py``: the role's JSONL tasks, validated (file, line, field).
-3. ``council.py``: task x agent requests (temperatures, seeds), cut into batches.
-4. ``executors/`` maps ``stage.py`` (one ``engines/`` engine per replica) over
-   the batches: ray, dask or local.
-5. ``stream.py``: each batch, as it lands, becomes a part on disk (``parts.py``)
-   and agent messages on the sink (``sinks/``: nats, none), whose collector
-   ends each deliberation and keeps its status.
-6. ``metrics.py`` scores the results with ``evaluators/``; ``scaling.py`` for
-   the scaling experiment.
-7. ``runinfo.py``, ``report.py`` and ``trackers/`` record the run (run.json,
-   report.html, MLflow).
+2. ``flow/``: tasks → council (task x agent) → batches fed to an ``executors/``
+   executor, each landing as a part and agent messages on a ``sinks/`` sink;
+   ``deliberation/`` builds rounds, rankings and a chair on the same steps.
+3. ``scoring/`` scores the results with ``evaluators/``.
+4. ``report/`` and ``trackers/`` record the run.
 
-``pipeline.py`` runs steps 2-7 in order and names no plug-in; ``resume.py``
-runs them again on a killed run's folder, and ``reaper.py`` stops what a
-killed run left running.
+``driver/`` runs the steps in order; the top-level modules are the commands;
+``runtime/`` is what everything leans on. No module imports one of a layer
+above its own (runtime < config < scoring, engines < sinks, executors < flow
+< deliberation < report, trackers < driver < the commands).
 
 Importing the package makes every log record of the process pass through
-:func:`pipelines.redact.redact_text` (a record factory), so that no log line
+:func:`pipelines.runtime.redact.redact_text` (a record factory), so that no log line
 holds a URL's password, a token or a secret-named value; the errors below
 are redacted the same way when printed.
 """
@@ -42,7 +37,7 @@ class _Redacted(Exception):
     """An error whose text never shows a secret (a URL's password, a token)."""
 
     def __str__(self) -> str:
-        from pipelines.redact import redact_text
+        from pipelines.runtime.redact import redact_text
 
         return redact_text(super().__str__())
 
@@ -62,7 +57,7 @@ class RunStopped(_Redacted, RuntimeError):
 
 
 def _redact_logs() -> None:
-    from pipelines.redact import install_log_redaction
+    from pipelines.runtime.redact import install_log_redaction
 
     install_log_redaction()
 

@@ -23,9 +23,9 @@ import pandas as pd
 from pipelines import PROJECT_ROOT
 from pipelines.bench import bench_requests, raw_vllm
 from pipelines.config import OpenAIEngineConfig
-from pipelines.council import batches
 from pipelines.engines import generate
 from pipelines.engines.openai import OpenAIEngine
+from pipelines.flow.council import batches
 from pipelines.serve_model import served
 
 log = logging.getLogger("pipelines.bench_remote")

@@ -27,8 +27,8 @@ import pandas as pd
 
 from pipelines import PROJECT_ROOT
 from pipelines.config import ExecutorConfig, compose_config
+from pipelines.driver.pipeline import run_pipeline
 from pipelines.executors.local import LocalExecutor
-from pipelines.pipeline import run_pipeline
 
 log = logging.getLogger("pipelines.bench_stream")
 

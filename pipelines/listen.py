@@ -12,7 +12,7 @@ import asyncio
 import json
 import sys
 
-from pipelines.console import printable
+from pipelines.runtime.console import printable
 from pipelines.sinks.publisher import connect_options
 
 DEFAULT_SUBJECTS = ["agent.response.>", "deliberation.>"]

@@ -19,9 +19,9 @@ from pathlib import Path
 
 from pipelines import UserError
 from pipelines.config import NatsSinkConfig
-from pipelines.redact import MASK
-from pipelines.runinfo import RUN_INFO_FILE, read_run_config
-from pipelines.sinks import build_sink
+from pipelines.driver.runinfo import RUN_INFO_FILE, read_run_config
+from pipelines.runtime.redact import MASK
+from pipelines.sinks import republish
 from pipelines.sinks.outbox import ACKED_FILE, OUTBOX_FILE
 
 
@@ -56,9 +56,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.all:
         (args.run_dir / ACKED_FILE).unlink(missing_ok=True)
-    with build_sink(dataclasses.replace(sink, url=url), args.run_dir) as nats:
-        nats.publish_pending()
-        report = nats.report()
+    report = republish(dataclasses.replace(sink, url=url), args.run_dir)
     print(
         f"replay: acked {report.acked} (duplicate {report.duplicate}, "
         f"new {report.acked - report.duplicate}), unpublished {report.pending}"

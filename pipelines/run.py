@@ -1,7 +1,7 @@
 """Hydra entry point: ``python -m pipelines.run role=devops [overrides]``.
 
 Config groups (``conf/``): role, model, engine, executor, sink, tracking,
-experiment; the schemas are in ``pipelines/config.py``. Outputs go to the
+experiment; the schemas are in ``pipelines/config/``. Outputs go to the
 Hydra run dir (``runs/<time>-<role>/``); ``--help`` lists every option,
 ``--cfg job`` prints the composed config.
 """
@@ -26,16 +26,16 @@ log = logging.getLogger("pipelines.run")
 def run_job(cfg: DictConfig, held: HeldExecutors) -> list[str]:
     """One run (one job of a multirun), on an executor from ``held``.
 
-    Returns the ``fail_on`` rules the finished run broke (``pipelines.verdict``).
+    Returns the ``fail_on`` rules the finished run broke (``pipelines.driver.verdict``).
     """
     from pipelines.config import load
-    from pipelines.console import quiet_console
-    from pipelines.engines import preflight_run
-    from pipelines.pipeline import run_pipeline
-    from pipelines.reaper import reaper
-    from pipelines.stopping import EXIT_TERMINATED, Terminated
-    from pipelines.summary import summary
-    from pipelines.verdict import problems, report
+    from pipelines.driver.pipeline import run_pipeline
+    from pipelines.driver.preflight import preflight_run
+    from pipelines.driver.summary import summary
+    from pipelines.driver.verdict import problems, report
+    from pipelines.runtime.console import quiet_console
+    from pipelines.runtime.reaper import reaper
+    from pipelines.runtime.stopping import EXIT_TERMINATED, Terminated
 
     out_dir = Path(HydraConfig.get().runtime.output_dir)
     log.info("run folder: %s", out_dir.resolve())
@@ -43,7 +43,7 @@ def run_job(cfg: DictConfig, held: HeldExecutors) -> list[str]:
     try:
         run = load(cfg)
         preflight_run(run)
-        # Killed, this run leaves nothing running (pipelines/reaper.py).
+        # Killed, this run leaves nothing running (pipelines/runtime/reaper.py).
         with reaper(out_dir):
             outcome = run_pipeline(run, out_dir, executor=held)
     except UserError as e:
@@ -64,22 +64,22 @@ def run_job(cfg: DictConfig, held: HeldExecutors) -> list[str]:
 
 def stopped_note(run_dir: Path) -> str:
     """What a stopped run left, and how to finish it."""
-    from pipelines.parts import part_files
+    from pipelines.flow.parts import part_files
 
     parts = len(part_files(run_dir))
     return f"{parts} part(s) kept in {run_dir}; finish with: python -m pipelines.resume {run_dir}"
 
 
 def main() -> None:
-    from pipelines.stopping import stop_on_sigterm
-    from pipelines.verdict import EXIT_RUN_FAILED
+    from pipelines.driver.verdict import EXIT_RUN_FAILED
+    from pipelines.runtime.stopping import stop_on_sigterm
 
     register()
     failed: list[str] = []
     # Hydra multirun runs its jobs one after another in this process. Jobs with
     # one executor config share that executor, and so its engines (one load for
     # a temperature sweep, on Ray as in-process); released when the last job ends.
-    # SIGTERM stops the run cleanly (pipelines/stopping.py), exit 143.
+    # SIGTERM stops the run cleanly (pipelines/runtime/stopping.py), exit 143.
     with stop_on_sigterm(), HeldExecutors() as held:
 
         @hydra.main(config_path="../conf", config_name="config", version_base="1.3")

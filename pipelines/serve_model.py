@@ -22,7 +22,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from pipelines.config import ModelConfig, VLLMEngineConfig
-from pipelines.procs import child_server, free_port, http_ok
+from pipelines.runtime.procs import child_server, free_port, http_ok
 
 log = logging.getLogger("pipelines.serve_model")
 

@@ -16,8 +16,8 @@ from pathlib import Path
 
 from pipelines import UserError
 from pipelines.config import MlflowTrackingConfig
-from pipelines.redact import MASK
-from pipelines.runinfo import read_run_config
+from pipelines.driver.runinfo import read_run_config
+from pipelines.runtime.redact import MASK
 from pipelines.trackers.mlflow import track_run
 
 

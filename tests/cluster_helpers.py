@@ -27,7 +27,7 @@ import httpx
 import psutil
 
 from pipelines import PROJECT_ROOT
-from pipelines.procs import free_port, port_open
+from pipelines.runtime.procs import free_port, port_open
 
 BIN = Path(sys.executable).parent
 RAY_FAST_HEALTH = {

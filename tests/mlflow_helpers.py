@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from pipelines.procs import child_server, free_port, http_ok
+from pipelines.runtime.procs import child_server, free_port, http_ok
 
 
 @contextmanager

@@ -26,8 +26,6 @@ from pipelines.config import (
     EngineConfig,
     ModelConfig,
     OpenAIEngineConfig,
-    OpenAIJudgeConfig,
-    RunConfig,
 )
 
 ENGINES = {
@@ -111,17 +109,6 @@ def json_schema(row: Any) -> dict[str, Any] | None:
     """The JSON schema a request row asks its output to follow (guided decoding), if any."""
     text = getattr(row, "json_schema", None)
     return json.loads(text) if isinstance(text, str) and text else None
-
-
-def preflight_run(cfg: RunConfig) -> None:
-    """:func:`preflight` for the run's engine and, with ``judge=openai``, its judge;
-    and the cluster its executor joins."""
-    from pipelines.executors import preflight as preflight_executor
-
-    preflight_executor(cfg.executor)
-    preflight(cfg.engine, cfg.model)
-    if isinstance(cfg.judge, OpenAIJudgeConfig):
-        preflight(cfg.judge.engine, cfg.judge.model_config())
 
 
 def preflight(cfg: EngineConfig, model: ModelConfig) -> None:

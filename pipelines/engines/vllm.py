@@ -29,7 +29,7 @@ import psutil
 from pipelines import UserError
 from pipelines.config import ModelConfig, VLLMEngineConfig
 from pipelines.engines import Completion, EngineFailed, chat_messages, json_schema
-from pipelines.procs import live_descendants, reap
+from pipelines.runtime.procs import live_descendants, reap
 
 log = logging.getLogger(__name__)
 

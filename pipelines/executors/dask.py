@@ -22,7 +22,7 @@ import pandas as pd
 from pipelines import UserError
 from pipelines.config import ExecutorConfig
 from pipelines.executors import StageSpec, Submit, host_gpus
-from pipelines.procs import connect_error
+from pipelines.runtime.procs import connect_error
 
 log = logging.getLogger(__name__)
 

@@ -39,11 +39,11 @@ import pandas as pd
 
 from pipelines import UserError
 from pipelines.config import ExecutorConfig
-from pipelines.console import adopt, route_ray_worker_output
 from pipelines.engines import EngineFailed, engine_failure
 from pipelines.executors import StageSpec, Submit
-from pipelines.procs import connect_error
-from pipelines.stopping import keep_sigterm_handler
+from pipelines.runtime.console import adopt, route_ray_worker_output
+from pipelines.runtime.procs import connect_error
+from pipelines.runtime.stopping import keep_sigterm_handler
 
 log = logging.getLogger(__name__)
 
@@ -279,7 +279,7 @@ class RayExecutor:
             self._owns_ray = True
         import ray.data  # configures Ray Data's loggers, adopted below
 
-        # Ray's, Ray Data's and the workers' INFO lines go to run.log (pipelines/console.py).
+        # Ray's, Ray Data's and the workers' INFO lines go to run.log (runtime/console.py).
         adopt("ray", "ray.data")
         route_ray_worker_output()
         # The run's progress is its batch lines: Ray Data's bars, on a terminal,

@@ -95,3 +95,11 @@ def build_sink(cfg: SinkConfig, run_dir: Path) -> Sink:
         raise UserError(f"unknown sink {cfg.name!r}; known: {sorted(SINKS)}")
     module, cls = SINKS[cfg.name].split(":")
     return getattr(importlib.import_module(module), cls)(cfg, run_dir)
+
+
+def republish(cfg: SinkConfig, run_dir: Path) -> SinkReport:
+    """Publish what ``run_dir``'s outbox holds and the server never acked (each
+    message keeps its ``Nats-Msg-Id``: the server drops what it already holds)."""
+    with build_sink(cfg, run_dir) as sink:
+        sink.publish_pending()
+        return sink.report()

@@ -193,7 +193,7 @@ class Collector:
         except Exception as e:  # noqa: BLE001 - kept in the outbox for a replay
             log.warning("collector: %s not published: %s", m.msg_id, e)
         await kv.put(outcome.key, _encode(outcome.record))
-        # One a task: the console's line is the batch's (pipelines.stream), this is run.log's.
+        # One a task: the console's line is the batch's (pipelines.flow.stream), this is run.log's.
         status = outcome.record["status"]
         log.log(
             logging.DEBUG if status == "COMPLETED" else logging.INFO,

@@ -24,9 +24,8 @@ from evaluators import (
     self_bleu,
     top,
 )
-from pipelines.council import agent_id
-from pipelines.ids import deliberation_id
-from pipelines.plan import ORDERS
+from pipelines.config import ORDERS
+from pipelines.runtime.ids import agent_id, deliberation_id
 from pipelines.sinks.messages import (
     DELIBERATION_COMPLETED,
     DELIBERATION_FAILED,

@@ -8,7 +8,7 @@ for agent messages (``.r<k>`` added for repeat k > 0 of ``repeats=K``, and
 ``.<step><round>[.<target>]`` for a deliberation's later rounds, rankings, chair
 and judge scores) and ``<run_id>.<role>.<task_id>`` for deliberations, so the
 server drops a replayed duplicate. Every id is built by
-:func:`pipelines.ids.dotted`, which refuses a token that could break the
+:func:`pipelines.runtime.ids.dotted`, which refuses a token that could break the
 protocol. A field is never renamed or removed within a schema version.
 """
 
@@ -23,8 +23,8 @@ from typing import Any
 
 import pandas as pd
 
-from pipelines.ids import dotted
-from pipelines.metrics import QUALITY_METRICS
+from pipelines.runtime.ids import dotted
+from pipelines.scoring.metrics import QUALITY_METRICS
 
 SCHEMA_VERSION = 1
 AGENT_COMPLETED = "agent.response.completed"

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pipelines.config import NatsSinkConfig
-from pipelines.redact import redact_exc
+from pipelines.runtime.redact import redact_exc
 from pipelines.sinks import SinkReport
 from pipelines.sinks.collector import Collector
 from pipelines.sinks.deliberation import Outcome

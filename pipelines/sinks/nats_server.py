@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from pipelines import UserError
-from pipelines.procs import child_server, free_port, port_open
+from pipelines.runtime.procs import child_server, free_port, port_open
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import BinaryIO
 
-from pipelines.durable import fsync_dir
+from pipelines.runtime.durable import fsync_dir
 from pipelines.sinks.messages import Message
 
 log = logging.getLogger(__name__)

@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from pipelines.ids import Id, check_id
+from pipelines.runtime.ids import Id, check_id
 
 MAX_AGENTS = 1024
 """Agents of one council (a run's ``agents`` or scaling arm)."""

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pipelines.config import NatsSinkConfig
-from pipelines.redact import redact_exc, redact_text
+from pipelines.runtime.redact import redact_exc, redact_text
 from pipelines.sinks.messages import STREAM_SUBJECTS, Message
 
 log = logging.getLogger(__name__)

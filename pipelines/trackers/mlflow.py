@@ -30,9 +30,9 @@ from typing import Any
 import pandas as pd
 
 from pipelines.config import MlflowTrackingConfig
-from pipelines.console import adopt
-from pipelines.redact import redact_text
 from pipelines.report import PAGE_DIR
+from pipelines.runtime.console import adopt
+from pipelines.runtime.redact import redact_text
 from pipelines.trackers import Tracked
 from pipelines.trackers.mlflow_rows import TABLE_FILE, log_traces, proposal_table, scalar_lists
 
@@ -53,7 +53,7 @@ ARTIFACTS = [
     ".hydra/overrides.yaml",
 ]
 REDACTED = {".hydra/config.yaml", ".hydra/overrides.yaml"}
-"""Artifacts uploaded through :func:`pipelines.redact.redact_text` (run.json is
+"""Artifacts uploaded through :func:`pipelines.runtime.redact.redact_text` (run.json is
 redacted when written)."""
 AGENT_METRICS = ["keyword_relevance", "keyword_full", "completion_tokens"]
 
@@ -142,7 +142,7 @@ def track_run(run_dir: Path, cfg: MlflowTrackingConfig) -> Tracked:
     from mlflow import MlflowClient
     from mlflow.entities import Metric, Param
 
-    adopt("mlflow", "alembic")  # MLflow's INFO lines: run.log's (pipelines/console.py)
+    adopt("mlflow", "alembic")  # MLflow's INFO lines: run.log's (pipelines/runtime/console.py)
 
     start = time.perf_counter()
     info = json.loads((run_dir / "run.json").read_text())

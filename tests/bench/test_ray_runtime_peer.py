@@ -5,8 +5,8 @@ of its processes outlives it."""
 import psutil
 
 from pipelines.bench import bench_requests
-from pipelines.bench_ray_runtime import beside_resting_ray
-from pipelines.procs import live_descendants
+from pipelines.bench.ray_runtime import beside_resting_ray
+from pipelines.runtime.procs import live_descendants
 
 
 def command(p: psutil.Process) -> str:

@@ -7,7 +7,7 @@ import time
 
 import pandas as pd
 
-from pipelines.metrics import score_rows, task_diversity
+from pipelines.scoring.metrics import score_rows, task_diversity
 
 VOCAB = [
     "kubernetes",

@@ -15,12 +15,12 @@ import pytest
 
 from pipelines import PROJECT_ROOT
 from pipelines.config import NatsSinkConfig
-from pipelines.ids import dotted
+from pipelines.driver.status import read_statuses
+from pipelines.runtime.ids import dotted
 from pipelines.sinks.messages import agent_messages
 from pipelines.sinks.nats import NatsSink
 from pipelines.sinks.nats_server import embedded_server
 from pipelines.sinks.publisher import connect, ensure_stream
-from pipelines.status import read_statuses
 from tests.nats_helpers import stream_contents
 
 INJECTION = "a\r\nPUB $JS.API.STREAM.DELETE.COUNCIL 0\r\n"
@@ -157,8 +157,8 @@ def test_one_task_id_in_two_roles_is_two_deliberations_with_two_statuses(tmp_pat
 
 
 def test_a_refused_connection_names_its_url_without_the_password(caplog) -> None:
-    from pipelines.procs import free_port
-    from pipelines.redact import redact_exc
+    from pipelines.runtime.procs import free_port
+    from pipelines.runtime.redact import redact_exc
 
     url = f"nats://council:S3cretPW@127.0.0.1:{free_port()}"  # nobody listens there
     with pytest.raises(Exception) as e:

@@ -9,14 +9,14 @@ import time
 from pathlib import Path
 
 from pipelines.config import NatsSinkConfig, compose_config
-from pipelines.parts import part_files
+from pipelines.flow.parts import part_files
+from pipelines.flow.stream import Landing, StreamStats
 from pipelines.sinks.collector import Collector
 from pipelines.sinks.messages import agent_messages
 from pipelines.sinks.nats import NatsSink
 from pipelines.sinks.nats_server import embedded_server
 from pipelines.sinks.outbox import OUTBOX_FILE, acked_ids, append_outbox, pending, record_acked
 from pipelines.sinks.publisher import connect, ensure_stream
-from pipelines.stream import Landing, StreamStats
 from tests.hardening.test_nats_names import answers
 from tests.nats_helpers import stream_contents
 

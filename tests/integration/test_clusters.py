@@ -24,7 +24,7 @@ import psutil
 import pytest
 
 from pipelines import PROJECT_ROOT
-from pipelines.parts import part_files, read_parts
+from pipelines.flow.parts import part_files, read_parts
 from tests.cluster_helpers import (
     DaskCluster,
     Node,

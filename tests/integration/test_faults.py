@@ -15,8 +15,8 @@ from pathlib import Path
 import pandas as pd
 
 from pipelines import PROJECT_ROOT
-from pipelines.procs import child_server, free_port, port_open
 from pipelines.replay import main as replay_main
+from pipelines.runtime.procs import child_server, free_port, port_open
 from pipelines.sinks.nats_server import server_binary
 from pipelines.sinks.outbox import pending, read_outbox
 from tests.mlflow_helpers import mlflow_server

@@ -17,11 +17,12 @@ import pytest
 
 from pipelines import PROJECT_ROOT, UserError
 from pipelines.config import RunConfig, compose_config
-from pipelines.engines import generate, preflight_run
+from pipelines.driver.pipeline import run_pipeline
+from pipelines.driver.preflight import preflight_run
+from pipelines.engines import generate
 from pipelines.engines.openai import PROBE_TIMEOUT_S, OpenAIEngine, check_server
-from pipelines.parts import part_files
-from pipelines.pipeline import run_pipeline
-from pipelines.procs import free_port
+from pipelines.flow.parts import part_files
+from pipelines.runtime.procs import free_port
 from pipelines.serve_model import served
 
 

@@ -22,22 +22,22 @@ from mlflow import MlflowClient
 
 from pipelines import PROJECT_ROOT
 from pipelines.config import CouncilSpec, ExecutorConfig, RunConfig, compose_config
-from pipelines.council import batches, expand
+from pipelines.deliberation.plan import ORDERS
+from pipelines.driver.night import run_night
+from pipelines.driver.pipeline import RESULT_COLUMNS, load_run_tasks, run_pipeline
+from pipelines.driver.verdict import problems
 from pipelines.executors.local import LocalExecutor
-from pipelines.metrics import QUALITY_METRICS
-from pipelines.nightly import run_night
-from pipelines.parts import part_files, read_parts
-from pipelines.pipeline import RESULT_COLUMNS, load_run_tasks, run_pipeline
-from pipelines.plan import ORDERS
-from pipelines.procs import free_port, live_descendants
+from pipelines.flow.council import batches, expand
+from pipelines.flow.parts import part_files, read_parts
+from pipelines.flow.stage import OUTPUT_COLUMNS
+from pipelines.flow.stream import generate_stage
+from pipelines.flow.tasks import Task
 from pipelines.replay import main as replay_main
+from pipelines.runtime.procs import free_port, live_descendants
+from pipelines.scoring.metrics import QUALITY_METRICS
 from pipelines.sinks.nats_server import embedded_server
-from pipelines.stage import OUTPUT_COLUMNS
-from pipelines.stream import generate_stage
-from pipelines.tasks import Task
 from pipelines.track import main as track_main
 from pipelines.trackers.mlflow_rows import fluent_uri
-from pipelines.verdict import problems
 from tests.mlflow_helpers import mlflow_server
 from tests.nats_helpers import stream_contents
 

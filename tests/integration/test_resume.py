@@ -28,9 +28,9 @@ from mlflow import MlflowClient
 
 from pipelines import PROJECT_ROOT
 from pipelines.config import ExecutorConfig, compose_config
+from pipelines.driver.pipeline import run_pipeline
 from pipelines.executors.local import LocalExecutor
-from pipelines.parts import part_files
-from pipelines.pipeline import run_pipeline
+from pipelines.flow.parts import part_files
 from pipelines.sinks.nats_server import embedded_server
 from pipelines.status import main as status_main
 from tests.nats_helpers import stream_contents

@@ -40,9 +40,9 @@ def test_each_contender_is_compared_with_its_neighbouring_raw_runs() -> None:
 
 
 def test_the_scale_bench_generates_valid_seeded_tasks_for_every_role(tmp_path) -> None:
-    from pipelines.bench_scale import synthetic_tasks, write_tasks
+    from pipelines.bench.scale import synthetic_tasks, write_tasks
     from pipelines.config import known_roles
-    from pipelines.tasks import load_tasks
+    from pipelines.flow.tasks import load_tasks
 
     tasks = synthetic_tasks(200, seed=3)
     assert tasks == synthetic_tasks(200, seed=3) and tasks != synthetic_tasks(200, seed=4)
@@ -54,7 +54,7 @@ def test_the_scale_bench_generates_valid_seeded_tasks_for_every_role(tmp_path) -
 
 
 def test_the_scale_bench_reads_a_phase_table_against_its_raw_runs() -> None:
-    from pipelines.bench_scale import size_row
+    from pipelines.bench.scale import size_row
 
     run = {
         "total_s": 100.0,
@@ -78,7 +78,7 @@ def test_the_scale_bench_reads_a_phase_table_against_its_raw_runs() -> None:
 
 
 def test_the_scale_bench_reads_the_cost_of_one_more_request_between_sizes() -> None:
-    from pipelines.bench_scale import with_marginals
+    from pipelines.bench.scale import with_marginals
 
     rows = [
         {"requests": 180, "pipeline_s": 70.0, "raw_s": 55.0},

@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 
 from pipelines import UserError
-from pipelines.cache import ResponseCache, engine_identity, request_keys
 from pipelines.config import compose_config
+from pipelines.flow.cache import ResponseCache, engine_identity, request_keys
 
 
 def requests(**changes: object) -> pd.DataFrame:
@@ -79,7 +79,7 @@ WRITER = """
 import sys
 from pathlib import Path
 import pandas as pd
-from pipelines.cache import ResponseCache
+from pipelines.flow.cache import ResponseCache
 cache, name = ResponseCache(Path(sys.argv[1])), sys.argv[2]
 row = {"proposal": "p", "prompt_tokens": 1, "completion_tokens": 1, "finish_reason": "stop",
        "latency": 0.1, "error": None}

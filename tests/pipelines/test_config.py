@@ -158,7 +158,7 @@ def test_record_gives_back_the_same_typed_config(overrides: list[str]) -> None:
 
 
 def test_the_engine_core_runs_inline_only_on_a_cpu_process_of_its_own() -> None:
-    from pipelines.stream import placed_engine
+    from pipelines.flow.stream import placed_engine
 
     engine = compose_config([]).engine
     assert engine.inline_core is None  # left to the placement

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.console import VLLM_CONFIG_FILE, adopt, log_worker_output, quiet_console
+from pipelines.runtime.console import VLLM_CONFIG_FILE, adopt, log_worker_output, quiet_console
 
 
 @pytest.fixture
@@ -47,7 +47,7 @@ def test_third_party_info_goes_to_run_log_only(run_logging: tuple[io.StringIO, P
     quiet_console(run_log.parent)
     logging.getLogger("vllm.engine").info("Initializing a V1 LLM engine")
     logging.getLogger("ray.data").info("Running Dataset")
-    logging.getLogger("pipelines.stream").info("batch 0 landed: 30/30 requests")
+    logging.getLogger("pipelines.flow.stream").info("batch 0 landed: 30/30 requests")
     logging.getLogger("mlflow.store").warning("a warning the user must see")
     for h in logging.getLogger().handlers:
         h.flush()

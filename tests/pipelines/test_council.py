@@ -2,9 +2,9 @@ import pytest
 
 from pipelines import UserError
 from pipelines.config import CouncilSpec
-from pipelines.council import agent_temperature, batches, expand, request_seed
-from pipelines.scaling import expand_arms
-from pipelines.tasks import Task
+from pipelines.flow.council import agent_temperature, batches, expand, request_seed
+from pipelines.flow.scaling import expand_arms
+from pipelines.flow.tasks import Task
 
 TASKS = [
     Task(task_id=f"devops-00{i}", role="devops", prompt=f"p{i}", keywords=["k"]) for i in (1, 2)

@@ -9,8 +9,8 @@ from concurrent.futures import Future
 import numpy as np
 import pytest
 
-from pipelines.embed_ahead import EmbedAhead
-from pipelines.embeddings import Embedder, load_embedder
+from pipelines.flow.embed_ahead import EmbedAhead
+from pipelines.scoring.embeddings import Embedder, load_embedder
 
 
 class Counting:

@@ -17,14 +17,14 @@ import psutil
 import pytest
 
 from pipelines import PROJECT_ROOT, UserError
-from pipelines.config import compose_config, from_record, to_record
-from pipelines.durable import write_json
+from pipelines.config import DatasetCaps, compose_config, from_record, to_record
+from pipelines.driver.pipeline import load_run_tasks
+from pipelines.driver.resume import resume_run, resumed_config
+from pipelines.driver.runinfo import RUN_INFO_FILE, run_info, write_run_info
+from pipelines.driver.status import format_line as status_line
+from pipelines.flow.tasks import TaskFileError, load_tasks
 from pipelines.listen import format_line as listen_line
-from pipelines.pipeline import load_run_tasks
-from pipelines.resume import resume_run, resumed_config
-from pipelines.runinfo import RUN_INFO_FILE, run_info, write_run_info
-from pipelines.status import format_line as status_line
-from pipelines.tasks import DatasetCaps, TaskFileError, load_tasks
+from pipelines.runtime.durable import write_json
 
 GOOD = {"task_id": "devops-001", "role": "devops", "prompt": "p", "keywords": ["k"]}
 
@@ -93,12 +93,12 @@ def test_limit_stops_reading_once_every_role_has_its_tasks(tmp_path: Path) -> No
 def test_one_task_in_two_dataset_files_is_refused_naming_both(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import pipelines.config
+    import pipelines.config.run
 
     for role in ("dev", "qa", "architect", "data"):
         write(tmp_path / f"{role}.jsonl", {**GOOD, "role": role, "task_id": f"{role}-1"})
     write(tmp_path / "devops.jsonl", GOOD, {**GOOD, "role": "qa", "task_id": "qa-1"})
-    monkeypatch.setattr(pipelines.config, "DATASET_DIR", tmp_path)
+    monkeypatch.setattr(pipelines.config.run, "DATASET_DIR", tmp_path)
     with pytest.raises(
         TaskFileError, match=r"qa\.jsonl: field 'task_id': 'qa-1' of .*devops\.jsonl"
     ):
@@ -108,11 +108,11 @@ def test_one_task_in_two_dataset_files_is_refused_naming_both(
 def test_the_same_task_id_in_two_roles_loads_as_two_tasks(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import pipelines.config
+    import pipelines.config.run
 
     for role in ("dev", "qa", "architect", "data", "devops"):
         write(tmp_path / f"{role}.jsonl", {**GOOD, "role": role, "task_id": "task-1"})
-    monkeypatch.setattr(pipelines.config, "DATASET_DIR", tmp_path)
+    monkeypatch.setattr(pipelines.config.run, "DATASET_DIR", tmp_path)
     tasks = load_run_tasks(compose_config(["role=all"]))
     assert sorted((t.role, t.task_id) for t in tasks) == [
         (r, "task-1") for r in ("architect", "data", "dev", "devops", "qa")
@@ -170,7 +170,7 @@ def test_a_recorded_interpolation_stays_a_literal_string() -> None:
 
 def test_a_resume_of_a_live_run_is_refused_before_it_reaps_anything(tmp_path: Path) -> None:
     from pipelines.executors import HeldExecutors
-    from pipelines.reaper import PROCS_FILE
+    from pipelines.runtime.reaper import PROCS_FILE
 
     run_dir = hostile_run_folder(tmp_path)
     engine = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
@@ -222,7 +222,7 @@ def test_terminal_escapes_in_model_output_are_shown_not_obeyed() -> None:
 
 
 def test_a_locked_cache_costs_hits_not_the_run(tmp_path: Path, caplog) -> None:
-    from pipelines.cache import CacheGate, ResponseCache, request_keys
+    from pipelines.flow.cache import CacheGate, ResponseCache, request_keys
 
     store = ResponseCache(tmp_path)
     store.timeout_s = 0.2
@@ -254,12 +254,12 @@ def test_a_locked_cache_costs_hits_not_the_run(tmp_path: Path, caplog) -> None:
 
 
 def test_a_run_folder_held_by_a_live_process_is_refused_to_a_new_run(tmp_path: Path) -> None:
-    from pipelines.durable import hold_run_folder
+    from pipelines.runtime.durable import hold_run_folder
 
     code = (
         "import sys, time\n"
         "from pathlib import Path\n"
-        "from pipelines.durable import hold_run_folder\n"
+        "from pipelines.runtime.durable import hold_run_folder\n"
         f"with hold_run_folder(Path({str(tmp_path)!r})):\n"
         "    print('held', flush=True); time.sleep(60)\n"
     )

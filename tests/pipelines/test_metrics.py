@@ -3,7 +3,8 @@
 import pandas as pd
 import pytest
 
-from pipelines.metrics import (
+from pipelines.flow.scaling import scaling_table
+from pipelines.scoring.metrics import (
     agent_table,
     run_metrics,
     score_rows,
@@ -11,7 +12,6 @@ from pipelines.metrics import (
     task_metrics,
     union_s,
 )
-from pipelines.scaling import scaling_table
 
 KEYWORDS = {("devops", "t1"): ["redis", "queue"], ("devops", "t2"): ["pod"]}
 

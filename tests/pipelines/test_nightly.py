@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from pipelines import PROJECT_ROOT, UserError
-from pipelines.nightly import one_night_at_a_time, plan
+from pipelines.driver.night import one_night_at_a_time, plan
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -109,7 +109,7 @@ def test_one_night_at_a_time_on_a_runs_volume(tmp_path: Path) -> None:
 LOCK_PROBE = """
 import sys
 from pathlib import Path
-from pipelines.nightly import one_night_at_a_time
+from pipelines.driver.night import one_night_at_a_time
 with one_night_at_a_time(Path(sys.argv[1])) as holder:
     print(holder)
 """
@@ -119,7 +119,7 @@ def test_a_crashed_run_does_not_stop_the_night_fault_injected(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The engine crash is injected (start() replaced): the next run still runs."""
-    import pipelines.nightly as nightly
+    import pipelines.driver.night as nightly
 
     calls = []
 

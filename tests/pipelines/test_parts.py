@@ -5,9 +5,9 @@ from pathlib import Path
 import pandas as pd
 
 from pipelines.config import CouncilSpec
-from pipelines.council import expand
-from pipelines.parts import held_keys, part_files, read_parts, write_part
-from pipelines.tasks import Task
+from pipelines.flow.council import expand
+from pipelines.flow.parts import held_keys, part_files, read_parts, write_part
+from pipelines.flow.tasks import Task
 
 TASKS = [Task(task_id=f"dev-{i}", role="dev", prompt="p", keywords=["k"]) for i in range(3)]
 
@@ -40,7 +40,7 @@ FULL_DISK = """
 import os, resource, sys
 from pathlib import Path
 import pandas as pd
-from pipelines.parts import write_part
+from pipelines.flow.parts import write_part
 from pipelines.sinks.messages import Message
 from pipelines.sinks.outbox import append_outbox
 

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipelines.redact import MASK, is_secret_name, redact, redact_text
+from pipelines.runtime.redact import MASK, is_secret_name, redact, redact_text
 
 SECRET = "S3cr"
 """Every generated secret starts so: found in the output, it leaked."""

@@ -13,10 +13,10 @@ import pandas as pd
 import pytest
 
 from pipelines import PROJECT_ROOT
-from pipelines.metrics import task_metrics
-from pipelines.pipeline import evaluate
+from pipelines.driver.pipeline import evaluate
+from pipelines.flow.tasks import load_tasks
 from pipelines.report import write_report
-from pipelines.tasks import load_tasks
+from pipelines.scoring.metrics import task_metrics
 
 HOSTILE = "<script>document.title='owned'</script> & <b>not bold</b>"
 

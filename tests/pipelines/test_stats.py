@@ -3,7 +3,7 @@ whose truth is known."""
 
 import numpy as np
 
-from pipelines.stats import MIN_PAIRED_TASKS, bootstrap_ci, paired
+from pipelines.scoring.stats import MIN_PAIRED_TASKS, bootstrap_ci, paired
 
 
 def test_the_interval_holds_the_mean_and_is_seeded() -> None:

@@ -14,11 +14,11 @@ import psutil
 import pytest
 
 from pipelines import PROJECT_ROOT
-from pipelines.stopping import DRIVERS_ENV, drivers_dir, own_dir
+from pipelines.runtime.stopping import DRIVERS_ENV, drivers_dir, own_dir
 
 DRIVER = """
 import time
-from pipelines.stopping import stop_on_sigterm
+from pipelines.runtime.stopping import stop_on_sigterm
 with stop_on_sigterm():
     print("ready", flush=True)
     time.sleep(120)

@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from pipelines import PROJECT_ROOT, UserError
-from pipelines.submit import DEFAULT_ADDRESS, entrypoint, job_address, runtime_env
+from pipelines.executors.ray_jobs import DEFAULT_ADDRESS, entrypoint, job_address, runtime_env
 
 
 def test_the_job_api_address_comes_from_the_flag_then_rays_variables(

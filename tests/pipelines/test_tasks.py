@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pipelines.config import DATASET_DIR, known_roles
-from pipelines.tasks import MAX_PROBLEMS, TaskFileError, load_tasks
+from pipelines.flow.tasks import MAX_PROBLEMS, TaskFileError, load_tasks
 
 GOOD = {"task_id": "devops-001", "role": "devops", "prompt": "p", "keywords": ["k"]}
 

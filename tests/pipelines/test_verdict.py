@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pipelines.config import FailOnConfig
-from pipelines.verdict import problems
+from pipelines.driver.verdict import problems
 
 
 def metrics(errors: int = 0, unpublished: int = 0, tracking_ok: bool | None = True) -> dict:

@@ -12,12 +12,12 @@ import pandas as pd
 import pytest
 
 from pipelines.config import NatsSinkConfig
+from pipelines.driver.status import read_statuses
 from pipelines.sinks.collector import Collector
 from pipelines.sinks.messages import agent_messages
 from pipelines.sinks.nats import NatsSink
 from pipelines.sinks.nats_server import embedded_server
 from pipelines.status import main as status_main
-from pipelines.status import read_statuses
 from tests.nats_helpers import stream_contents
 
 RUN = "run-collect"

@@ -14,8 +14,8 @@ import psutil
 import pytest
 
 from pipelines.config import NatsSinkConfig
-from pipelines.procs import free_port
 from pipelines.replay import main as replay_main
+from pipelines.runtime.procs import free_port
 from pipelines.sinks import SinkReport
 from pipelines.sinks.deliberation import Deliberations
 from pipelines.sinks.messages import (
@@ -190,7 +190,7 @@ def test_the_deployed_nats_conf_admits_only_the_token(
 ) -> None:
     """deploy/k8s/base/nats.conf on a real nats-server: NATS_TOKEN from the environment."""
     from deploy.check import DEPLOY
-    from pipelines.procs import child_server, port_open
+    from pipelines.runtime.procs import child_server, port_open
     from pipelines.sinks.nats_server import server_binary
 
     port, monitor = free_port(), free_port()

@@ -2,7 +2,7 @@
 
 import pandas as pd
 
-from pipelines.compare import best_marks, comparison
+from pipelines.trackers.comparison import best_marks, comparison
 
 
 def runs(rows: list[dict]) -> pd.DataFrame:
