@@ -19,7 +19,7 @@ from evaluators.keywords import (
     keyword_relevance,
     keyword_spans,
 )
-from evaluators.ranking import borda, kendall_w, rank_agreement, top
+from evaluators.ranking import borda, kendall_w, rank_agreement, standing, top
 
 __all__ = [
     "borda",
@@ -38,6 +38,7 @@ __all__ = [
     "normalize",
     "rank_agreement",
     "self_bleu",
+    "standing",
     "tokenize",
     "top",
     "unique_ratio",

@@ -30,6 +30,21 @@ def top(points: dict[str, int], order: Sequence[str]) -> list[str]:
     return sorted(points, key=lambda item: (-points[item], rank.get(item, len(rank))))
 
 
+def standing(
+    rankings: Sequence[Sequence[str]], names: Sequence[str]
+) -> tuple[dict[str, int], list[str]]:
+    """A council's standing over one (task, repeat): the Borda points of ``names``
+    (the agents that answered) from ``rankings``, and the names by points, ties in
+    the order of ``names``.
+
+    The one rule behind the chair's prompt (proposals in this order), the
+    fallback for a failed chair (the first name stands in) and the collector's
+    message: each applies it to the rankings of one repeat only.
+    """
+    points = borda(rankings, names)
+    return points, top(points, names)
+
+
 def kendall_w(rankings: Sequence[Sequence[str]]) -> float | None:
     """Kendall's coefficient of concordance of ``rankings`` (same items, no ties):
     1 when every ranker agrees, 0 when their rank sums are all equal. None for

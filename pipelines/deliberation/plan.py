@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from evaluators import borda, top
+from evaluators import standing
 from pipelines.config import ORDERS, RunConfig
 from pipelines.deliberation.prompts import (
     JUDGE_SCHEMA,
@@ -193,8 +193,7 @@ class Plan:
         settled = not ranking or ranked == len(agents) * len(ORDERS)
         if self.d.chair and answered and settled and self._due(g, CHAIR_ID, CHAIR, last, ""):
             names = [a for a, _ in answered]
-            points = borda(rankings, names)
-            order = top(points, names)
+            points, order = standing(rankings, names)
             texts = {a: p["proposal"] for a, p in answered}
             prompt = chair_prompt(
                 task,

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from evaluators import borda, coverage, kendall_w, keyword_hits, rank_agreement, top
+from evaluators import coverage, kendall_w, keyword_hits, rank_agreement, standing
 from pipelines.deliberation.plan import CHAIR, CHAIR_ID, JUDGE, ORDERS, PROPOSE, RANK, failed
 from pipelines.scoring.metrics import Embed, score_rows, task_diversity
 
@@ -77,8 +77,7 @@ def chair_table(
     for key, group in proposals[proposals["round"] == last].groupby(GROUP, sort=True):
         ok = finals[(finals[GROUP] == pd.Series(key, index=GROUP)).all(axis=1)]
         names = ok["agent_id"].tolist()
-        points = borda(ranked.get(tuple(key), []), names)
-        order = top(points, names)
+        points, order = standing(ranked.get(tuple(key), []), names)
         row = chairs.get(tuple(key))
         record = {
             "run_id": group["run_id"].iloc[0],
@@ -152,10 +151,10 @@ def ranking_figures(rankings: pd.DataFrame) -> dict[str, Any]:
     w_values, agreement, first = [], [], []
     for _, group in valid.groupby(GROUP, sort=True):
         lists = [list(r) for r in group["ranking"]]
-        points = borda(lists, sorted(lists[0]))
+        points, order = standing(lists, sorted(lists[0]))
         for agent, p in points.items():
             borda_total[agent] = borda_total.get(agent, 0) + p
-        winner = top(points, sorted(points))[0]
+        winner = order[0]
         wins[winner] = wins.get(winner, 0) + 1
         w_values.append(kendall_w(lists))
         by_ranker = {(r.ranker, r.order): list(r.ranking) for r in group.itertuples()}

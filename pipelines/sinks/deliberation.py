@@ -22,6 +22,7 @@ from evaluators import (
     keyword_hits,
     lexical_diversity,
     self_bleu,
+    standing,
     top,
 )
 from pipelines.config import ORDERS
@@ -188,8 +189,11 @@ def outcome(d: Deliberation) -> dict[str, Any]:
         if c is not None and c["status"] == COMPLETED:
             chair.append({"repeat": k, "answer": c["proposal"], "fallback": False, "error": None})
         elif d.plan.get("chair"):
-            mine = [p for p in finals if int(p.get("repeat", 0)) == k]
-            best = next((p for a in order for p in mine if p["agent_id"] == a), None)
+            # The stand-in is the top of this repeat's own rankings (as in chair.parquet).
+            mine = [p for p in finals if int(p.get("repeat", 0)) == k and p["status"] == COMPLETED]
+            ranked = [p["parsed"] for p in rankings if int(p.get("repeat", 0)) == k]
+            _, mine_order = standing(ranked, [p["agent_id"] for p in mine])
+            best = next((p for a in mine_order for p in mine if p["agent_id"] == a), None)
             chair.append(
                 {
                     "repeat": k,

@@ -152,3 +152,58 @@ def test_a_deliberating_council_waits_for_the_chairs_score() -> None:
     p = ended.message.payload
     assert p["status"] == COMPLETED and p["chair"][0]["fallback"] is False
     assert p["judge"]["chair@1"] == 9
+
+
+def test_with_repeats_a_failed_chair_has_one_stand_in_in_the_message_and_the_table() -> None:
+    """repeats=2, both chairs fail: each repeat's stand-in is the top of that
+    repeat's own rankings, in the NATS message as in chair.parquet. Repeat 0's
+    rankings tie agent 2 and agent 3 (the agents' order breaks it: agent 2);
+    repeat 1's put agent 3 first, so pooling both repeats would name agent 3 twice."""
+    import pandas as pd
+
+    from pipelines.deliberation.rounds import chair_table
+
+    plan = {"rounds": 1, "rank": True, "chair": True}
+    a1, a2, a3 = (f"agent-dev-00{i}" for i in (1, 2, 3))
+    rankings_of = {0: ([a2, a3, a1], [a3, a2, a1]), 1: ([a3, a1, a2], [a3, a1, a2])}
+    payloads, proposals, rankings, chairs = [], [], [], []
+    for k in (0, 1):
+        for i in (1, 2, 3):
+            p = agent(i, text=f"answer {i} of repeat {k}") | {"plan": plan, "round": 1}
+            payloads.append(p | {"repeat": k, "repeats": 2, "step": "propose", "target": ""})
+            proposals.append(
+                {"run_id": "r1", "role": "dev", "task_id": "dev-001", "repeat": k}
+                | {"round": 1, "agent_id": p["agent_id"], "proposal": p["proposal"]}
+                | {"error": None}
+            )
+        for i in (1, 2, 3):
+            for order, ranking in zip(("forward", "reversed"), rankings_of[k], strict=True):
+                payloads.append(
+                    agent(i)
+                    | {"plan": plan, "repeat": k, "repeats": 2, "step": "rank"}
+                    | {"round": 1, "target": order, "parsed": ranking}
+                )
+                rankings.append(
+                    {"role": "dev", "task_id": "dev-001", "repeat": k, "ranking": ranking}
+                )
+        payloads.append(
+            agent(1)
+            | {"plan": plan, "repeat": k, "repeats": 2, "step": "chair", "round": 1}
+            | {"agent_id": "chair", "target": "", "status": "FAILED", "proposal": ""}
+            | {"error": "prompt too long"}
+        )
+        chairs.append(
+            {"role": "dev", "task_id": "dev-001", "repeat": k, "proposal": ""}
+            | {"error": "prompt too long", "completion_tokens": 0}
+        )
+
+    state, ended = Deliberations(timeout_s=60), None
+    for at, payload in enumerate(payloads):
+        _, ended = state.add(payload, at=at)
+    assert ended is not None, "the deliberation never ended"
+    message = {c["repeat"]: c["source"] for c in ended.message.payload["chair"]}
+    table = chair_table(pd.DataFrame(proposals), pd.DataFrame(chairs), pd.DataFrame(rankings))
+    parquet = dict(zip(table["repeat"], table["source"], strict=True))
+
+    assert message == parquet == {0: a2, 1: a3}
+    assert table["fallback"].all()
