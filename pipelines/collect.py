@@ -18,6 +18,7 @@ import sys
 import time
 
 from pipelines.config import NatsSinkConfig
+from pipelines.driver.verdict import EXIT_BAD_INPUT
 from pipelines.sinks.collector import Collector
 
 
@@ -44,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     if not args.url:
         print("error: no NATS server: pass --url or set NATS_URL", file=sys.stderr)
-        return 2
+        return EXIT_BAD_INPUT
     cfg = NatsSinkConfig(url=args.url, stream=args.stream, status_bucket=args.bucket)
     since = time.time() - 60 * args.since_minutes if args.since_minutes else None
     collector = Collector(args.url, cfg, args.timeout, run_id=args.run, since=since)

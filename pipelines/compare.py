@@ -23,6 +23,7 @@ import pandas as pd
 
 from pipelines import UserError
 from pipelines.config import MlflowTrackingConfig
+from pipelines.driver.verdict import EXIT_BAD_INPUT
 from pipelines.scoring.metrics import QUALITY_METRICS
 from pipelines.trackers.comparison import (
     DEFAULT_METRICS,
@@ -71,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         return list_runs(uri, args)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
-        return 2
+        return EXIT_BAD_INPUT
 
 
 def compare_two(uri: str, refs: list[str], args: argparse.Namespace) -> int:

@@ -12,6 +12,7 @@ import asyncio
 import json
 import sys
 
+from pipelines.driver.verdict import EXIT_BAD_INPUT
 from pipelines.runtime.console import printable
 from pipelines.sinks.publisher import connect_options
 
@@ -77,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
         pass
     except OSError as e:
         print(f"error: cannot reach NATS at {args.url}: {e}", file=sys.stderr)
-        return 2
+        return EXIT_BAD_INPUT
     return 0
 
 

@@ -39,7 +39,7 @@ from pipelines.driver.night import (
 
 
 def main(argv: list[str] | None = None) -> int:
-    from pipelines.driver.verdict import EXIT_RUN_FAILED
+    from pipelines.driver.verdict import EXIT_OK, EXIT_RUN_FAILED, ended
     from pipelines.runtime.stopping import EXIT_TERMINATED, Terminated, stop_on_sigterm
 
     parser = argparse.ArgumentParser(
@@ -80,8 +80,7 @@ def main(argv: list[str] | None = None) -> int:
                 return 0
             done = run_night(args.name, args.overrides, root)
     except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        return ended(e)
     except Terminated as e:
         print(
             f"nightly {args.name}: {e}; its runs' parts are kept: the same --name resumes them",
@@ -96,9 +95,12 @@ def main(argv: list[str] | None = None) -> int:
         for problem in found:
             print(f"    - {problem}")
     if failed:
-        print(f"nightly {args.name}: {len(failed)} run(s) failed (exit 3)", file=sys.stderr)
+        print(
+            f"nightly {args.name}: {len(failed)} run(s) failed (exit {EXIT_RUN_FAILED})",
+            file=sys.stderr,
+        )
         return EXIT_RUN_FAILED
-    return 0
+    return EXIT_OK
 
 
 if __name__ == "__main__":

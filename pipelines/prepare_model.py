@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 from pipelines import PROJECT_ROOT, UserError
+from pipelines.driver.verdict import EXIT_BAD_INPUT
 
 log = logging.getLogger("pipelines.prepare_model")
 
@@ -86,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
         build(args.out)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
-        return 2
+        return EXIT_BAD_INPUT
     log.info("built %s in %.1f s", args.out, time.perf_counter() - start)
     return 0
 

@@ -20,6 +20,7 @@ from pathlib import Path
 from pipelines import UserError
 from pipelines.config import NatsSinkConfig
 from pipelines.driver.runinfo import RUN_INFO_FILE, read_run_config
+from pipelines.driver.verdict import EXIT_BAD_INPUT
 from pipelines.runtime.redact import MASK
 from pipelines.sinks import republish
 from pipelines.sinks.outbox import ACKED_FILE, OUTBOX_FILE
@@ -40,20 +41,20 @@ def main(argv: list[str] | None = None) -> int:
 
     if not (args.run_dir / OUTBOX_FILE).is_file():
         print(f"error: {args.run_dir / OUTBOX_FILE} not found", file=sys.stderr)
-        return 2
+        return EXIT_BAD_INPUT
     sink: object = NatsSinkConfig()  # an outbox without a run record: the defaults
     if (args.run_dir / RUN_INFO_FILE).is_file():
         try:
             sink = read_run_config(args.run_dir).sink
         except UserError as e:
             print(f"error: {e}", file=sys.stderr)
-            return 2
+            return EXIT_BAD_INPUT
     if not isinstance(sink, NatsSinkConfig):
         sink = NatsSinkConfig()
     url = args.url or os.environ.get("NATS_URL") or sink.url
     if url and MASK in url:
         print("error: the run's NATS URL has a masked password; pass --url", file=sys.stderr)
-        return 2
+        return EXIT_BAD_INPUT
     if args.all:
         (args.run_dir / ACKED_FILE).unlink(missing_ok=True)
     report = republish(dataclasses.replace(sink, url=url), args.run_dir)

@@ -19,16 +19,14 @@ import argparse
 import sys
 from pathlib import Path
 
-from pipelines import EXIT_STOPPED, RunStopped, UserError
 from pipelines.driver.resume import resume_run
 from pipelines.executors import HeldExecutors
 
 
 def main(argv: list[str] | None = None) -> int:
     from pipelines.driver.summary import summary
-    from pipelines.driver.verdict import EXIT_RUN_FAILED, problems, report
-    from pipelines.run import stopped_note
-    from pipelines.runtime.stopping import EXIT_TERMINATED, Terminated, stop_on_sigterm
+    from pipelines.driver.verdict import ENDINGS, ended, problems, verdict
+    from pipelines.runtime.stopping import stop_on_sigterm
 
     parser = argparse.ArgumentParser(
         prog="python -m pipelines.resume",
@@ -47,21 +45,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with stop_on_sigterm(), HeldExecutors() as held:
             cfg, outcome = resume_run(run_dir, held, args.trust_run_folder)
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except Terminated as e:
-        print(f"{e}: {stopped_note(run_dir)}", file=sys.stderr, flush=True)
-        return EXIT_TERMINATED
-    except RunStopped as e:
-        print(f"error: {e}\n{stopped_note(run_dir)}", file=sys.stderr, flush=True)
-        return EXIT_STOPPED
+    except ENDINGS as e:
+        return ended(e, run_dir)
     print(summary(outcome), flush=True)
-    found = problems(outcome.metrics, cfg.fail_on)
-    if found:
-        print(report(found, str(run_dir)), file=sys.stderr, flush=True)
-        return EXIT_RUN_FAILED
-    return 0
+    return verdict(problems(outcome.metrics, cfg.fail_on), run_dir)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,6 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from pipelines import EXIT_STOPPED, RunStopped, UserError
 from pipelines.config import register
 from pipelines.executors import HeldExecutors
 
@@ -32,10 +31,9 @@ def run_job(cfg: DictConfig, held: HeldExecutors) -> list[str]:
     from pipelines.driver.pipeline import run_pipeline
     from pipelines.driver.preflight import preflight_run
     from pipelines.driver.summary import summary
-    from pipelines.driver.verdict import problems, report
+    from pipelines.driver.verdict import ENDINGS, ended, problems, verdict
     from pipelines.runtime.console import quiet_console
     from pipelines.runtime.reaper import reaper
-    from pipelines.runtime.stopping import EXIT_TERMINATED, Terminated
 
     out_dir = Path(HydraConfig.get().runtime.output_dir)
     log.info("run folder: %s", out_dir.resolve())
@@ -46,28 +44,12 @@ def run_job(cfg: DictConfig, held: HeldExecutors) -> list[str]:
         # Killed, this run leaves nothing running (pipelines/runtime/reaper.py).
         with reaper(out_dir):
             outcome = run_pipeline(run, out_dir, executor=held)
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
-    except Terminated as e:
-        print(f"{e}: {stopped_note(out_dir)}", file=sys.stderr, flush=True)
-        sys.exit(EXIT_TERMINATED)  # a multirun stops here too
-    except RunStopped as e:
-        print(f"error: {e}\n{stopped_note(out_dir)}", file=sys.stderr, flush=True)
-        sys.exit(EXIT_STOPPED)
+    except ENDINGS as e:
+        sys.exit(ended(e, out_dir))  # a multirun stops here too
     print(summary(outcome), flush=True)
     found = problems(outcome.metrics, run.fail_on)
-    if found:
-        print(report(found, str(out_dir)), file=sys.stderr, flush=True)
+    verdict(found, out_dir)
     return found
-
-
-def stopped_note(run_dir: Path) -> str:
-    """What a stopped run left, and how to finish it."""
-    from pipelines.flow.parts import part_files
-
-    parts = len(part_files(run_dir))
-    return f"{parts} part(s) kept in {run_dir}; finish with: python -m pipelines.resume {run_dir}"
 
 
 def main() -> None:

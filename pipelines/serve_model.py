@@ -22,6 +22,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from pipelines.config import ModelConfig, VLLMEngineConfig
+from pipelines.driver.verdict import EXIT_BAD_INPUT
 from pipelines.runtime.procs import child_server, free_port, http_ok
 
 log = logging.getLogger("pipelines.serve_model")
@@ -110,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
         preflight(engine, model)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
-        return 2
+        return EXIT_BAD_INPUT
     name = engine.served_name(model)
     log.info("starting vLLM for %s (%s) on %s:%d", name, model.path, args.host, args.port)
     try:

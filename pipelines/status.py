@@ -20,6 +20,7 @@ from pathlib import Path
 
 from pipelines.config import NatsSinkConfig
 from pipelines.driver.status import embedded_url, find_run_dir, format_line, read_statuses
+from pipelines.driver.verdict import EXIT_BAD_INPUT
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -53,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
                 "(or --run-dir for a run with an embedded server)",
                 file=sys.stderr,
             )
-            return 2
+            return EXIT_BAD_INPUT
         statuses = asyncio.run(read_statuses(url, bucket, args.run_id))
     if args.task_id:
         statuses = [s for s in statuses if s["task_id"] == args.task_id]

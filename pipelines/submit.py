@@ -25,6 +25,7 @@ import uuid
 from collections.abc import Sequence
 
 from pipelines import UserError
+from pipelines.driver.verdict import EXIT_BAD_INPUT
 from pipelines.executors.ray_jobs import (
     INTERRUPTED,
     client,
@@ -56,7 +57,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
-        return 2
+        return EXIT_BAD_INPUT
     commands = (
         f"  follow: ray job logs --address {address} -f {submission_id}\n"
         f"  stop:   ray job stop --address {address} {submission_id}"

@@ -9,12 +9,64 @@ print them and exit :data:`EXIT_RUN_FAILED`, so a scheduled run is not
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
 from typing import Any
 
+from pipelines import EXIT_STOPPED, RunStopped, UserError
 from pipelines.config import FailOnConfig
+from pipelines.runtime.stopping import EXIT_TERMINATED, Terminated
 
+EXIT_OK = 0
+EXIT_BAD_INPUT = 2
+"""Bad input or set-up (:class:`UserError`): nothing ran."""
 EXIT_RUN_FAILED = 3
-"""Exit status of a run that finished but failed a ``fail_on`` rule (2: bad input)."""
+"""A run finished but failed a ``fail_on`` rule."""
+EXIT_STATUSES = {
+    EXIT_OK: "the run (every run) finished and is healthy",
+    EXIT_BAD_INPUT: "bad input or set-up: nothing ran",
+    EXIT_RUN_FAILED: "a run finished but failed a fail_on rule",
+    EXIT_STOPPED: "the run stopped before its end (its engine, a full disk): resume it",
+    EXIT_TERMINATED: "stopped by SIGTERM: resume it",
+}
+"""Every exit status of the run commands (README, Exit status); the others
+(``collect``, ``replay``, …) use :data:`EXIT_BAD_INPUT` for bad input too."""
+
+ENDINGS = (UserError, Terminated, RunStopped)
+"""The exceptions :func:`ended` turns into an exit status."""
+
+
+def ended(error: BaseException, run_dir: Path | None = None) -> int:
+    """Print how a run ended early and return its exit status: :class:`UserError`
+    2, :class:`RunStopped` 4, SIGTERM (:class:`Terminated`) 143; the last two name
+    the resume command of ``run_dir``."""
+    if isinstance(error, UserError):
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    note = stopped_note(run_dir) if run_dir is not None else ""
+    if isinstance(error, Terminated):
+        print(f"{error}: {note}", file=sys.stderr, flush=True)
+        return EXIT_TERMINATED
+    if isinstance(error, RunStopped):
+        print(f"error: {error}\n{note}", file=sys.stderr, flush=True)
+        return EXIT_STOPPED
+    raise error
+
+
+def stopped_note(run_dir: Path) -> str:
+    """What a stopped run left, and how to finish it."""
+    from pipelines.flow.parts import part_files
+
+    parts = len(part_files(run_dir))
+    return f"{parts} part(s) kept in {run_dir}; finish with: python -m pipelines.resume {run_dir}"
+
+
+def verdict(found: list[str], where: Path) -> int:
+    """Print the ``fail_on`` rules a finished run broke (``found``); its exit status."""
+    if found:
+        print(report(found, str(where)), file=sys.stderr, flush=True)
+        return EXIT_RUN_FAILED
+    return EXIT_OK
 
 
 def problems(metrics: dict[str, Any], fail_on: FailOnConfig) -> list[str]:

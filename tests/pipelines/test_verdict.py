@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
+
 from pipelines.config import FailOnConfig
 from pipelines.driver.verdict import problems
 
@@ -33,3 +37,30 @@ def test_each_rule_fails_the_run_and_says_how_to_recover() -> None:
 def test_rules_can_be_relaxed() -> None:
     relaxed = FailOnConfig(unpublished=False, tracking=False, max_error_rate=0.5)
     assert problems(metrics(errors=90, unpublished=7, tracking_ok=False), relaxed) == []
+
+
+def test_the_readme_lists_every_exit_status_the_commands_use() -> None:
+    import re
+
+    from pipelines import PROJECT_ROOT
+    from pipelines.driver.verdict import EXIT_STATUSES
+
+    readme = (PROJECT_ROOT / "README.md").read_text()
+    table = readme.split("### Exit status", 1)[1].split("\n\n", 2)[1]
+    listed = {int(code) for code in re.findall(r"^\| (\d+) \|", table, re.M)}
+    assert listed == set(EXIT_STATUSES)
+
+
+def test_an_early_end_maps_to_its_exit_status_and_names_the_resume(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from pipelines import RunStopped, UserError
+    from pipelines.driver.verdict import ended
+    from pipelines.runtime.stopping import Terminated
+
+    assert ended(UserError("no dataset")) == 2
+    assert ended(RunStopped("engine died"), tmp_path) == 4
+    assert ended(Terminated(), tmp_path) == 143
+    said = capsys.readouterr().err
+    assert "error: no dataset" in said
+    assert said.count(f"python -m pipelines.resume {tmp_path}") == 2
