@@ -43,8 +43,7 @@ def main(argv: list[str] | None = None) -> int:
             cfg, uri=args.uri or recorded_uri, experiment=args.experiment or cfg.experiment
         )
         tracked = track_run(run_dir, cfg)
-        what = "logged" if tracked.created else "already logged"
-        print(f"{run_dir}: {what} as MLflow run {tracked.run_ref} in {tracked.where}")
+        print(tracked.line(run_dir))
     return status
 
 

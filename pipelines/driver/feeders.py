@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, Protocol
 
 import pandas as pd
@@ -46,7 +47,7 @@ class Feeder(Protocol):
 
     def cache_figures(self) -> dict[str, Any]: ...
 
-    def tables(self, steps: dict[str, pd.DataFrame], out_dir: Any) -> dict[str, pd.DataFrame]:
+    def tables(self, steps: dict[str, pd.DataFrame], out_dir: Path) -> dict[str, pd.DataFrame]:
         """The step tables beside results.parquet (a deliberation's rounds, rankings…)."""
         ...
 
@@ -94,7 +95,7 @@ class Answers:
     def cache_figures(self) -> dict[str, Any]:
         return self._figures
 
-    def tables(self, steps: dict[str, pd.DataFrame], out_dir: Any) -> dict[str, pd.DataFrame]:
+    def tables(self, steps: dict[str, pd.DataFrame], out_dir: Path) -> dict[str, pd.DataFrame]:
         return {}
 
 
@@ -123,7 +124,7 @@ class Deliberating:
     def cache_figures(self) -> dict[str, Any]:
         return cache_figures(*self.gates)
 
-    def tables(self, steps: dict[str, pd.DataFrame], out_dir: Any) -> dict[str, pd.DataFrame]:
+    def tables(self, steps: dict[str, pd.DataFrame], out_dir: Path) -> dict[str, pd.DataFrame]:
         return write_tables(steps, out_dir, self.cfg.deliberation.chair)
 
 

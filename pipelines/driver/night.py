@@ -179,8 +179,7 @@ def finish(run_dir: Path, today: RunConfig) -> list[str]:
     if isinstance(cfg.tracking, MlflowTrackingConfig):
         try:
             tracked = track_run(run_dir, cfg.tracking)
-            what = "logged" if tracked.created else "already logged"
-            print(f"{run_dir}: {what} as MLflow run {tracked.run_ref} in {tracked.where}")
+            print(tracked.line(run_dir))
             figures["tracking"] = {"ok": True}
         except Exception as e:  # noqa: BLE001 - reported as a fail_on rule
             figures["tracking"] = {"ok": False, "error": redact_exc(e)}

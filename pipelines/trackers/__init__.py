@@ -36,6 +36,11 @@ class Tracked:
     """False when the run was already recorded (tracking is idempotent)."""
     seconds: float
 
+    def line(self, run_dir: Path) -> str:
+        """The console line for ``run_dir`` tracked here."""
+        what = "logged" if self.created else "already logged"
+        return f"{run_dir}: {what} as MLflow run {self.run_ref} in {self.where}"
+
 
 class Tracker(Protocol):
     name: str
