@@ -94,9 +94,13 @@ def check(rows: pd.DataFrame) -> pd.DataFrame:
 class Plan:
     """The requests of a deliberating run, issued as their inputs land."""
 
-    def __init__(self, cfg: RunConfig, tasks: list[Task], first: pd.DataFrame) -> None:
-        """``first``: the round-1 requests (``council.expand``)."""
+    def __init__(
+        self, cfg: RunConfig, tasks: list[Task], first: pd.DataFrame, held: pd.DataFrame
+    ) -> None:
+        """``first``: the round-1 requests (``council.expand``); ``held``: the rows
+        earlier sessions landed (``parts.read_parts``)."""
         self.cfg, self.d = cfg, cfg.deliberation
+        self.held = held
         self.judged = cfg.judge.name != "none"
         self.tasks = {(t.role, t.task_id): t for t in tasks}
         self.first = first
@@ -114,13 +118,17 @@ class Plan:
         total += (n * self.d.rounds + (groups if self.d.chair else 0)) if self.judged else 0
         return total
 
-    def start(self, held: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-        """Given the rows earlier sessions landed: (round-1 requests still to answer,
-        further requests those rows make ready)."""
+    def start(self) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """(round-1 requests still to answer, further requests the rows earlier
+        sessions landed make ready)."""
+        held = self.held
         held_keys = {row_key(r) for r in held.to_dict("records")} if len(held) else set()
         first = self.first[[row_key(r) not in held_keys for r in self.first.to_dict("records")]]
         self.issued |= held_keys | {row_key(r) for r in first.to_dict("records")}
         return first, self.land(check(held) if len(held) else held)
+
+    def check(self, rows: pd.DataFrame) -> pd.DataFrame:
+        return check(rows)
 
     def land(self, rows: pd.DataFrame) -> pd.DataFrame:
         """Take landed (checked) rows; return the requests they made ready."""

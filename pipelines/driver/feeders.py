@@ -1,55 +1,41 @@
-"""What a run feeds its engines, behind one protocol: :func:`feeder_for`.
+"""What a run feeds its engines: :func:`feeder_for` gives the run's :class:`Feed`.
 
-A single-answer run knows all its batches up front: :class:`Answers` feeds
-them through ``Executor.map`` (Ray Data ``map_batches`` on Ray), after the
-response cache answered what it could. A deliberation's requests become ready
-as earlier answers land: :class:`Deliberating` feeds its plan's ready requests
-to the engine hosts directly (``pipelines.deliberation.feed``), with the
-cache gated per request. :func:`pipelines.driver.pipeline.run_pipeline` calls
-either the same way and does not ask which it holds.
+Every run goes through one loop (``pipelines.flow.feed``) behind one cache gate:
+a single-answer run is a one-round plan (``flow.feed.OneRound``), a
+deliberation the plan of its rounds, rankings, chair and judge
+(``pipelines.deliberation.plan``). The first wave goes through ``Executor.map``
+(Ray Data ``map_batches`` on Ray); what the plan makes ready, through the
+same engines' ``Executor.submitter``; a judge server of its own (judge=openai)
+is a route of its own, from this process.
+:func:`pipelines.driver.pipeline.run_pipeline` does not ask which plan it holds.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from contextlib import ExitStack
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import pandas as pd
 
-from pipelines.config import RunConfig
-from pipelines.deliberation.feed import stream_plan
-from pipelines.deliberation.plan import Plan
+from pipelines.config import ExecutorConfig, OpenAIJudgeConfig, RunConfig
+from pipelines.deliberation.plan import JUDGE, Plan
 from pipelines.deliberation.rounds import write_tables
-from pipelines.executors import Executor
+from pipelines.executors import Executor, StageSpec, Submit
 from pipelines.flow.cache import CacheGate, ResponseCache, engine_identity
+from pipelines.flow.feed import COUNCIL, Feeder, OneRound, Route
+from pipelines.flow.feed import Plan as Steps
 from pipelines.flow.parts import read_parts
-from pipelines.flow.stream import Landing, StreamStats, land_answered, stream
+from pipelines.flow.stage import GenerateStage
+from pipelines.flow.stream import Landing, StreamStats
 from pipelines.flow.tasks import Task
 
 log = logging.getLogger(__name__)
 
-
-class Feeder(Protocol):
-    store: ResponseCache | None
-    """The response cache behind the feed (None: cache=false)."""
-    reused: int
-    """Rows an earlier session of the run already landed."""
-
-    def idle(self) -> bool:
-        """Nothing is left to generate (the executor need not start)."""
-        ...
-
-    def feed(self, entered: Callable[[], Executor]) -> StreamStats:
-        """Generate and land what is left; ``entered()`` starts the executor."""
-        ...
-
-    def cache_figures(self) -> dict[str, Any]: ...
-
-    def tables(self, steps: dict[str, pd.DataFrame], out_dir: Path) -> dict[str, pd.DataFrame]:
-        """The step tables beside results.parquet (a deliberation's rounds, rankings…)."""
-        ...
+JUDGE_ROUTE = "judge"
+"""The route of a judge server of its own (judge=openai)."""
 
 
 def feeder_for(
@@ -58,74 +44,97 @@ def feeder_for(
     requests: pd.DataFrame,
     held: pd.Series,
     landing: Landing,
-) -> Feeder:
-    """The run's feeder; ``held`` marks the requests some part already holds."""
+) -> Feed:
+    """The run's feed; ``held`` marks the requests some part already holds.
+
+    What the cache answers of the first wave lands here, before any executor starts.
+    """
     if cfg.deliberates:
-        return Deliberating(cfg, tasks, requests, landing)
-    return Answers(cfg, requests, held, landing)
+        rows = read_parts(landing.run_dir)
+        plan: Steps = Plan(cfg, tasks, requests, rows)
+        reused, ids = len(rows), rows["batch_id"].tolist() if len(rows) else []
+    else:
+        plan, reused, ids = OneRound(requests, held), int(held.sum()), []
+    return Feed(cfg, plan, reused, landing, max([*ids, *requests["batch_id"]], default=-1) + 1)
 
 
-class Answers:
-    """One answer per request: the batches are known up front."""
+class Feed:
+    """A run's plan behind its cache gate (``flow.feed.Feeder``), and what feeding it did."""
 
     def __init__(
-        self, cfg: RunConfig, requests: pd.DataFrame, held: pd.Series, landing: Landing
+        self, cfg: RunConfig, plan: Steps, reused: int, landing: Landing, next_batch: int
     ) -> None:
-        self.landing, self.total, self.reused = landing, len(requests), int(held.sum())
+        """``reused``: rows earlier sessions landed; ``next_batch``: the first free batch id."""
+        self.cfg, self.reused = cfg, reused
         gate = cache_gate(cfg)
-        self.store = gate.store if gate else None
-        self.todo = requests[~held]
-        self._figures: dict[str, Any] = {}
+        self.store: ResponseCache | None = gate.store if gate else None
+        """The response cache behind the feed (None: cache=false)."""
+        routes, route_of = judge_route(cfg, gate)
+        self.feeder = Feeder(
+            plan,
+            landing,
+            gate,
+            done_before=reused,
+            next_batch=next_batch,
+            routes=routes,
+            route_of=route_of,
+        )
         if gate is not None:
-            landing.store = gate.keep  # what the engine answers is kept
-            answered, self.todo = gate.split(self.todo)
-            if len(answered):
-                land_answered(answered, landing)
             log.info(
-                "cache (%s, %s): %d hits, %d to generate", cfg.cache, gate.store.path, *gate.counts
+                "cache (%s, %s): %d hits, %d to generate in the first wave",
+                cfg.cache,
+                gate.store.path,
+                gate.hits,
+                len(self.feeder.wave),
             )
-            self._figures = cache_figures(gate)
 
     def idle(self) -> bool:
-        return self.todo.empty
+        """Nothing is left to generate (the executor need not start)."""
+        return self.feeder.idle()
 
     def feed(self, entered: Callable[[], Executor]) -> StreamStats:
-        return stream(entered(), self.todo, self.landing, self.total)
+        """Generate and land what is left; ``entered()`` starts the executor."""
+        return self.feeder.run(entered)
 
     def cache_figures(self) -> dict[str, Any]:
-        return self._figures
+        return cache_figures(*self.feeder.gates())
 
     def tables(self, steps: dict[str, pd.DataFrame], out_dir: Path) -> dict[str, pd.DataFrame]:
-        return {}
-
-
-class Deliberating:
-    """Rounds, rankings, a chair and a judge: requests become ready as answers land."""
-
-    def __init__(
-        self, cfg: RunConfig, tasks: list[Task], requests: pd.DataFrame, landing: Landing
-    ) -> None:
-        self.cfg, self.landing = cfg, landing
-        self.plan = Plan(cfg, tasks, requests)
-        self.held = read_parts(landing.run_dir)
-        self.reused = len(self.held)
-        self.gate = cache_gate(cfg)
-        self.store = self.gate.store if self.gate else None
-        self.gates: list[CacheGate] = []
-
-    def idle(self) -> bool:
-        return len(self.held) >= self.plan.total()
-
-    def feed(self, entered: Callable[[], Executor]) -> StreamStats:
-        stats, used = stream_plan(self.cfg, entered, self.plan, self.held, self.landing, self.gate)
-        self.gates.extend(used)
-        return stats
-
-    def cache_figures(self) -> dict[str, Any]:
-        return cache_figures(*self.gates)
-
-    def tables(self, steps: dict[str, pd.DataFrame], out_dir: Path) -> dict[str, pd.DataFrame]:
+        """A deliberation's ranking, chair and judge tables beside results.parquet."""
+        if not self.cfg.deliberates:
+            return {}
         return write_tables(steps, out_dir, self.cfg.deliberation.chair)
+
+
+def judge_route(
+    cfg: RunConfig, council: CacheGate | None
+) -> tuple[dict[str, Route], Callable[[pd.DataFrame], pd.Series] | None]:
+    """With judge=openai, the judge's requests go to its server (HTTP from this
+    process) behind a cache gate keyed on the judge's identity; else none."""
+    judge = cfg.judge
+    if not isinstance(judge, OpenAIJudgeConfig):
+        return {}, None
+
+    def submitter(stack: ExitStack) -> Submit:
+        from pipelines.executors.local import LocalExecutor
+
+        local = stack.enter_context(LocalExecutor(ExecutorConfig(name="local")))
+        stage = StageSpec(
+            GenerateStage,
+            {"engine": judge.engine, "model": judge.model_config()},
+            concurrency=judge.engine.batches_in_flight,
+        )
+        return local.submitter(stage)
+
+    gate = None
+    if council is not None:
+        identity = engine_identity(judge.engine, judge.model_config())
+        gate = CacheGate(council.store, identity, council.mode)
+
+    def route_of(requests: pd.DataFrame) -> pd.Series:
+        return requests["step"].eq(JUDGE).map({True: JUDGE_ROUTE, False: COUNCIL})
+
+    return {JUDGE_ROUTE: Route(submitter, gate)}, route_of
 
 
 def cache_gate(cfg: RunConfig) -> CacheGate | None:

@@ -20,7 +20,7 @@ import pandas as pd
 from pipelines.config import RunConfig
 from pipelines.deliberation.plan import split_steps
 from pipelines.deliberation.rounds import deliberation_figures
-from pipelines.driver.feeders import Feeder, feeder_for
+from pipelines.driver.feeders import Feed, feeder_for
 from pipelines.driver.runinfo import RUN_INFO_FILE, write_run_info
 from pipelines.executors import Executor, HeldExecutors, build_executor
 from pipelines.flow.cache import (
@@ -247,7 +247,7 @@ def _run_pipeline(
 def generate_all(
     cfg: RunConfig,
     executor: Executor | HeldExecutors | None,
-    feeder: Feeder,
+    feeder: Feed,
     landing: Landing,
 ) -> tuple[StreamStats, Embed | None]:
     """Run ``feeder`` (given a function that enters the executor on first call);

@@ -1,5 +1,6 @@
-"""The stream loop: each batch, as it lands, is a part on disk, agent messages on
-the sink and a progress line; the driver keeps counts, not rows."""
+"""Landing: each batch, as it lands, is a part on disk, agent messages on the sink
+and a progress line; the driver keeps counts, not rows (``pipelines.flow.feed``
+is the loop that feeds the engines)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,6 @@ import pandas as pd
 from pipelines import RunStopped
 from pipelines.config import EngineConfig, RunConfig, VLLMEngineConfig
 from pipelines.executors import Executor, StageSpec
-from pipelines.flow.council import batches
 from pipelines.flow.parts import write_part
 from pipelines.flow.phases import Phases
 from pipelines.flow.stage import GenerateStage
@@ -105,8 +105,6 @@ class Landing:
     run_dir: Path
     sink: Sink
     keywords: Mapping[tuple[str, str], list[str]]
-    store: Callable[[pd.DataFrame], None] | None = None
-    """Keeps generated rows (the response cache); None: nothing kept."""
     phases: Phases = field(default_factory=Phases)
     """The driver's time per batch in ``land`` (part) and ``publish`` (sink)."""
     embed_ahead: Callable[[list[str]], None] | None = None
@@ -178,33 +176,14 @@ def deliberation_plan(cfg: RunConfig) -> dict[str, Any] | None:
     return {"rounds": d.rounds, "rank": d.rank, "chair": d.chair, "judge": cfg.judge.name != "none"}
 
 
-def stream(executor: Executor, todo: pd.DataFrame, landing: Landing, total: int) -> StreamStats:
-    """Generate ``todo`` batch by batch; land each batch as it comes back.
-
-    Args:
-        todo: the request rows still to answer (a resume passes the rest).
-        total: requests of the whole run (for progress).
-    """
-    stats = StreamStats()
-    stats.done_before = total - len(todo)
-    stats.total = total
-    start = time.perf_counter()
-    for out in executor.map(generate_stage(landing.cfg, executor), batches(todo)):
-        for _, rows in out.groupby("batch_id", sort=True):
-            land_generated(rows, landing, stats)
-    stats.wall_s = time.perf_counter() - start
-    return stats
-
-
 def land_generated(
     rows: pd.DataFrame,
     landing: Landing,
     stats: StreamStats,
     store: Callable[[pd.DataFrame], None] | None = None,
 ) -> None:
-    """One batch the engine answered: counted, kept in the cache (``store``, else
-    ``landing.store``), landed, reported."""
-    store = store or landing.store
+    """One batch the engine answered: counted, kept in the cache (``store``; None:
+    nothing kept), landed, reported."""
     batch_id = int(rows["batch_id"].iloc[0])
     stats.first_call = min(stats.first_call, float(rows["started_at"].min()))
     load_s = float(rows["load_s"].max())
@@ -225,13 +204,6 @@ def answered_rows(answered: pd.DataFrame) -> pd.DataFrame:
     """Requests answered without the engine (cache hits), with the engine's timing
     columns: no engine time, landed now."""
     return answered.assign(batch_s=0.0, started_at=time.time(), load_s=0.0)
-
-
-def land_answered(answered: pd.DataFrame, landing: Landing) -> None:
-    """Land requests answered without the engine (cache hits), batch by batch."""
-    stats = StreamStats()
-    for _, rows in answered_rows(answered).groupby("batch_id", sort=True):
-        landing.land(rows, stats, cached=True)
 
 
 def _progress(batch_id: int, stats: StreamStats, elapsed: float) -> None:

@@ -20,9 +20,9 @@ TASKS = [Task(task_id=f"dev-00{i}", role="dev", prompt=f"task {i}", keywords=["k
 FULL = ["deliberation.rounds=2", "deliberation.rank=true", "deliberation.chair=true"]
 
 
-def plan(*overrides: str) -> Plan:
+def plan(*overrides: str, held: pd.DataFrame | None = None) -> Plan:
     cfg = compose_config(["role=dev", *overrides])
-    return Plan(cfg, TASKS, council_requests(cfg, TASKS))
+    return Plan(cfg, TASKS, council_requests(cfg, TASKS), pd.DataFrame() if held is None else held)
 
 
 def text_of(agent: str, round_: int) -> str:
@@ -43,7 +43,7 @@ def answer(requests: pd.DataFrame, text=lambda r: text_of(r.agent_id, r.round)) 
 
 def test_a_tasks_next_round_is_ready_when_its_own_round_is_in() -> None:
     p = plan(*FULL, "judge=council")
-    first, ready = p.start(pd.DataFrame())
+    first, ready = p.start()
     assert len(first) == 6 and ready.empty
     task1 = first[first["task_id"] == "dev-001"]
     new = p.land(answer(task1.iloc[:2]))  # two of three agents: round 2 must wait
@@ -58,7 +58,7 @@ def test_a_tasks_next_round_is_ready_when_its_own_round_is_in() -> None:
 
 def test_revision_prompts_show_the_others_anonymized_and_own_proposal_apart() -> None:
     p = plan(*FULL)
-    first, _ = p.start(pd.DataFrame())
+    first, _ = p.start()
     revise = p.land(answer(first))
     assert len(revise) == 6
     for r in revise.itertuples():
@@ -73,7 +73,7 @@ def test_revision_prompts_show_the_others_anonymized_and_own_proposal_apart() ->
 
 def test_rankings_follow_the_last_round_and_the_chair_follows_the_rankings() -> None:
     p = plan(*FULL)
-    first, _ = p.start(pd.DataFrame())
+    first, _ = p.start()
     second = p.land(answer(first))
     ranks = p.land(answer(second))
     assert set(ranks["step"]) == {RANK} and len(ranks) == 2 * 3 * len(ORDERS)
@@ -101,7 +101,7 @@ def test_rankings_follow_the_last_round_and_the_chair_follows_the_rankings() -> 
 def test_the_position_of_an_agents_own_proposal_varies_and_is_seeded() -> None:
     def own_positions(seed: int) -> list[int]:
         p = plan(*FULL, f"seed={seed}")
-        first, _ = p.start(pd.DataFrame())
+        first, _ = p.start()
         ranks = p.land(answer(p.land(answer(first))))
         ranks = ranks[ranks["target"] == "forward"]
         return [
@@ -115,7 +115,7 @@ def test_the_position_of_an_agents_own_proposal_varies_and_is_seeded() -> None:
 
 def test_a_ranking_that_does_not_parse_is_an_error_row() -> None:
     p = plan("deliberation.rank=true")
-    first, _ = p.start(pd.DataFrame())
+    first, _ = p.start()
     ranks = p.land(answer(first))
     bad = {
         0: '{"ranking": ["A", "A", "B"]}',  # a letter twice
@@ -133,7 +133,7 @@ def test_a_ranking_that_does_not_parse_is_an_error_row() -> None:
 
 def test_judge_requests_score_each_text_blind() -> None:
     p = plan("judge=council")
-    first, _ = p.start(pd.DataFrame())
+    first, _ = p.start()
     judged = p.land(answer(first))
     assert len(judged) == 6 and set(judged["target"]) == set(first["agent_id"])
     assert (judged["agent_id"] == "judge").all() and (judged["temperature"] == 0.0).all()
@@ -147,12 +147,12 @@ def test_judge_requests_score_each_text_blind() -> None:
 
 def test_a_resume_issues_only_what_the_held_rows_lack() -> None:
     full = plan(*FULL)
-    first, _ = full.start(pd.DataFrame())
+    first, _ = full.start()
     landed = answer(first)
     second = full.land(landed)
     held = pd.concat([landed, answer(second.iloc[:2])])
-    resumed = plan(*FULL)
-    todo, ready = resumed.start(held)
+    resumed = plan(*FULL, held=held)
+    todo, ready = resumed.start()
     assert todo.empty  # every round-1 request is held
     assert sorted(ready["row"]) == sorted(second["row"].iloc[2:])
     assert resumed.total() == full.total() == 6 * 2 + 12 + 2
