@@ -11,8 +11,9 @@ Where each step of ``python -m pipelines.run`` lives (README, Layout):
 4. ``report/`` and ``trackers/`` record the run.
 
 ``driver/`` runs the steps in order; the top-level modules are the commands;
-``runtime/`` is what everything leans on. No module imports one of a layer
-above its own (runtime < config < scoring, engines < sinks, executors < flow
+``runtime/`` is what everything leans on, ``spec/`` what the steps agree on (the
+deliberation protocol, the run folder). No module imports one of a layer
+above its own (runtime, spec < config < scoring, engines < sinks, executors < flow
 < deliberation < report, trackers < driver < the commands).
 
 Importing the package makes every log record of the process pass through
@@ -44,10 +45,6 @@ class _Redacted(Exception):
 
 class UserError(_Redacted):
     """Bad input or set-up that the user can fix; printed without a traceback."""
-
-
-EXIT_STOPPED = 4
-"""The exit status of a run that raised :class:`RunStopped`."""
 
 
 class RunStopped(_Redacted, RuntimeError):

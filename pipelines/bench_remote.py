@@ -27,6 +27,7 @@ from pipelines.engines import generate
 from pipelines.engines.openai import OpenAIEngine
 from pipelines.flow.council import batches
 from pipelines.serve_model import served
+from pipelines.spec.exits import EXIT_OK
 
 log = logging.getLogger("pipelines.bench_remote")
 
@@ -87,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args.out.write_text(json.dumps(table.to_dict(orient="records"), indent=2))
     print(f"written: {args.out}")
-    return 0
+    return EXIT_OK
 
 
 if __name__ == "__main__":

@@ -34,6 +34,7 @@ from pathlib import Path
 
 from pipelines import PROJECT_ROOT
 from pipelines.bench.scale import bench_size, markdown, plot, with_marginals
+from pipelines.spec.exits import EXIT_OK
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -74,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     (args.out / "bench-scale.md").write_text(text + "\n")
     print(text)
     print(f"written: {args.out / 'bench-scale.json'}, {plot(rows, args.out / 'bench-scale.png')}")
-    return 0
+    return EXIT_OK
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ from pipelines import PROJECT_ROOT
 from pipelines.config import ExecutorConfig, compose_config
 from pipelines.driver.pipeline import run_pipeline
 from pipelines.executors.local import LocalExecutor
+from pipelines.spec.exits import EXIT_FAILED, EXIT_OK
 
 log = logging.getLogger("pipelines.bench_stream")
 
@@ -102,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
         f"(median); identical proposals: {same}"
     )
     args.out.write_text(json.dumps({"runs": table.to_dict(orient="records"), "cost": cost}))
-    return 0 if same and cost <= args.max_cost and ack <= 1.0 else 1
+    return EXIT_OK if same and cost <= args.max_cost and ack <= 1.0 else EXIT_FAILED
 
 
 if __name__ == "__main__":

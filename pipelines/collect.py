@@ -18,8 +18,8 @@ import sys
 import time
 
 from pipelines.config import NatsSinkConfig
-from pipelines.driver.verdict import EXIT_BAD_INPUT
 from pipelines.sinks.collector import Collector
+from pipelines.spec.exits import EXIT_BAD_INPUT, EXIT_OK
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
         await collector.run(stop, ready=lambda: print("collecting; Ctrl-C to stop", flush=True))
 
     asyncio.run(run())
-    return 0
+    return EXIT_OK
 
 
 if __name__ == "__main__":

@@ -23,8 +23,8 @@ import pandas as pd
 
 from pipelines import UserError
 from pipelines.config import MlflowTrackingConfig
-from pipelines.driver.verdict import EXIT_BAD_INPUT
 from pipelines.scoring.metrics import QUALITY_METRICS
+from pipelines.spec.exits import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
 from pipelines.trackers.comparison import (
     DEFAULT_METRICS,
     DELIBERATION_METRICS,
@@ -81,7 +81,7 @@ def compare_two(uri: str, refs: list[str], args: argparse.Namespace) -> int:
     print(f"A: {label(a)}\nB: {label(b)}\n{shared} shared tasks\n")
     if table.empty:
         print("the runs share no task: nothing to compare", file=sys.stderr)
-        return 1
+        return EXIT_FAILED
     with pd.option_context("display.width", 250, "display.max_columns", 20):
         print(table.to_string(index=False, float_format=lambda x: f"{x:.3f}"))
     print(
@@ -89,14 +89,14 @@ def compare_two(uri: str, refs: list[str], args: argparse.Namespace) -> int:
         "p: Wilcoxon signed-rank. Significant when the CI excludes 0 and p < 0.05."
     )
     write_tables(table, table, args)
-    return 0
+    return EXIT_OK
 
 
 def list_runs(uri: str, args: argparse.Namespace) -> int:
     runs = fetch_runs(uri, args.experiment, args.role, args.last)
     if runs.empty:
         print(f"no council-eval runs at {uri}", file=sys.stderr)
-        return 1
+        return EXIT_FAILED
     metrics = args.metric or [
         *DEFAULT_METRICS,
         *(m for m in DELIBERATION_METRICS if runs.get(f"metrics.{m}", pd.Series()).notna().any()),
@@ -115,7 +115,7 @@ def list_runs(uri: str, args: argparse.Namespace) -> int:
     write_tables(table.drop(columns="prev"), shown, args)
     if args.plot:
         plot(table, metrics[0], args.plot)
-    return 0
+    return EXIT_OK
 
 
 def write_tables(table: pd.DataFrame, shown: pd.DataFrame, args: argparse.Namespace) -> None:

@@ -12,9 +12,9 @@ import asyncio
 import json
 import sys
 
-from pipelines.driver.verdict import EXIT_BAD_INPUT
 from pipelines.runtime.console import printable
 from pipelines.sinks.publisher import connect_options
+from pipelines.spec.exits import EXIT_BAD_INPUT, EXIT_OK
 
 DEFAULT_SUBJECTS = ["agent.response.>", "deliberation.>"]
 
@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as e:
         print(f"error: cannot reach NATS at {args.url}: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    return 0
+    return EXIT_OK
 
 
 if __name__ == "__main__":

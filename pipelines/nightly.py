@@ -39,8 +39,9 @@ from pipelines.driver.night import (
 
 
 def main(argv: list[str] | None = None) -> int:
-    from pipelines.driver.verdict import EXIT_OK, EXIT_RUN_FAILED, ended
-    from pipelines.runtime.stopping import EXIT_TERMINATED, Terminated, stop_on_sigterm
+    from pipelines.driver.verdict import ended
+    from pipelines.runtime.stopping import Terminated, stop_on_sigterm
+    from pipelines.spec.exits import EXIT_OK, EXIT_RUN_FAILED, EXIT_TERMINATED
 
     parser = argparse.ArgumentParser(
         prog="python -m pipelines.nightly",
@@ -70,14 +71,14 @@ def main(argv: list[str] | None = None) -> int:
                     f"{job.slug}: role={cfg.role.name} engine={cfg.engine.name} "
                     f"executor={cfg.executor.name} model={cfg.model.name}"
                 )
-            return 0
+            return EXIT_OK
         if not NAME.match(args.name):
             raise UserError(f"--name must be a folder name ([A-Za-z0-9._-]), got {args.name!r}")
         root = args.runs_dir or runs_root()
         with stop_on_sigterm(), one_night_at_a_time(root) as holder:
             if holder is not None:
                 print(f"nightly {args.name}: skipped, another night still runs ({holder})")
-                return 0
+                return EXIT_OK
             done = run_night(args.name, args.overrides, root)
     except UserError as e:
         return ended(e)

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from pipelines import PROJECT_ROOT, UserError
-from pipelines.driver.verdict import EXIT_BAD_INPUT
+from pipelines.spec.exits import EXIT_BAD_INPUT, EXIT_OK
 
 log = logging.getLogger("pipelines.prepare_model")
 
@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     if is_built(args.out) and not args.force:
         log.info("model folder %s already built", args.out)
-        return 0
+        return EXIT_OK
     start = time.perf_counter()
     try:
         build(args.out)
@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
     log.info("built %s in %.1f s", args.out, time.perf_counter() - start)
-    return 0
+    return EXIT_OK
 
 
 if __name__ == "__main__":

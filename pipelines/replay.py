@@ -19,11 +19,11 @@ from pathlib import Path
 
 from pipelines import UserError
 from pipelines.config import NatsSinkConfig
-from pipelines.driver.runinfo import RUN_INFO_FILE, read_run_config
-from pipelines.driver.verdict import EXIT_BAD_INPUT
+from pipelines.driver.runinfo import read_run_config
 from pipelines.runtime.redact import MASK
 from pipelines.sinks import republish
-from pipelines.sinks.outbox import ACKED_FILE, OUTBOX_FILE
+from pipelines.spec.exits import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
+from pipelines.spec.run_folder import ACKED_FILE, OUTBOX_FILE, RUN_INFO_FILE
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
         f"replay: acked {report.acked} (duplicate {report.duplicate}, "
         f"new {report.acked - report.duplicate}), unpublished {report.pending}"
     )
-    return 0 if report.pending == 0 else 1
+    return EXIT_OK if report.pending == 0 else EXIT_FAILED
 
 
 if __name__ == "__main__":

@@ -53,8 +53,8 @@ def run_job(cfg: DictConfig, held: HeldExecutors) -> list[str]:
 
 
 def main() -> None:
-    from pipelines.driver.verdict import EXIT_RUN_FAILED
     from pipelines.runtime.stopping import stop_on_sigterm
+    from pipelines.spec.exits import EXIT_RUN_FAILED
 
     register()
     failed: list[str] = []

@@ -22,8 +22,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from pipelines.config import ModelConfig, VLLMEngineConfig
-from pipelines.driver.verdict import EXIT_BAD_INPUT
 from pipelines.runtime.procs import child_server, free_port, http_ok
+from pipelines.spec.exits import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
 
 log = logging.getLogger("pipelines.serve_model")
 
@@ -125,8 +125,8 @@ def main(argv: list[str] | None = None) -> int:
         pass
     except RuntimeError as e:
         print(f"error: {e}", file=sys.stderr)
-        return 1
-    return 0
+        return EXIT_FAILED
+    return EXIT_OK
 
 
 if __name__ == "__main__":

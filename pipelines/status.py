@@ -20,7 +20,7 @@ from pathlib import Path
 
 from pipelines.config import NatsSinkConfig
 from pipelines.driver.status import embedded_url, find_run_dir, format_line, read_statuses
-from pipelines.driver.verdict import EXIT_BAD_INPUT
+from pipelines.spec.exits import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
         statuses = [s for s in statuses if s["task_id"] == args.task_id]
     if not statuses:
         print(f"no deliberations of run {args.run_id} in bucket {bucket}", file=sys.stderr)
-        return 1
+        return EXIT_FAILED
     for s in sorted(statuses, key=lambda s: (s["role"], s["task_id"])):
         print(format_line(s))
     counts = Counter(s["status"] for s in statuses)
@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{len(statuses)} deliberations: "
         + ", ".join(f"{n} {k}" for k, n in sorted(counts.items()))
     )
-    return 0
+    return EXIT_OK
 
 
 if __name__ == "__main__":

@@ -25,7 +25,6 @@ import uuid
 from collections.abc import Sequence
 
 from pipelines import UserError
-from pipelines.driver.verdict import EXIT_BAD_INPUT
 from pipelines.executors.ray_jobs import (
     INTERRUPTED,
     client,
@@ -38,6 +37,7 @@ from pipelines.executors.ray_jobs import (
     wait_for_end,
     where,
 )
+from pipelines.spec.exits import EXIT_BAD_INPUT, EXIT_OK
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -66,7 +66,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.no_wait:
         print(commands, file=sys.stderr)
         print(submission_id)
-        return 0
+        return EXIT_OK
     folders: list[str] = []
     try:
         asyncio.run(follow(jobs, submission_id, folders))

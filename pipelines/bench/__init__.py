@@ -60,6 +60,7 @@ from pipelines.flow.council import batches, expand
 from pipelines.flow.stream import generate_stage
 from pipelines.runtime.procs import live_descendants
 from pipelines.scoring.metrics import engine_busy_s
+from pipelines.spec.exits import EXIT_FAILED, EXIT_OK
 
 log = logging.getLogger("pipelines.bench")
 
@@ -335,4 +336,4 @@ def main(argv: list[str] | None = None) -> int:
         print(f"proposals differ from raw's: {differ}")
     if failed:
         print(f"failed: {failed}")
-    return 0 if not slow and not differ and not failed else 1
+    return EXIT_OK if not slow and not differ and not failed else EXIT_FAILED

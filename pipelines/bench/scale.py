@@ -21,7 +21,7 @@ from pipelines.bench import raw_vllm
 from pipelines.config import compose_config, known_roles
 from pipelines.driver.pipeline import council_requests, load_run_tasks
 from pipelines.flow.tasks import load_tasks
-from pipelines.report import PAGE_DIR, REPORT_FILE
+from pipelines.spec.run_folder import METRICS_FILE, PAGE_DIR, PHASES_FILE, REPORT_FILE, RESULTS_FILE
 
 log = logging.getLogger("pipelines.bench_scale")
 
@@ -105,8 +105,8 @@ def pipeline_run(size_dir: Path, overrides: list[str]) -> dict[str, Any]:
     total = time.perf_counter() - t
     if done.returncode != 0:
         raise RuntimeError(f"the run exited {done.returncode}: see {console}")
-    metrics = json.loads((run_dir / "metrics.json").read_text())
-    phases = json.loads((run_dir / "phases.json").read_text())
+    metrics = json.loads((run_dir / METRICS_FILE).read_text())
+    phases = json.loads((run_dir / PHASES_FILE).read_text())
     report = [run_dir / REPORT_FILE, *(run_dir / PAGE_DIR).glob("*")]
     return {
         "total_s": total,
@@ -225,6 +225,6 @@ def same_proposals(table: pd.DataFrame, raw: list[str], run_dir: Path) -> float:
     """Share of the run's proposals equal to raw's for the same (task, agent)."""
     key = ["role", "task_id", "agent_id"]
     want = table[key].assign(raw=raw)
-    got = pd.read_parquet(run_dir / "results.parquet", columns=[*key, "proposal"])
+    got = pd.read_parquet(run_dir / RESULTS_FILE, columns=[*key, "proposal"])
     both = want.merge(got, on=key, how="inner")
     return float((both["raw"] == both["proposal"]).sum() / len(table))

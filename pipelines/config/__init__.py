@@ -18,7 +18,6 @@ for the whole :class:`RunConfig`; every name is importable from here.
 
 from pipelines.config.deliberation import (
     CHAIR_PROMPT,
-    ORDERS,
     RANK_PROMPT,
     REVISE_PROMPT,
     RUBRIC,
@@ -58,7 +57,6 @@ __all__ = [
     "CACHE_MODES",
     "CHAIR_PROMPT",
     "DATASET_DIR",
-    "ORDERS",
     "RANK_PROMPT",
     "REVISE_PROMPT",
     "ROLE_DIR",

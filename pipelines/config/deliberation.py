@@ -18,9 +18,6 @@ class ExperimentConfig:
     agents: List[int] = field(default_factory=list)  # noqa: UP006
 
 
-ORDERS = ("forward", "reversed")
-"""The orders a ranking request lists the answers in (each ranking is asked in both)."""
-
 REVISE_PROMPT = (
     "Other members of the council answered the same task. Critique their proposals and "
     "your own: what is right, what is wrong, what is missing. Then write your revised "

@@ -26,6 +26,7 @@ from pipelines.config.roles import (
 )
 from pipelines.config.sink import NatsSinkConfig, SinkConfig
 from pipelines.config.tracking import MlflowTrackingConfig, TrackingConfig
+from pipelines.spec.protocol import Protocol
 
 CACHE_MODES = ("true", "false", "refresh")
 
@@ -126,6 +127,12 @@ class RunConfig(CouncilSpec):
         """Whether requests depend on other answers (rounds, ranking, chair, judge)."""
         d = self.deliberation
         return d.rounds > 1 or d.rank or d.chair or self.judge.name != "none"
+
+    @property
+    def protocol(self) -> Protocol:
+        """What this run's deliberation asks of each (task, repeat)."""
+        d = self.deliberation
+        return Protocol(d.rounds, d.rank, d.chair, judge=self.judge.name != "none")
 
     @property
     def roles(self) -> list[str]:

@@ -27,8 +27,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from evaluators import standing
-from pipelines.config import ORDERS, RunConfig
+from pipelines.config import RunConfig
 from pipelines.deliberation.prompts import (
     JUDGE_SCHEMA,
     chair_prompt,
@@ -39,14 +38,23 @@ from pipelines.deliberation.prompts import (
     ranking_schema,
     revision_prompt,
 )
-from pipelines.flow.council import PROPOSE, REQUEST_COLUMNS, request_seed, user_message
+from pipelines.flow.council import REQUEST_COLUMNS, request_seed, user_message
 from pipelines.flow.parts import KEY_COLUMNS
 from pipelines.flow.tasks import Task
 from pipelines.runtime.ids import agent_id
+from pipelines.spec.protocol import (
+    CHAIR,
+    CHAIR_ID,
+    JUDGE,
+    JUDGE_ID,
+    ORDERS,
+    PROPOSE,
+    RANK,
+    STEPS,
+    Answer,
+    chair_order,
+)
 
-RANK, CHAIR, JUDGE = "rank", "chair", "judge"
-STEPS = (PROPOSE, RANK, CHAIR, JUDGE)
-CHAIR_ID, JUDGE_ID = "chair", "judge"
 Key = tuple[str, str, str, int, str, int, str]
 """role, task_id, agent_id, repeat, step, round, target (``parts.KEY_COLUMNS``)."""
 Group = tuple[str, str, int]
@@ -101,7 +109,7 @@ class Plan:
         earlier sessions landed (``parts.read_parts``)."""
         self.cfg, self.d = cfg, cfg.deliberation
         self.held = held
-        self.judged = cfg.judge.name != "none"
+        self.protocol = cfg.protocol
         self.tasks = {(t.role, t.task_id): t for t in tasks}
         self.first = first
         self.rows = {row_key(r): r for r in first.to_dict("records")}
@@ -111,12 +119,8 @@ class Plan:
 
     def total(self) -> int:
         """Requests of the whole run when every answer succeeds."""
-        n, groups = len(self.first), len(self.first) // self.cfg.agents
-        total = n * self.d.rounds
-        total += groups * self.cfg.agents * len(ORDERS) if self.d.rank else 0
-        total += groups if self.d.chair else 0
-        total += (n * self.d.rounds + (groups if self.d.chair else 0)) if self.judged else 0
-        return total
+        groups = len(self.first) // self.cfg.agents
+        return groups * self.protocol.requests(self.cfg.agents)
 
     def start(self) -> tuple[pd.DataFrame, pd.DataFrame]:
         """(round-1 requests still to answer, further requests the rows earlier
@@ -144,87 +148,75 @@ class Plan:
     # -- one group ----------------------------------------------------------
 
     def _advance(self, g: Group) -> list[dict[str, Any]]:
+        """The requests of ``g`` the protocol makes due and the plan has not issued."""
         role, task_id, repeat = g
         got = self.landed[g]
         agents = [agent_id(role, i) for i in range(1, self.cfg.agents + 1)]
+        landed = {Answer(k[2], k[4], k[5], k[6]): ok(row) for k, row in got.items()}
         task = user_message(self.tasks[(role, task_id)])
+        last = self.d.rounds
 
-        def proposal(agent: str, r: int) -> dict[str, Any] | None:
-            return got.get((role, task_id, agent, repeat, PROPOSE, r, ""))
+        def answer(agent: str, step: str, r: int) -> dict[str, Any] | None:
+            return got.get((role, task_id, agent, repeat, step, r, ""))
+
+        def finals() -> list[tuple[str, dict[str, Any]]]:
+            return [(a, p) for a in agents if ok(p := answer(a, PROPOSE, last))]  # type: ignore[misc]
 
         new: list[dict[str, Any]] = []
-        for r in range(2, self.d.rounds + 1):
-            before = [proposal(a, r - 1) for a in agents]
-            if any(p is None for p in before):
-                break
-            for a, own in zip(agents, before, strict=True):
-                if not self._due(g, a, PROPOSE, r, ""):
-                    continue
-                others = [(b, p) for b, p in zip(agents, before, strict=True) if b != a and ok(p)]
-                shown = [others[i] for i in self._permutation(g, a, f"{PROPOSE}:{r}", len(others))]
+        for due in self.protocol.due(agents, landed):
+            agent, step, r, target = due
+            if not self._due(g, agent, step, r, target):
+                continue
+            if step == PROPOSE:  # a revision (round 1 is issued from the start)
+                own = answer(agent, PROPOSE, r - 1)
+                others = [
+                    (b, p) for b in agents if b != agent and ok(p := answer(b, PROPOSE, r - 1))
+                ]
+                shown = [
+                    others[i] for i in self._permutation(g, agent, f"{PROPOSE}:{r}", len(others))
+                ]
                 prompt = revision_prompt(
                     task,
-                    own["proposal"] if ok(own) else None,
-                    [p["proposal"] for _, p in shown],
+                    own["proposal"] if ok(own) else None,  # type: ignore[index]
+                    [p["proposal"] for _, p in shown],  # type: ignore[index]
                     self.d.revise_prompt,
                 )
-                new += self._issue(g, a, PROPOSE, r, "", prompt, [b for b, _ in shown])
-        last = self.d.rounds
-        finals = [(a, proposal(a, last)) for a in agents]
-        if self.judged:
-            for key, row in sorted(got.items()):
-                if key[4] == PROPOSE and ok(row):
-                    new += self._judge(g, key[5], key[2], row["proposal"], task)
-        if any(p is None for _, p in finals):
-            return new
-        answered = [(a, p) for a, p in finals if ok(p)]
-        ranking = self.d.rank and len(answered) >= 2
-        if ranking:
-            for a in agents:
-                order = self._permutation(g, a, RANK, len(answered))
-                forward = [answered[i] for i in order]
-                for target, shown in zip(ORDERS, (forward, forward[::-1]), strict=True):
-                    if not self._due(g, a, RANK, last, target):
-                        continue
-                    prompt = ranking_prompt(
-                        task, [p["proposal"] for _, p in shown], self.d.rank_prompt
-                    )
-                    schema = json.dumps(ranking_schema(len(shown)))
-                    names = [b for b, _ in shown]
-                    new += self._issue(g, a, RANK, last, target, prompt, names, schema)
-        rankings = [
-            json.loads(row["parsed"])
-            for key, row in got.items()
-            if key[4] == RANK and ok(row) and row.get("parsed")
-        ]
-        ranked = sum(1 for key in got if key[4] == RANK)
-        settled = not ranking or ranked == len(agents) * len(ORDERS)
-        if self.d.chair and answered and settled and self._due(g, CHAIR_ID, CHAIR, last, ""):
-            names = [a for a, _ in answered]
-            points, order = standing(rankings, names)
-            texts = {a: p["proposal"] for a, p in answered}
-            prompt = chair_prompt(
-                task,
-                [texts[a] for a in order],
-                [points[a] for a in order] if rankings else None,
-                self.d.chair_prompt,
-            )
-            new += self._issue(g, CHAIR_ID, CHAIR, last, "", prompt, order)
-        chair = got.get((role, task_id, CHAIR_ID, repeat, CHAIR, last, ""))
-        if self.judged and ok(chair):
-            new += self._judge(g, last, CHAIR_ID, chair["proposal"], task)  # type: ignore[index]
+                new += self._issue(g, agent, PROPOSE, r, "", prompt, [b for b, _ in shown])
+            elif step == JUDGE:
+                text = answer(target, CHAIR if target == CHAIR_ID else PROPOSE, r)
+                prompt = judge_prompt(task, text["proposal"], self.cfg.judge.rubric)  # type: ignore[index]
+                new += self._issue(
+                    g, JUDGE_ID, JUDGE, r, target, prompt, [], json.dumps(JUDGE_SCHEMA)
+                )
+            elif step == RANK:
+                answered = finals()
+                forward = [answered[i] for i in self._permutation(g, agent, RANK, len(answered))]
+                shown = forward if target == ORDERS[0] else forward[::-1]
+                prompt = ranking_prompt(task, [p["proposal"] for _, p in shown], self.d.rank_prompt)
+                schema = json.dumps(ranking_schema(len(shown)))
+                new += self._issue(g, agent, RANK, r, target, prompt, [b for b, _ in shown], schema)
+            else:  # the chair
+                answered = finals()
+                rankings = [
+                    json.loads(row["parsed"])
+                    for key, row in got.items()
+                    if key[4] == RANK and ok(row) and row.get("parsed")
+                ]
+                points, order = chair_order(rankings, [a for a, _ in answered])
+                texts = {a: p["proposal"] for a, p in answered}
+                prompt = chair_prompt(
+                    task,
+                    [texts[a] for a in order],
+                    [points[a] for a in order] if rankings else None,
+                    self.d.chair_prompt,
+                )
+                new += self._issue(g, CHAIR_ID, CHAIR, r, "", prompt, order)
         return new
 
     def _due(self, g: Group, agent: str, step: str, r: int, target: str) -> bool:
         """Whether that request is still to issue (checked before rendering its prompt:
         every landing revisits its group)."""
         return (g[0], g[1], agent, g[2], step, r, target) not in self.issued
-
-    def _judge(self, g: Group, r: int, target: str, text: str, task: str) -> list[dict[str, Any]]:
-        if not self._due(g, JUDGE_ID, JUDGE, r, target):
-            return []
-        prompt = judge_prompt(task, text, self.cfg.judge.rubric)
-        return self._issue(g, JUDGE_ID, JUDGE, r, target, prompt, [], json.dumps(JUDGE_SCHEMA))
 
     def _issue(
         self,

@@ -27,10 +27,11 @@ import numpy as np
 import pandas as pd
 
 from evaluators import coverage, kendall_w, keyword_hits, rank_agreement, standing
-from pipelines.deliberation.plan import CHAIR, CHAIR_ID, JUDGE, ORDERS, PROPOSE, RANK, failed
+from pipelines.deliberation.plan import failed
 from pipelines.scoring.metrics import Embed, score_rows, task_diversity
+from pipelines.spec.protocol import CHAIR, CHAIR_ID, JUDGE, ORDERS, PROPOSE, RANK, chair_order
+from pipelines.spec.run_folder import TABLES, final
 
-TABLES = {"rankings": "rankings.parquet", "chair": "chair.parquet", "judge": "judge.parquet"}
 ROUND_METRICS = [
     "keyword_relevance",
     "distinct_2",
@@ -66,18 +67,18 @@ def chair_table(
 ) -> pd.DataFrame:
     """The council's final answer per (task, repeat): the chair's, else the top-ranked
     proposal (``fallback``) with the chair's error kept."""
-    last = int(proposals["round"].max())
-    finals = proposals[(proposals["round"] == last) & ~proposals["error"].map(failed)]
+    every = final(proposals)
+    finals = every[~every["error"].map(failed)]
     chairs = {(r["role"], r["task_id"], r["repeat"]): r for r in chair.to_dict("records")}
     ranked: dict[tuple, list[list[str]]] = {}
     for key, ranking in zip(rankings[GROUP].values.tolist(), rankings["ranking"], strict=True):
         if ranking is not None:
             ranked.setdefault(tuple(key), []).append(list(ranking))
     rows = []
-    for key, group in proposals[proposals["round"] == last].groupby(GROUP, sort=True):
+    for key, group in every.groupby(GROUP, sort=True):
         ok = finals[(finals[GROUP] == pd.Series(key, index=GROUP)).all(axis=1)]
         names = ok["agent_id"].tolist()
-        points, order = standing(ranked.get(tuple(key), []), names)
+        points, order = chair_order(ranked.get(tuple(key), []), names)
         row = chairs.get(tuple(key))
         record = {
             "run_id": group["run_id"].iloc[0],
@@ -187,7 +188,7 @@ def chair_figures(
     """Fallbacks, and the chair's answer against the best single agent (judge score
     and keyword relevance, per task and repeat, averaged)."""
     last = int(proposals["round"].max())
-    finals = score_rows(proposals[proposals["round"] == last], dict(keywords))
+    finals = score_rows(final(proposals), dict(keywords))
     scores = {
         (r.role, r.task_id, r.repeat, r.target): r.score
         for r in judge[judge["round"] == last].itertuples()

@@ -113,8 +113,7 @@ def plan(path: Path) -> list[tuple[Job, RunConfig]]:
 
 def state(run_dir: Path) -> str:
     """``finished`` (metrics.json of its run), ``started`` (run.json) or ``new``."""
-    from pipelines.driver.pipeline import METRICS_FILE
-    from pipelines.driver.runinfo import RUN_INFO_FILE
+    from pipelines.spec.run_folder import METRICS_FILE, RUN_INFO_FILE
 
     info, metrics = run_dir / RUN_INFO_FILE, run_dir / METRICS_FILE
     if not info.is_file():
@@ -158,11 +157,10 @@ def finish(run_dir: Path, today: RunConfig) -> list[str]:
     """A finished run: publish what was never acked, track it (both idempotent),
     at tonight's endpoints (``today``)."""
     from pipelines.config import MlflowTrackingConfig, NatsSinkConfig
-    from pipelines.driver.pipeline import METRICS_FILE
     from pipelines.driver.resume import resumed_config
     from pipelines.driver.verdict import problems
     from pipelines.sinks import republish
-    from pipelines.sinks.outbox import OUTBOX_FILE
+    from pipelines.spec.run_folder import METRICS_FILE, OUTBOX_FILE
     from pipelines.trackers.mlflow import track_run
 
     cfg = resumed_config(run_dir, today=today)

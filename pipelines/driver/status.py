@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from pipelines import runs_root
-from pipelines.driver.runinfo import RUN_INFO_FILE
 from pipelines.runtime.console import printable
 from pipelines.runtime.procs import port_open
+from pipelines.spec.run_folder import RUN_INFO_FILE
 
 
 def find_run_dir(run_id: str, root: Path | None = None) -> Path | None:
@@ -29,10 +29,10 @@ def find_run_dir(run_id: str, root: Path | None = None) -> Path | None:
 
 def embedded_url(run_dir: Path, stack: ExitStack) -> str | None:
     """The URL of the run's embedded server, running or started again on its store."""
-    from pipelines.sinks.nats import URL_FILE
     from pipelines.sinks.nats_server import embedded_server
+    from pipelines.spec.run_folder import NATS_DIR, URL_FILE
 
-    store = run_dir / "nats"
+    store = run_dir / NATS_DIR
     url_file = store / URL_FILE
     if url_file.is_file():
         url = url_file.read_text().strip()

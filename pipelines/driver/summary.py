@@ -4,11 +4,17 @@ from __future__ import annotations
 
 import pandas as pd
 
-from pipelines.deliberation.rounds import TABLES, deliberation_lines
-from pipelines.driver.pipeline import METRICS_FILE, RESULTS_FILE, TASK_METRICS_FILE, RunOutcome
-from pipelines.flow.scaling import SCALING_FILE
-from pipelines.report import REPORT_FILE
+from pipelines.deliberation.rounds import deliberation_lines
+from pipelines.driver.pipeline import RunOutcome
 from pipelines.scoring.metrics import QUALITY_METRICS
+from pipelines.spec.run_folder import (
+    METRICS_FILE,
+    REPORT_FILE,
+    RESULTS_FILE,
+    SCALING_FILE,
+    TABLES,
+    TASK_METRICS_FILE,
+)
 
 
 def with_ci(figures: dict, name: str) -> str:

@@ -13,24 +13,16 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from pipelines import EXIT_STOPPED, RunStopped, UserError
+from pipelines import RunStopped, UserError
 from pipelines.config import FailOnConfig
-from pipelines.runtime.stopping import EXIT_TERMINATED, Terminated
-
-EXIT_OK = 0
-EXIT_BAD_INPUT = 2
-"""Bad input or set-up (:class:`UserError`): nothing ran."""
-EXIT_RUN_FAILED = 3
-"""A run finished but failed a ``fail_on`` rule."""
-EXIT_STATUSES = {
-    EXIT_OK: "the run (every run) finished and is healthy",
-    EXIT_BAD_INPUT: "bad input or set-up: nothing ran",
-    EXIT_RUN_FAILED: "a run finished but failed a fail_on rule",
-    EXIT_STOPPED: "the run stopped before its end (its engine, a full disk): resume it",
-    EXIT_TERMINATED: "stopped by SIGTERM: resume it",
-}
-"""Every exit status of the run commands (README, Exit status); the others
-(``collect``, ``replay``, …) use :data:`EXIT_BAD_INPUT` for bad input too."""
+from pipelines.runtime.stopping import Terminated
+from pipelines.spec.exits import (
+    EXIT_BAD_INPUT,
+    EXIT_OK,
+    EXIT_RUN_FAILED,
+    EXIT_STOPPED,
+    EXIT_TERMINATED,
+)
 
 ENDINGS = (UserError, Terminated, RunStopped)
 """The exceptions :func:`ended` turns into an exit status."""

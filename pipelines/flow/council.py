@@ -21,6 +21,7 @@ from pipelines import UserError
 from pipelines.config import CouncilSpec
 from pipelines.flow.tasks import Task
 from pipelines.runtime.ids import agent_id
+from pipelines.spec.protocol import PROPOSE
 
 AGENT_COLUMNS = [
     "task_id",
@@ -38,7 +39,6 @@ STEP_COLUMNS = ["step", "target", "shown", "json_schema"]
 ``rank``, ``chair`` or ``judge``; ``target`` the judged agent (or ``chair``) or
 the ranking's presentation order; ``shown`` the agents whose texts the prompt
 shows, in order (JSON); ``json_schema`` the structured output asked for."""
-PROPOSE = "propose"
 REQUEST_COLUMNS = [
     "row",
     "batch_id",

@@ -12,13 +12,11 @@ from pathlib import Path
 import pandas as pd
 
 from pipelines.runtime.durable import write_atomic
+from pipelines.spec.run_folder import PARTS_DIR, upgrade
 
-PARTS_DIR = "results"
 KEY_COLUMNS = ["role", "task_id", "agent_id", "repeat", "step", "round", "target"]
 """What identifies a request across a run and its resumes (plus ``council_size``
 in the scaling experiment)."""
-DEFAULTS = {"repeat": 0, "step": "propose", "round": 1, "target": ""}
-"""Columns parts written by earlier versions lack, and their value there."""
 
 
 def part_path(run_dir: Path, batch_id: int, *, cached: bool = False) -> Path:
@@ -52,9 +50,7 @@ def _read_part(path: Path, columns: list[str] | None) -> pd.DataFrame:
 
     present = set(pq.read_schema(path).names)
     rows = pd.read_parquet(path, columns=[c for c in columns if c in present] if columns else None)
-    for name, value in DEFAULTS.items():
-        if name not in present and (columns is None or name in columns):
-            rows[name] = value
+    rows = upgrade(rows, columns)
     return rows[columns] if columns else rows
 
 

@@ -20,10 +20,10 @@ from typing import Any
 import psutil
 
 from pipelines.runtime.durable import write_json
+from pipelines.spec.run_folder import PHASES_FILE
 
 log = logging.getLogger(__name__)
 
-PHASES_FILE = "phases.json"
 AFTER_LAST_BATCH = ("stop", "results", "score", "settle", "report", "track")
 """The phases after the last batch landed, in the order they run."""
 

@@ -19,8 +19,6 @@ from pipelines.flow.council import expand
 from pipelines.flow.tasks import Task
 from pipelines.scoring.metrics import engine_busy_s
 
-SCALING_FILE = "scaling.parquet"
-
 
 def expand_arms(
     tasks: list[Task],

@@ -9,7 +9,7 @@ import sqlite3
 import statistics
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -172,8 +172,7 @@ def deliberation_plan(cfg: RunConfig) -> dict[str, Any] | None:
     """What a deliberation's messages tell the collector to wait for; None: one round."""
     if not cfg.deliberates:
         return None
-    d = cfg.deliberation
-    return {"rounds": d.rounds, "rank": d.rank, "chair": d.chair, "judge": cfg.judge.name != "none"}
+    return asdict(cfg.protocol)
 
 
 def land_generated(

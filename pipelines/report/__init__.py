@@ -24,10 +24,18 @@ from evaluators import keyword_spans
 from pipelines.deliberation.rounds import ROUND_METRICS, deliberation_notes
 from pipelines.report import plots
 from pipelines.scoring.metrics import DIVERSITY_METRICS, QUALITY_METRICS, agent_table
+from pipelines.spec.run_folder import (
+    METRICS_FILE,
+    PAGE_DIR,
+    REPORT_FILE,
+    RESULTS_FILE,
+    RUN_INFO_FILE,
+    TABLES,
+    TASK_METRICS_FILE,
+    final,
+    upgrade,
+)
 
-REPORT_FILE = "report.html"
-PAGE_DIR = "report"
-"""Beside report.html: ``page-NNNN.js``, the task cards of each page after the first."""
 PAGE_TASKS = 50
 THROUGHPUT = [
     "requests",
@@ -181,22 +189,16 @@ def render(run_dir: Path, page_tasks: int = PAGE_TASKS) -> tuple[str, list[str]]
     """The report page for the run in ``run_dir`` and its later pages' scripts."""
     from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
-    metrics = json.loads((run_dir / "metrics.json").read_text())
-    info_path = run_dir / "run.json"
+    metrics = json.loads((run_dir / METRICS_FILE).read_text())
+    info_path = run_dir / RUN_INFO_FILE
     info = json.loads(info_path.read_text()) if info_path.is_file() else {}
-    tm = pd.read_parquet(run_dir / "task_metrics.parquet")
-    results = pd.read_parquet(run_dir / "results.parquet")
-    # Runs from before repeats: one sample each.
-    tm = tm if "repeat" in tm else tm.assign(repeat=0)
-    results = results if "repeat" in results else results.assign(repeat=0)
-    if "council_size" in results:  # scaling: the task view shows the full council
-        results = results[results["council_size"] == results["council_size"].max()]
+    tm = upgrade(pd.read_parquet(run_dir / TASK_METRICS_FILE), ["repeat"])
+    results = upgrade(pd.read_parquet(run_dir / RESULTS_FILE))
     # The task as put to the council (a later round's prompt quotes other proposals).
-    first = results[results["round"] == 1] if "round" in results else results
+    first = results[results["round"] == 1]
     prompts = first.groupby(["role", "task_id"], sort=False)["prompt"].first().to_dict()
-    if "round" in results:  # a deliberation: the task view shows the last round
-        results = results[results["round"] == results["round"].max()]
-    chair_path = run_dir / "chair.parquet"
+    results = final(results)  # the task view: the full council's last round
+    chair_path = run_dir / TABLES["chair"]
     chair = pd.read_parquet(chair_path) if chair_path.is_file() else None
     overall = metrics["overall"]
     roles = metrics.get("roles", {})

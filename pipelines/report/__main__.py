@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from pipelines.report import write_report
+from pipelines.spec.exits import EXIT_OK
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -14,7 +15,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("run_dir", type=Path, help="the run folder (holds results.parquet)")
     args = parser.parse_args(argv)
     print(write_report(args.run_dir))
-    return 0
+    return EXIT_OK
 
 
 if __name__ == "__main__":

@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from pipelines import UserError
+from pipelines.spec.run_folder import LOCK_FILE
 
-LOCK_FILE = ".lock"
 _held: dict[Path, int] = {}
 """Run folders this process holds, with how many blocks hold each."""
 

@@ -25,9 +25,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from pipelines.spec.exits import EXIT_OK
+from pipelines.spec.run_folder import PROCS_FILE
+
 log = logging.getLogger(__name__)
 
-PROCS_FILE = "procs.json"
 POLL_S = 0.5
 GRACE_S = 5.0
 GOODBYE = b"done\n"
@@ -106,7 +108,7 @@ def watch(driver_pid: int, run_dir: Path) -> int:
     try:
         driver = psutil.Process(driver_pid)
     except psutil.NoSuchProcess:
-        return 0
+        return EXIT_OK
     stdin = sys.stdin.buffer
     while True:
         ready, _, _ = select.select([stdin], [], [], POLL_S)
@@ -114,7 +116,7 @@ def watch(driver_pid: int, run_dir: Path) -> int:
             line = stdin.readline()
             if line == GOODBYE:
                 path.unlink(missing_ok=True)
-                return 0
+                return EXIT_OK
             if not line:
                 break  # the pipe closed without a goodbye: the driver died
         try:
@@ -136,7 +138,7 @@ def watch(driver_pid: int, run_dir: Path) -> int:
     stopped = stop_processes(seen)
     print(f"reaper: the run died; stopped {len(stopped)} process(es): {stopped}", file=sys.stderr)
     path.unlink(missing_ok=True)
-    return 0
+    return EXIT_OK
 
 
 if __name__ == "__main__":

@@ -41,8 +41,6 @@ from types import FrameType
 
 log = logging.getLogger(__name__)
 
-EXIT_TERMINATED = 128 + signal.SIGTERM
-"""143, what a shell reports for a process SIGTERM ended."""
 DRIVERS_ENV = "COUNCIL_DRIVERS_DIR"
 """Overrides :func:`drivers_dir` (tests; a pod whose temp folder is not shared)."""
 

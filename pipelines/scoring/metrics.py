@@ -23,6 +23,7 @@ from evaluators import (
     self_bleu,
 )
 from pipelines.scoring.stats import bootstrap_ci
+from pipelines.spec.run_folder import upgrade
 
 Embed = Callable[[Sequence[str]], np.ndarray]
 QUALITY_METRICS = [
@@ -50,9 +51,7 @@ def score_rows(results: pd.DataFrame, keywords: dict[tuple[str, str], list[str]]
         results: the results table.
         keywords: expected keywords by (role, task_id).
     """
-    scored = results.copy()
-    if "repeat" not in scored:  # tables from before repeats: one sample each
-        scored["repeat"] = 0
+    scored = upgrade(results, ["repeat"]).copy()  # before repeats: one sample each
     # Lists, not Series iteration: several times faster on Arrow-backed strings.
     expected = [
         keywords[key]

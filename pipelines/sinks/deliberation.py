@@ -22,10 +22,8 @@ from evaluators import (
     keyword_hits,
     lexical_diversity,
     self_bleu,
-    standing,
     top,
 )
-from pipelines.config import ORDERS
 from pipelines.runtime.ids import agent_id, deliberation_id
 from pipelines.sinks.messages import (
     DELIBERATION_COMPLETED,
@@ -35,6 +33,7 @@ from pipelines.sinks.messages import (
     Message,
     now_iso,
 )
+from pipelines.spec.protocol import PROPOSE, Answer, Protocol, chair_order
 
 PENDING, IN_PROGRESS = "PENDING", "IN_PROGRESS"
 COMPLETED, FAILED, TIMEOUT = "COMPLETED", "FAILED", "TIMEOUT"
@@ -131,40 +130,29 @@ class Deliberation:
     def agents(self) -> list[str]:
         return [agent_id(self.role, i) for i in range(1, self.council_size + 1)]
 
-    def finals(self, repeat: int) -> list[dict[str, Any] | None]:
-        """The last round's proposals of one repeat (None: not in yet)."""
-        return [self.answers.get(answer_key(a, repeat, round_=self.rounds)) for a in self.agents]
+    @property
+    def protocol(self) -> Protocol:
+        known = {k: v for k, v in self.plan.items() if k in Protocol.__dataclass_fields__}
+        return Protocol(**known)
 
     @property
     def expected(self) -> list[str]:
-        """Every answer the deliberation waits for: each round's proposals, then (as
-        their inputs arrive) the rankings, the chair and the judge's scores."""
+        """Every answer the deliberation waits for (``Protocol.expected``, per repeat)."""
         keys = []
         for k in range(self.repeats):
-            rounds = range(1, self.rounds + 1)
-            keys += [answer_key(a, k, round_=r) for r in rounds for a in self.agents]
-            if self.plan.get("judge"):
-                keys += [
-                    answer_key("judge", k, "judge", int(p.get("round", 1)), p["agent_id"])
-                    for p in self.answers.values()
-                    if p.get("step", "propose") == "propose"
-                    and int(p.get("repeat", 0)) == k
-                    and p["status"] == COMPLETED
-                ]
-            finals = self.finals(k)
-            if any(p is None for p in finals):
-                continue
-            answered = sum(p["status"] == COMPLETED for p in finals if p is not None)
-            if self.plan.get("rank") and answered >= 2:
-                keys += [
-                    answer_key(a, k, "rank", self.rounds, o) for a in self.agents for o in ORDERS
-                ]
-            chair_key = answer_key("chair", k, "chair", self.rounds)
-            if self.plan.get("chair") and answered:
-                keys.append(chair_key)
-                chair = self.answers.get(chair_key)
-                if self.plan.get("judge") and chair is not None and chair["status"] == COMPLETED:
-                    keys.append(answer_key("judge", k, "judge", self.rounds, "chair"))
+            landed = {
+                Answer(
+                    p["agent_id"],
+                    p.get("step", PROPOSE),
+                    int(p.get("round", 1)),
+                    p.get("target", ""),
+                ): p["status"] == COMPLETED
+                for p in self.answers.values()
+                if int(p.get("repeat", 0)) == k
+            }
+            keys += [
+                answer_key(a.agent, k, *a[1:]) for a in self.protocol.expected(self.agents, landed)
+            ]
         return keys
 
 
@@ -192,7 +180,7 @@ def outcome(d: Deliberation) -> dict[str, Any]:
             # The stand-in is the top of this repeat's own rankings (as in chair.parquet).
             mine = [p for p in finals if int(p.get("repeat", 0)) == k and p["status"] == COMPLETED]
             ranked = [p["parsed"] for p in rankings if int(p.get("repeat", 0)) == k]
-            _, mine_order = standing(ranked, [p["agent_id"] for p in mine])
+            _, mine_order = chair_order(ranked, [p["agent_id"] for p in mine])
             best = next((p for a in mine_order for p in mine if p["agent_id"] == a), None)
             chair.append(
                 {

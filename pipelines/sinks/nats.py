@@ -30,14 +30,12 @@ from pipelines.sinks.deliberation import Outcome
 from pipelines.sinks.messages import Message
 from pipelines.sinks.outbox import append_outbox, pending, record_acked
 from pipelines.sinks.publisher import PublishReport, connect, publish_on
+from pipelines.spec.run_folder import NATS_DIR, URL_FILE
 
 if TYPE_CHECKING:
     from nats.js.api import PubAck
 
 log = logging.getLogger(__name__)
-
-URL_FILE = "url"
-"""In ``<run dir>/nats/``: the embedded server's URL while it runs."""
 
 
 class NatsSink:
@@ -73,7 +71,7 @@ class NatsSink:
 
         self.url = self.cfg.resolved_url()
         if self.url is None:
-            store = self.run_dir / "nats"
+            store = self.run_dir / NATS_DIR
             self.url = self._stack.enter_context(embedded_server(store))
             (store / URL_FILE).write_text(self.url + "\n")
             self._stack.callback((store / URL_FILE).unlink, missing_ok=True)

@@ -17,11 +17,9 @@ from typing import BinaryIO
 
 from pipelines.runtime.durable import fsync_dir
 from pipelines.sinks.messages import Message
+from pipelines.spec.run_folder import ACKED_FILE, OUTBOX_FILE
 
 log = logging.getLogger(__name__)
-
-OUTBOX_FILE = "outbox.jsonl"
-ACKED_FILE = "acked.txt"
 
 
 def append_outbox(run_dir: Path, messages: list[Message]) -> Path:

@@ -30,9 +30,17 @@ from typing import Any
 import pandas as pd
 
 from pipelines.config import MlflowTrackingConfig
-from pipelines.report import PAGE_DIR
 from pipelines.runtime.console import adopt
 from pipelines.runtime.redact import redact_text
+from pipelines.spec import run_folder
+from pipelines.spec.run_folder import (
+    METRICS_FILE,
+    PAGE_DIR,
+    RESULTS_FILE,
+    RUN_INFO_FILE,
+    TASK_METRICS_FILE,
+    final,
+)
 from pipelines.trackers import Tracked
 from pipelines.trackers.mlflow_rows import TABLE_FILE, log_traces, proposal_table, scalar_lists
 
@@ -40,15 +48,7 @@ log = logging.getLogger(__name__)
 
 RUN_TAG = "council.run_id"
 ARTIFACTS = [
-    "run.json",
-    "metrics.json",
-    "results.parquet",
-    "task_metrics.parquet",
-    "scaling.parquet",
-    "rankings.parquet",
-    "chair.parquet",
-    "judge.parquet",
-    "report.html",
+    *run_folder.ARTIFACTS,
     ".hydra/config.yaml",
     ".hydra/overrides.yaml",
 ]
@@ -113,12 +113,7 @@ def round_steps(metrics: dict[str, Any]) -> list[tuple[str, float, int]]:
 def proposals(run_dir: Path) -> pd.DataFrame:
     """The run's proposals (for the scaling experiment, the full council's; for a
     deliberation, the last round's)."""
-    results = pd.read_parquet(run_dir / "results.parquet")
-    if "council_size" in results:
-        results = results[results["council_size"] == results["council_size"].max()]
-    if "round" in results:
-        results = results[results["round"] == results["round"].max()]
-    return results
+    return final(pd.read_parquet(run_dir / RESULTS_FILE))
 
 
 def task_keywords(task_metrics: pd.DataFrame) -> pd.DataFrame:
@@ -145,9 +140,9 @@ def track_run(run_dir: Path, cfg: MlflowTrackingConfig) -> Tracked:
     adopt("mlflow", "alembic")  # MLflow's INFO lines: run.log's (pipelines/runtime/console.py)
 
     start = time.perf_counter()
-    info = json.loads((run_dir / "run.json").read_text())
-    metrics = json.loads((run_dir / "metrics.json").read_text())
-    task_metrics = pd.read_parquet(run_dir / "task_metrics.parquet")
+    info = json.loads((run_dir / RUN_INFO_FILE).read_text())
+    metrics = json.loads((run_dir / METRICS_FILE).read_text())
+    task_metrics = pd.read_parquet(run_dir / TASK_METRICS_FILE)
     run_id = info["run_id"]
     experiment = cfg.experiment or f"council-eval/{info['role']}"
 

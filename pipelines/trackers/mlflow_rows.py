@@ -30,6 +30,7 @@ from unittest import mock
 import pandas as pd
 
 from evaluators import coverage, keyword_hits
+from pipelines.spec.run_folder import upgrade
 
 log = logging.getLogger(__name__)
 
@@ -55,8 +56,7 @@ TABLE_COLUMNS = [
 def proposal_table(results: pd.DataFrame, task_metrics: pd.DataFrame) -> pd.DataFrame:
     """One row per proposal with its scores (list columns as text: :func:`scalar_lists`)."""
     key = ["role", "task_id", "agent_id", "repeat"]
-    results = results if "repeat" in results else results.assign(repeat=0)
-    tm = task_metrics if "repeat" in task_metrics else task_metrics.assign(repeat=0)
+    results, tm = upgrade(results, ["repeat"]), upgrade(task_metrics, ["repeat"])
     scores = [c for c in TABLE_COLUMNS if (c in tm and c not in results) or c in key]
     rows = scalar_lists(results.merge(tm[scores], on=key, how="left"))
     return rows[[c for c in TABLE_COLUMNS if c in rows]].reset_index(drop=True)

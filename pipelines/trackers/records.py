@@ -18,6 +18,7 @@ import pandas as pd
 
 from pipelines import UserError
 from pipelines.scoring.metrics import task_scores
+from pipelines.spec.run_folder import TASK_METRICS_FILE
 from pipelines.trackers.mlflow import RUN_TAG
 from pipelines.trackers.mlflow_rows import fluent_uri
 
@@ -98,7 +99,7 @@ def run_task_scores(uri: str, mlflow_run_id: str) -> pd.DataFrame | None:
 
     with tempfile.TemporaryDirectory() as tmp:
         try:
-            path = client(uri).download_artifacts(mlflow_run_id, "task_metrics.parquet", tmp)
+            path = client(uri).download_artifacts(mlflow_run_id, TASK_METRICS_FILE, tmp)
         except (MlflowException, OSError):
             return None
         return task_scores(pd.read_parquet(Path(path)))

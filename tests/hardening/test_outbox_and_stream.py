@@ -15,8 +15,9 @@ from pipelines.sinks.collector import Collector
 from pipelines.sinks.messages import agent_messages
 from pipelines.sinks.nats import NatsSink
 from pipelines.sinks.nats_server import embedded_server
-from pipelines.sinks.outbox import OUTBOX_FILE, acked_ids, append_outbox, pending, record_acked
+from pipelines.sinks.outbox import acked_ids, append_outbox, pending, record_acked
 from pipelines.sinks.publisher import connect, ensure_stream
+from pipelines.spec.run_folder import OUTBOX_FILE
 from tests.hardening.test_nats_names import answers
 from tests.nats_helpers import stream_contents
 

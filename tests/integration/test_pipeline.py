@@ -22,7 +22,6 @@ from mlflow import MlflowClient
 
 from pipelines import PROJECT_ROOT
 from pipelines.config import CouncilSpec, ExecutorConfig, RunConfig, compose_config
-from pipelines.deliberation.plan import ORDERS
 from pipelines.driver.night import run_night
 from pipelines.driver.pipeline import RESULT_COLUMNS, load_run_tasks, run_pipeline
 from pipelines.driver.verdict import problems
@@ -36,6 +35,7 @@ from pipelines.replay import main as replay_main
 from pipelines.runtime.procs import free_port, live_descendants
 from pipelines.scoring.metrics import QUALITY_METRICS
 from pipelines.sinks.nats_server import embedded_server
+from pipelines.spec.protocol import ORDERS
 from pipelines.track import main as track_main
 from pipelines.trackers.mlflow_rows import fluent_uri
 from tests.mlflow_helpers import mlflow_server

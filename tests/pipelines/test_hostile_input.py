@@ -20,11 +20,12 @@ from pipelines import PROJECT_ROOT, UserError
 from pipelines.config import DatasetCaps, compose_config, from_record, to_record
 from pipelines.driver.pipeline import load_run_tasks
 from pipelines.driver.resume import resume_run, resumed_config
-from pipelines.driver.runinfo import RUN_INFO_FILE, run_info, write_run_info
+from pipelines.driver.runinfo import run_info, write_run_info
 from pipelines.driver.status import format_line as status_line
 from pipelines.flow.tasks import TaskFileError, load_tasks
 from pipelines.listen import format_line as listen_line
 from pipelines.runtime.durable import write_json
+from pipelines.spec.run_folder import RUN_INFO_FILE
 
 GOOD = {"task_id": "devops-001", "role": "devops", "prompt": "p", "keywords": ["k"]}
 
@@ -170,7 +171,7 @@ def test_a_recorded_interpolation_stays_a_literal_string() -> None:
 
 def test_a_resume_of_a_live_run_is_refused_before_it_reaps_anything(tmp_path: Path) -> None:
     from pipelines.executors import HeldExecutors
-    from pipelines.runtime.reaper import PROCS_FILE
+    from pipelines.spec.run_folder import PROCS_FILE
 
     run_dir = hostile_run_folder(tmp_path)
     engine = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])

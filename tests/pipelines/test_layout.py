@@ -14,7 +14,7 @@ from pipelines import PROJECT_ROOT
 
 PACKAGE = PROJECT_ROOT / "pipelines"
 LAYERS = [
-    {"runtime"},
+    {"runtime", "spec"},
     {"config"},
     {"scoring", "engines"},
     {"sinks", "executors"},

@@ -10,11 +10,12 @@ import pandas as pd
 import pytest
 
 from pipelines.config import compose_config
-from pipelines.deliberation.plan import CHAIR, JUDGE, ORDERS, RANK, Plan, check
+from pipelines.deliberation.plan import Plan, check
 from pipelines.deliberation.prompts import LETTERS, parse_ranking, parse_score
 from pipelines.driver.pipeline import council_requests
 from pipelines.flow.council import agent_prompt, expand
 from pipelines.flow.tasks import Task
+from pipelines.spec.protocol import CHAIR, JUDGE, ORDERS, RANK
 
 TASKS = [Task(task_id=f"dev-00{i}", role="dev", prompt=f"task {i}", keywords=["k"]) for i in (1, 2)]
 FULL = ["deliberation.rounds=2", "deliberation.rank=true", "deliberation.chair=true"]

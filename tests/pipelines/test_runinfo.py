@@ -5,7 +5,8 @@ from dataclasses import asdict
 from pathlib import Path
 
 from pipelines.config import MlflowTrackingConfig, NatsSinkConfig, compose_config
-from pipelines.driver.runinfo import RUN_INFO_FILE, read_run_config, write_run_info
+from pipelines.driver.runinfo import read_run_config, write_run_info
+from pipelines.spec.run_folder import RUN_INFO_FILE
 
 
 def test_run_json_records_every_group_and_masks_passwords(tmp_path: Path, monkeypatch) -> None:

@@ -43,7 +43,7 @@ def test_the_readme_lists_every_exit_status_the_commands_use() -> None:
     import re
 
     from pipelines import PROJECT_ROOT
-    from pipelines.driver.verdict import EXIT_STATUSES
+    from pipelines.spec.exits import EXIT_STATUSES
 
     readme = (PROJECT_ROOT / "README.md").read_text()
     table = readme.split("### Exit status", 1)[1].split("\n\n", 2)[1]
