@@ -23,16 +23,9 @@ import pandas as pd
 
 from pipelines import UserError
 from pipelines.config import MlflowTrackingConfig
-from pipelines.scoring.metrics import QUALITY_METRICS
 from pipelines.spec.exits import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
-from pipelines.trackers.comparison import (
-    DEFAULT_METRICS,
-    DELIBERATION_METRICS,
-    best_marks,
-    comparison,
-    paired_table,
-    plot,
-)
+from pipelines.spec.metrics import DEFAULT_METRICS, DELIBERATION_METRICS, QUALITY_METRICS
+from pipelines.trackers.comparison import best_marks, comparison, paired_table, plot
 from pipelines.trackers.records import fetch_runs, label, resolve, run_task_scores
 
 

@@ -29,17 +29,10 @@ import pandas as pd
 from evaluators import coverage, kendall_w, keyword_hits, rank_agreement, standing
 from pipelines.deliberation.plan import failed
 from pipelines.scoring.metrics import Embed, score_rows, task_diversity
+from pipelines.spec.metrics import ROUND_METRICS
 from pipelines.spec.protocol import CHAIR, CHAIR_ID, JUDGE, ORDERS, PROPOSE, RANK, chair_order
 from pipelines.spec.run_folder import TABLES, final
 
-ROUND_METRICS = [
-    "keyword_relevance",
-    "distinct_2",
-    "self_bleu",
-    "embedding_diversity",
-    "judge_score",
-]
-"""Per-round figures; names are part of the interface."""
 GROUP = ["role", "task_id", "repeat"]
 
 

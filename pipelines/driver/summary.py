@@ -6,7 +6,7 @@ import pandas as pd
 
 from pipelines.deliberation.rounds import deliberation_lines
 from pipelines.driver.pipeline import RunOutcome
-from pipelines.scoring.metrics import QUALITY_METRICS
+from pipelines.spec.metrics import QUALITY_METRICS
 from pipelines.spec.run_folder import (
     METRICS_FILE,
     REPORT_FILE,

@@ -21,9 +21,15 @@ import pandas as pd
 from markupsafe import Markup, escape
 
 from evaluators import keyword_spans
-from pipelines.deliberation.rounds import ROUND_METRICS, deliberation_notes
+from pipelines.deliberation.rounds import deliberation_notes
 from pipelines.report import plots
-from pipelines.scoring.metrics import DIVERSITY_METRICS, QUALITY_METRICS, agent_table
+from pipelines.scoring.metrics import agent_table
+from pipelines.spec.metrics import (
+    DIVERSITY_METRICS,
+    LOWER_IS_BETTER,
+    QUALITY_METRICS,
+    ROUND_METRICS,
+)
 from pipelines.spec.run_folder import (
     METRICS_FILE,
     PAGE_DIR,
@@ -143,6 +149,7 @@ def figures_section(metrics: dict[str, Any], tm: pd.DataFrame) -> list[tuple[str
     """The report's plots, (title, PNG data URI)."""
     overall = metrics["overall"]
     quality = [m for m in QUALITY_METRICS if m in overall]
+    lower = sorted(LOWER_IS_BETTER & set(quality))
     out = []
     if "rounds" in metrics:
         chair = metrics.get("chair", {}).get("judge_score")
@@ -151,7 +158,7 @@ def figures_section(metrics: dict[str, Any], tm: pd.DataFrame) -> list[tuple[str
         )
     out += [
         (
-            "Quality, 95% CI over tasks (lower self_bleu = more diverse)",
+            f"Quality, 95% CI over tasks (lower {', '.join(lower)} = more diverse)",
             plots.interval_bars(
                 quality,
                 [

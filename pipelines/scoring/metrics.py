@@ -23,21 +23,10 @@ from evaluators import (
     self_bleu,
 )
 from pipelines.scoring.stats import bootstrap_ci
+from pipelines.spec.metrics import BY_NAME, DIVERSITY_METRICS, QUALITY_METRICS
 from pipelines.spec.run_folder import upgrade
 
 Embed = Callable[[Sequence[str]], np.ndarray]
-QUALITY_METRICS = [
-    "keyword_relevance",
-    "keyword_full_coverage",
-    "unique_ratio",
-    "distinct_1",
-    "distinct_2",
-    "self_bleu",
-    "embedding_diversity",
-]
-"""Quality figures, run-level and per task; names are part of the interface."""
-DIVERSITY_METRICS = QUALITY_METRICS[2:]
-"""Per-task figures: the quality metrics that compare a task's proposals."""
 
 
 def score_rows(results: pd.DataFrame, keywords: dict[tuple[str, str], list[str]]) -> pd.DataFrame:
@@ -133,11 +122,7 @@ def task_scores(table: pd.DataFrame) -> pd.DataFrame:
     task already) over its repeats. The run-level figure of each metric is the
     mean of this column, which is what the confidence intervals resample.
     """
-    agg = {
-        "keyword_relevance": ("keyword_relevance", "mean"),
-        "keyword_full_coverage": ("keyword_full", "mean"),
-        **{name: (name, "mean") for name in DIVERSITY_METRICS if name in table},
-    }
+    agg = {m: (BY_NAME[m].source, "mean") for m in QUALITY_METRICS if BY_NAME[m].source in table}
     return table.groupby(["role", "task_id"], sort=False).agg(**agg)
 
 

@@ -24,7 +24,7 @@ from typing import Any
 import pandas as pd
 
 from pipelines.runtime.ids import dotted
-from pipelines.scoring.metrics import QUALITY_METRICS
+from pipelines.spec.metrics import QUALITY_METRICS
 
 SCHEMA_VERSION = 1
 AGENT_COMPLETED = "agent.response.completed"

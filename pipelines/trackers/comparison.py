@@ -10,30 +10,13 @@ from typing import Any
 import pandas as pd
 
 from pipelines import UserError
-from pipelines.scoring.metrics import QUALITY_METRICS
 from pipelines.scoring.stats import Paired, paired
+from pipelines.spec.metrics import LOWER_IS_BETTER, QUALITY_METRICS
 from pipelines.trackers.records import run_task_scores
 
-DEFAULT_METRICS = [
-    "keyword_relevance",
-    "unique_ratio",
-    "distinct_2",
-    "self_bleu",
-    "tokens_per_s",
-    "scaling/5_agents/scaling_factor",
-]
-LOWER_IS_BETTER = {"self_bleu", "latency_p50_s", "latency_p95_s", "wall_s"}
 CONFIG = ["role", "model", "agents", "temperature", "diversity_factor", "max_tokens", "rounds"]
 CONFIG_DEFAULTS = {"rounds": "1"}
 """Config columns that runs from before they existed lack, and their value then."""
-DELIBERATION_METRICS = [
-    "round_gain/keyword_relevance",
-    "round_gain/judge_score",
-    "judge/mean_score",
-    "ranking/kendall_w",
-    "chair/judge_minus_best_agent",
-]
-"""Shown by default when some listed run deliberated."""
 
 
 def comparison(runs: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:

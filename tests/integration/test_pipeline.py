@@ -33,8 +33,8 @@ from pipelines.flow.stream import generate_stage
 from pipelines.flow.tasks import Task
 from pipelines.replay import main as replay_main
 from pipelines.runtime.procs import free_port, live_descendants
-from pipelines.scoring.metrics import QUALITY_METRICS
 from pipelines.sinks.nats_server import embedded_server
+from pipelines.spec.metrics import QUALITY_METRICS
 from pipelines.spec.protocol import ORDERS
 from pipelines.track import main as track_main
 from pipelines.trackers.mlflow_rows import fluent_uri
