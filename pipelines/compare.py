@@ -24,7 +24,7 @@ import pandas as pd
 from pipelines import UserError
 from pipelines.config import MlflowTrackingConfig
 from pipelines.spec.exits import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
-from pipelines.spec.metrics import DEFAULT_METRICS, DELIBERATION_METRICS, QUALITY_METRICS
+from pipelines.spec.metrics import DEFAULT_METRICS, PRESENT_METRICS, QUALITY_METRICS
 from pipelines.trackers.comparison import best_marks, comparison, paired_table, plot
 from pipelines.trackers.records import fetch_runs, label, resolve, run_task_scores
 
@@ -92,7 +92,7 @@ def list_runs(uri: str, args: argparse.Namespace) -> int:
         return EXIT_FAILED
     metrics = args.metric or [
         *DEFAULT_METRICS,
-        *(m for m in DELIBERATION_METRICS if runs.get(f"metrics.{m}", pd.Series()).notna().any()),
+        *(m for m in PRESENT_METRICS if runs.get(f"metrics.{m}", pd.Series()).notna().any()),
     ]
     table = comparison(runs, metrics)
     tested = any(m in QUALITY_METRICS for m in metrics)

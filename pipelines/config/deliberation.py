@@ -10,12 +10,19 @@ from omegaconf import MISSING
 from pipelines import UserError
 from pipelines.config.engine import ModelConfig, OpenAIEngineConfig
 
+SCALING, SELF_CONSISTENCY = "scaling", "self_consistency"
+
 
 @dataclass
 class ExperimentConfig:
     name: str = "none"
     # Council sizes of the scaling experiment.
     agents: List[int] = field(default_factory=list)  # noqa: UP006
+    # self_consistency: samples of one agent per task; null: as many requests as
+    # the council of the run's agents and deliberation.* would spend.
+    samples: Optional[int] = None  # noqa: UP045
+    # self_consistency: the council whose budget it matches (set by the run).
+    budget_of: str = ""
 
 
 REVISE_PROMPT = (

@@ -11,6 +11,7 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 
 from pipelines import PROJECT_ROOT, UserError, runs_root
 from pipelines.config.deliberation import (
+    SELF_CONSISTENCY,
     DeliberationConfig,
     ExperimentConfig,
     JudgeConfig,
@@ -100,6 +101,30 @@ class RunConfig(CouncilSpec):
             )
         if self.experiment.name == "scaling" and (not sizes or min(sizes) < 1):
             raise UserError(f"experiment.agents must be council sizes >= 1, got {list(sizes)}")
+        if self.experiment.name == SELF_CONSISTENCY:
+            self._one_agent_at_the_council_budget()
+
+    def _one_agent_at_the_council_budget(self) -> None:
+        """``experiment=self_consistency``: agent 1 of the council (base temperature, no
+        persona) sampled as many times per task as the council described by ``agents``
+        and ``deliberation.*`` sends requests (proposals, rankings, chair), one round;
+        the majority vote of its samples is its answer. Idempotent (a resume re-reads it)."""
+        if self.judge.name != "none":
+            raise UserError(
+                "experiment=self_consistency votes over samples; run it with judge=none"
+            )
+        d, e = self.deliberation, self.experiment
+        council = Protocol(d.rounds, d.rank, d.chair).requests(self.agents)
+        if e.samples is not None and e.samples < 1:
+            raise UserError(f"experiment.samples must be >= 1 (or null), got {e.samples}")
+        if e.samples is None:
+            steps = [f"rounds={d.rounds}"] + [
+                s for s, on in (("rank", d.rank), ("chair", d.chair)) if on
+            ]
+            e.budget_of = f"agents={self.agents} " + " ".join(steps)
+            e.samples = council
+        self.agents, self.diversity_factor, self.personas = e.samples, 1.0, False
+        self.deliberation = DeliberationConfig()
 
     def batches_in_flight(self) -> int:
         """Batches each engine replica holds at once: one in the deterministic mode,

@@ -27,8 +27,10 @@ import numpy as np
 import pandas as pd
 
 from evaluators import coverage, kendall_w, keyword_hits, rank_agreement, standing
+from pipelines.deliberation.accuracy import deliberation_truth
 from pipelines.deliberation.plan import failed
-from pipelines.scoring.metrics import Embed, score_rows, task_diversity
+from pipelines.scoring.metrics import Embed, score_rows, task_figures, truth_means
+from pipelines.scoring.truth import References
 from pipelines.spec.metrics import ROUND_METRICS
 from pipelines.spec.protocol import CHAIR, CHAIR_ID, JUDGE, ORDERS, PROPOSE, RANK, chair_order
 from pipelines.spec.run_folder import TABLES, final
@@ -117,12 +119,14 @@ def round_figures(
     keywords: Mapping[tuple[str, str], list[str]],
     embed: Embed | None,
     judge: pd.DataFrame,
-) -> list[dict[str, Any]]:
-    """Per round: keyword relevance, diversity and mean judge score of its proposals."""
-    out = []
+    refs: References | None = None,
+) -> tuple[list[dict[str, Any]], list[tuple[pd.DataFrame, pd.DataFrame]]]:
+    """Per round: keyword relevance, diversity, mean judge score and (with ``refs``)
+    accuracy of its proposals; and each round's scored rows and per-task figures."""
+    out, tables = [], []
     for r, part in proposals.groupby("round", sort=True):
-        scored = score_rows(part, dict(keywords))
-        diversity = task_diversity(scored, embed)
+        scored = score_rows(part, dict(keywords), refs)
+        diversity = task_figures(scored, embed, refs)
         figures: dict[str, Any] = {
             "round": int(r),
             "proposals": len(part),
@@ -133,8 +137,11 @@ def round_figures(
             figures[name] = _mean(diversity[name]) if name in diversity else None
         scores = judge[(judge["round"] == r) & (judge["target"] != CHAIR_ID)]["score"]
         figures["judge_score"] = _mean(scores)
+        truth = truth_means(scored, diversity)
+        figures.update({k: v for k, v in truth.items() if k in ROUND_METRICS})
         out.append(figures)
-    return out
+        tables.append((scored, diversity))
+    return out, tables
 
 
 def ranking_figures(rankings: pd.DataFrame) -> dict[str, Any]:
@@ -222,10 +229,12 @@ def deliberation_figures(
     keywords: Mapping[tuple[str, str], list[str]],
     embed: Embed | None,
     judge_name: str,
+    refs: References | None = None,
 ) -> dict[str, Any]:
-    """The ``rounds``, ``round_gain``, ``ranking``, ``chair`` and ``judge`` sections."""
+    """The ``rounds``, ``round_gain``, ``ranking``, ``chair`` and ``judge`` sections,
+    and ``truth`` (:mod:`pipelines.deliberation.accuracy`) with reference answers."""
     judge = tables["judge"]
-    rounds = round_figures(proposals, keywords, embed, judge)
+    rounds, per_round = round_figures(proposals, keywords, embed, judge, refs)
     out: dict[str, Any] = {"rounds": rounds}
     if len(rounds) > 1:
         out["round_gain"] = {
@@ -244,6 +253,9 @@ def deliberation_figures(
             "errors": int(judge["error"].map(failed).sum()),
             "mean_score": _mean(judge["score"]),
         }
+    if refs and rounds[-1].get("accuracy") is not None:
+        scored = pd.concat([t[0] for t in per_round])
+        out["truth"] = deliberation_truth(scored, per_round[-1][1], dict(tables), refs)
     return out
 
 

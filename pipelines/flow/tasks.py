@@ -5,13 +5,22 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from pipelines import UserError
 from pipelines.config.roles import DatasetCaps
 from pipelines.runtime.ids import Id
+from pipelines.spec import verifiers
 
 TASK_COLUMNS = ["task_id", "role", "prompt", "keywords", "context", "tags", "max_tokens"]
 
@@ -28,6 +37,28 @@ class Task(BaseModel):
     context: str | None = None
     tags: list[str] = Field(default_factory=list)
     max_tokens: int | None = Field(default=None, ge=1)
+    answer: str | None = Field(default=None, min_length=1)
+    """The reference answer of a verifiable task (see :attr:`verified_by`)."""
+    verifier: str | None = None
+    """How a proposal's final answer is checked against :attr:`answer`: ``exact``
+    (the default), ``numeric``, ``choice`` (needs :attr:`choices`) or
+    ``reasoning_gym:<dataset>`` (that generator's own ``score_answer``, needs
+    :attr:`metadata`)."""
+    choices: list[str] | None = None
+    metadata: dict[str, Any] | None = None
+    """The generator's record of a ``reasoning_gym`` task, which its scorer reads; for
+    ``python_tests``, ``preamble``: code run before the proposal's (imports, signature)."""
+    tests: str | None = None
+    """``python_tests``: code defining ``check(candidate)``, which raises on a wrong one."""
+    entry_point: str | None = None
+    """``python_tests``: the function the proposal defines, passed to ``check``."""
+
+    @property
+    def verified_by(self) -> str | None:
+        """The verifier of a task with a reference answer, else None."""
+        if self.answer is None:
+            return None
+        return self.verifier or verifiers.EXACT
 
     @field_validator("prompt")
     @classmethod
@@ -43,6 +74,20 @@ class Task(BaseModel):
             raise ValueError("keywords must not be blank")
         return keywords
 
+    @model_validator(mode="after")
+    def _verifiable(self) -> Task:
+        problem = verifiers.problem(
+            self.verifier,
+            self.answer,
+            self.choices,
+            self.metadata is not None,
+            self.tests,
+            self.entry_point,
+        )
+        if problem:
+            raise ValueError(problem)
+        return self
+
 
 class TaskFileError(UserError):
     """A dataset file that cannot be used, with file and line in the message."""
@@ -53,7 +98,11 @@ def _describe(err: ValidationError) -> str:
     for e in err.errors():
         field = ".".join(str(x) for x in e["loc"]) or "<record>"
         msg = "unknown field" if e["type"] == "extra_forbidden" else e["msg"]
-        parts.append(f"field '{field}': {msg.removeprefix('Value error, ')}")
+        msg = msg.removeprefix("Value error, ")
+        # A check over several fields names its own field.
+        parts.append(
+            msg if not e["loc"] and msg.startswith("field '") else f"field '{field}': {msg}"
+        )
     return "; ".join(parts)
 
 
@@ -228,3 +277,20 @@ def _past_a_cap(task: Task, caps: DatasetCaps) -> str | None:
 def tasks_frame(tasks: list[Task]) -> pd.DataFrame:
     """The tasks as a table, one row per task, in file order."""
     return pd.DataFrame([t.model_dump() for t in tasks], columns=TASK_COLUMNS)
+
+
+def references(tasks: list[Task]) -> dict[tuple[str, str], verifiers.Reference]:
+    """The reference answers of the tasks that have one, by (role, task_id)."""
+    return {
+        (t.role, t.task_id): verifiers.Reference(
+            t.answer,
+            t.verified_by,
+            tuple(t.choices or ()),
+            t.metadata,
+            t.prompt,
+            t.tests or "",
+            t.entry_point or "",
+        )
+        for t in tasks
+        if t.answer is not None and t.verified_by is not None
+    }

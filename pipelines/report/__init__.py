@@ -21,9 +21,11 @@ import pandas as pd
 from markupsafe import Markup, escape
 
 from evaluators import keyword_spans
+from pipelines.deliberation.accuracy import truth_lines as deliberation_truth_lines
 from pipelines.deliberation.rounds import deliberation_notes
 from pipelines.report import plots
 from pipelines.scoring.metrics import agent_table
+from pipelines.scoring.truth import truth_lines
 from pipelines.spec.metrics import (
     DIVERSITY_METRICS,
     LOWER_IS_BETTER,
@@ -94,7 +96,8 @@ def task_cards(
     """
     key = ["role", "task_id", "agent_id", "repeat"]
     diversity = [c for c in DIVERSITY_METRICS if c in tm]
-    scores = ["keywords", "keyword_hits", "keyword_relevance", *diversity]
+    truth = [c for c in ("answer_extracted", "verdict") if c in tm]
+    scores = ["keywords", "keyword_hits", "keyword_relevance", *diversity, *truth]
     rows = results.merge(tm[[*key, *scores]], on=key, how="inner")
     rows["task_order"] = rows.groupby(["role", "task_id"], sort=False).ngroup()
     rows = rows.sort_values(["task_order", "repeat", "agent_index"], kind="stable")
@@ -136,6 +139,7 @@ def task_cards(
                         "tokens": r["completion_tokens"],
                         "finish": r["finish_reason"],
                         "error": r["error"],
+                        "verdict": verdict_text(r) if truth else "",
                         "proposal": highlighted(r["proposal"] or "", keywords),
                     }
                     for r in part
@@ -143,6 +147,15 @@ def task_cards(
             }
         )
     return cards
+
+
+def verdict_text(row: dict[str, Any]) -> str:
+    """``answer 4: correct`` (a task with a reference answer), else ``""``."""
+    verdict = row.get("verdict")
+    if not isinstance(verdict, str):
+        return ""
+    answer = row.get("answer_extracted")
+    return f"answer {answer}: {verdict}" if isinstance(answer, str) else verdict.replace("_", " ")
 
 
 def figures_section(metrics: dict[str, Any], tm: pd.DataFrame) -> list[tuple[str, str]]:
@@ -248,9 +261,12 @@ def render(run_dir: Path, page_tasks: int = PAGE_TASKS) -> tuple[str, list[str]]
         agents=agent_table(tm).to_dict(orient="records"),
         scaling=metrics.get("scaling"),
         rounds=metrics.get("rounds"),
-        round_metrics=ROUND_METRICS,
+        round_metrics=[
+            n for n in ROUND_METRICS if any(r.get(n) is not None for r in metrics.get("rounds", []))
+        ],
         round_gain=metrics.get("round_gain", {}),
         deliberation=deliberation_notes(metrics),
+        truth=truth_lines(overall) + deliberation_truth_lines(metrics),
         figures=figures_section(metrics, tm),
     )
     scripts = [f"councilPage({n}, {json.dumps(page)});\n" for n, page in enumerate(pages[1:], 2)]

@@ -23,22 +23,41 @@ from evaluators import (
     self_bleu,
 )
 from pipelines.scoring.stats import bootstrap_ci
-from pipelines.spec.metrics import BY_NAME, DIVERSITY_METRICS, QUALITY_METRICS
+from pipelines.scoring.truth import (
+    TRUTH_COLUMNS,
+    References,
+    score_truth,
+    task_truth,
+    truth_section,
+)
+from pipelines.spec.metrics import (
+    BY_NAME,
+    DIVERSITY_METRICS,
+    QUALITY_METRICS,
+    TASK,
+    TRUTH_METRICS,
+)
 from pipelines.spec.run_folder import upgrade
 
 Embed = Callable[[Sequence[str]], np.ndarray]
 
 
-def score_rows(results: pd.DataFrame, keywords: dict[tuple[str, str], list[str]]) -> pd.DataFrame:
-    """``results`` plus per-proposal keyword columns.
+def score_rows(
+    results: pd.DataFrame,
+    keywords: dict[tuple[str, str], list[str]],
+    refs: References | None = None,
+) -> pd.DataFrame:
+    """``results`` plus per-proposal keyword columns, and the truth columns when
+    some task has a reference answer.
 
     Adds ``keywords`` (expected), ``keyword_hits`` (bool per keyword),
     ``keyword_relevance`` and ``keyword_full`` (every keyword hit). A failed
-    request scores no hit.
+    request scores no hit. With ``refs``: :data:`pipelines.scoring.truth.TRUTH_COLUMNS`.
 
     Args:
         results: the results table.
         keywords: expected keywords by (role, task_id).
+        refs: reference answers by (role, task_id), of the tasks that have one.
     """
     scored = upgrade(results, ["repeat"]).copy()  # before repeats: one sample each
     # Lists, not Series iteration: several times faster on Arrow-backed strings.
@@ -55,7 +74,25 @@ def score_rows(results: pd.DataFrame, keywords: dict[tuple[str, str], list[str]]
     scored["keyword_hits"] = hits
     scored["keyword_relevance"] = [coverage(h) for h in hits]
     scored["keyword_full"] = [bool(h) and all(h) for h in hits]
-    return scored
+    return score_truth(scored, refs) if refs else scored
+
+
+def task_figures(
+    scored: pd.DataFrame,
+    embed: Embed | None = None,
+    refs: References | None = None,
+    chair: pd.DataFrame | None = None,
+    *,
+    bleu: bool = True,
+) -> pd.DataFrame:
+    """Per (role, task_id, repeat): :func:`task_diversity`, and with ``refs`` the
+    council's majority vote, pass@N and its answer's accuracy (the chair's where
+    ``chair`` holds one: :func:`pipelines.scoring.truth.task_truth`)."""
+    diversity = task_diversity(scored, embed, bleu=bleu)
+    if not refs or "verdict" not in scored:
+        return diversity
+    truth = task_truth(scored, refs, chair)
+    return diversity.merge(truth, on=["role", "task_id", "repeat"], how="outer")
 
 
 def task_diversity(
@@ -91,6 +128,17 @@ def task_diversity(
     )
 
 
+def truth_means(scored: pd.DataFrame, per_task: pd.DataFrame) -> dict[str, float]:
+    """The truth metrics, over the tasks with a reference answer (none without one)."""
+    out = {}
+    for name in TRUTH_METRICS:
+        metric = BY_NAME[name]
+        table = per_task if metric.over == TASK else scored
+        if metric.source in table and table[metric.source].notna().any():
+            out[name] = float(table[metric.source].mean())
+    return out
+
+
 def task_metrics(scored: pd.DataFrame, diversity: pd.DataFrame) -> pd.DataFrame:
     """Per (task, agent): keyword scores, with the task's diversity alongside."""
     cols = [
@@ -105,6 +153,7 @@ def task_metrics(scored: pd.DataFrame, diversity: pd.DataFrame) -> pd.DataFrame:
         "keyword_hits",
         "keyword_relevance",
         "keyword_full",
+        *TRUTH_COLUMNS,
         "completion_tokens",
         "error",
     ]
@@ -190,6 +239,9 @@ def _figures(scored: pd.DataFrame, diversity: pd.DataFrame, wall_s: float) -> di
     for name in DIVERSITY_METRICS:
         if name in diversity:
             figures[name] = float(diversity[name].mean()) if len(diversity) else 0.0
+    figures.update(truth_means(scored, diversity))
+    if figures.get("accuracy") is not None:
+        figures["truth"] = truth_section(scored, diversity)
     per_agent = task_metrics(scored, diversity)
     figures.update(interval_figures(task_scores(per_agent)))
     figures.update(repeat_spread(per_agent))
@@ -236,15 +288,14 @@ def agent_table(scored: pd.DataFrame) -> pd.DataFrame:
 
     Works on the scored results and on ``task_metrics.parquet`` alike.
     """
-    return (
-        scored.groupby(["role", "agent_id"])
-        .agg(
-            temperature=("temperature", "first"),
-            proposals=("task_id", "size"),
-            errors=("error", lambda e: int(e.notna().sum())),
-            keyword_relevance=("keyword_relevance", "mean"),
-            keyword_full_coverage=("keyword_full", "mean"),
-            mean_tokens=("completion_tokens", "mean"),
-        )
-        .reset_index()
-    )
+    columns = {
+        "temperature": ("temperature", "first"),
+        "proposals": ("task_id", "size"),
+        "errors": ("error", lambda e: int(e.notna().sum())),
+        "keyword_relevance": ("keyword_relevance", "mean"),
+        "keyword_full_coverage": ("keyword_full", "mean"),
+        "mean_tokens": ("completion_tokens", "mean"),
+    }
+    if "correct" in scored and scored["correct"].notna().any():
+        columns["accuracy"] = ("correct", "mean")
+    return scored.groupby(["role", "agent_id"]).agg(**columns).reset_index()

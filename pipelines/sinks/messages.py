@@ -24,7 +24,7 @@ from typing import Any
 import pandas as pd
 
 from pipelines.runtime.ids import dotted
-from pipelines.spec.metrics import QUALITY_METRICS
+from pipelines.spec.metrics import QUALITY_METRICS, TRUTH_METRICS
 
 SCHEMA_VERSION = 1
 AGENT_COMPLETED = "agent.response.completed"
@@ -32,7 +32,8 @@ AGENT_FAILED = "agent.response.failed"
 DELIBERATION_COMPLETED = "deliberation.completed"
 DELIBERATION_FAILED = "deliberation.failed"
 STREAM_SUBJECTS = ["agent.response.>", "deliberation.>"]
-TASK_SCORES = QUALITY_METRICS
+TASK_SCORES = [m for m in QUALITY_METRICS if m not in TRUTH_METRICS]
+"""Scores a deliberation message carries (the agents' messages hold no reference answer)."""
 
 
 @dataclass(frozen=True)

@@ -93,6 +93,19 @@ def flatten_metrics(metrics: dict[str, Any], task_metrics: pd.DataFrame) -> dict
             put(f"{section}/", metrics[section])
     for agent, points in metrics.get("ranking", {}).get("borda", {}).items():
         out[f"ranking/borda/{agent}"] = float(points)
+
+    def put_tree(prefix: str, tree: dict[str, Any]) -> None:
+        put(prefix, tree)
+        for k, v in tree.items():
+            if isinstance(v, dict):
+                put_tree(f"{prefix}{_key(str(k))}/", v)
+
+    # Ground truth: verdicts and accuracy per agent; a deliberation's flips, chair, judge.
+    put_tree("truth/", metrics["overall"].get("truth", {}))
+    deliberation = dict(metrics.get("truth", {}))
+    for f in deliberation.pop("flips", []):
+        put(f"truth/flips/{f['from_round']}_{f['to_round']}/", f)
+    put_tree("truth/", deliberation)
     per_agent = task_metrics.groupby("agent_id")[AGENT_METRICS].mean()
     for agent, row in per_agent.iterrows():
         put(f"agent/{agent}/", row.to_dict())

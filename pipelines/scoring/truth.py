@@ -1,0 +1,177 @@
+"""Ground truth: each proposal's final answer checked against its task's reference.
+
+Per proposal (:func:`score_truth`): ``answer_extracted`` (the answer it states,
+:func:`evaluators.answers.extract_answer`), ``verdict`` (``correct``, ``wrong``,
+``no_answer`` when it states none, ``failed`` when its request failed) and
+``correct`` (1.0 or 0.0; NaN for a task without a reference). Per task and
+repeat (:func:`task_truth`): ``majority_accuracy`` (the council's majority
+answer is right) and ``pass_at_n`` (some agent is right). Tasks without a
+reference have none of these figures.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy.stats import mannwhitneyu
+
+from evaluators.answers import majority
+from pipelines.scoring.stats import bootstrap_ci
+from pipelines.spec.verifiers import Reference
+
+CORRECT, WRONG, NO_ANSWER, FAILED = "correct", "wrong", "no_answer", "failed"
+TRUTH_COLUMNS = ["answer_extracted", "verdict", "correct", "no_answer"]
+GROUP = ["role", "task_id", "repeat"]
+
+
+References = Mapping[tuple[str, str], Reference]
+
+
+def verdict(text: str, failed: bool, reference: Reference) -> tuple[str | None, str]:
+    """A proposal's extracted answer and verdict."""
+    if failed:
+        return None, FAILED
+    answer = reference.extract(text)
+    if answer is None:
+        return None, NO_ANSWER
+    return answer, CORRECT if reference.check(answer) else WRONG
+
+
+def score_truth(scored: pd.DataFrame, refs: References) -> pd.DataFrame:
+    """``scored`` plus :data:`TRUTH_COLUMNS` (NaN ``correct`` where a task has no reference)."""
+    out = scored.copy()
+    keys = zip(out["role"].tolist(), out["task_id"].tolist(), strict=True)
+    rows = zip(keys, out["proposal"].tolist(), out["error"].notna().tolist(), strict=True)
+    extracted, verdicts = [], []
+    for key, text, failed in rows:
+        ref = refs.get(key)
+        answer, v = verdict(text or "", failed, ref) if ref is not None else (None, None)
+        extracted.append(answer)
+        verdicts.append(v)
+    out["answer_extracted"] = extracted
+    out["verdict"] = verdicts
+    known = [v is not None for v in verdicts]
+    out["correct"] = [
+        float(v == CORRECT) if k else np.nan for v, k in zip(verdicts, known, strict=True)
+    ]
+    out["no_answer"] = [
+        float(v == NO_ANSWER) if k else np.nan for v, k in zip(verdicts, known, strict=True)
+    ]
+    return out
+
+
+def task_truth(
+    scored: pd.DataFrame, refs: References, chair: pd.DataFrame | None = None
+) -> pd.DataFrame:
+    """Per (role, task_id, repeat) of a task with a reference: ``majority_answer``,
+    ``majority_accuracy`` and ``pass_at_n`` over its proposals (``scored`` holds
+    :data:`TRUTH_COLUMNS`; a failed or answerless proposal does not vote), and
+    ``answer_accuracy``: the council's answer is right, the chair's where ``chair``
+    (``chair.parquet``) holds one, else the majority vote's."""
+    chaired = {}
+    if chair is not None:
+        for r in chair.itertuples():
+            if (ref := refs.get((r.role, r.task_id))) is not None:
+                chaired[(r.role, r.task_id, r.repeat)] = verdict(r.answer or "", False, ref)[1]
+    rows = []
+    known = scored[scored["verdict"].notna()]
+    for (role, task_id, repeat), group in known.groupby(GROUP, sort=False):
+        group = group.sort_values("agent_index")
+        # pandas keeps a missing answer as NaN in a string column
+        answers = [a if isinstance(a, str) else None for a in group["answer_extracted"]]
+        vote = majority(answers)
+        right = float(vote is not None and refs[(role, task_id)].check(vote))
+        from_chair = chaired.get((role, task_id, repeat))
+        rows.append(
+            {
+                "role": role,
+                "task_id": task_id,
+                "repeat": repeat,
+                "majority_answer": vote,
+                "majority_accuracy": right,
+                "pass_at_n": float(group["correct"].max()),
+                "answer_accuracy": right if from_chair is None else float(from_chair == CORRECT),
+            }
+        )
+    return pd.DataFrame(rows, columns=[*GROUP, *TASK_TRUTH_COLUMNS])
+
+
+TASK_TRUTH_COLUMNS = ["majority_answer", "majority_accuracy", "pass_at_n", "answer_accuracy"]
+
+
+def with_ci(values: pd.Series | np.ndarray) -> dict[str, float | None]:
+    """The mean of per-task ``values`` and its 95 % bootstrap interval."""
+    x = np.asarray(values, dtype=float)
+    ci = bootstrap_ci(x)
+    mean = float(np.nanmean(x)) if np.isfinite(x).any() else None
+    return {"mean": mean, "ci_low": ci[0] if ci else None, "ci_high": ci[1] if ci else None}
+
+
+def interval(f: dict[str, Any], signed: bool = False) -> str:
+    """``0.412 [0.350, 0.470]`` from a :func:`with_ci` record (``-`` without a mean)."""
+    if not f or f.get("mean") is None:
+        return "-"
+    fmt = "+.3f" if signed else ".3f"
+    text = format(f["mean"], fmt)
+    if f.get("ci_low") is not None:
+        text += f" [{format(f['ci_low'], fmt)}, {format(f['ci_high'], fmt)}]"
+    return text
+
+
+def agent_accuracy(scored: pd.DataFrame) -> dict[str, dict[str, float | None]]:
+    """Per agent: accuracy over tasks with its interval (tasks are the resampled unit)."""
+    known = scored[scored["verdict"].notna()]
+    out = {}
+    for agent, part in known.groupby("agent_id", sort=True):
+        per_task = part.groupby(["role", "task_id"], sort=False)["correct"].mean()
+        out[str(agent)] = {**with_ci(per_task), "tasks": len(per_task)}
+    return out
+
+
+def auroc(scores: pd.Series | np.ndarray, labels: pd.Series | np.ndarray) -> float | None:
+    """How well ``scores`` separate right answers from wrong ones: the probability
+    that a right one scores above a wrong one (ties count half; Mann-Whitney U over
+    the pairs). 0.5 is chance; None without both kinds or with a missing score."""
+    s, y = np.asarray(scores, dtype=float), np.asarray(labels, dtype=float)
+    keep = np.isfinite(s) & np.isfinite(y)
+    s, y = s[keep], y[keep]
+    right, wrong = s[y == 1.0], s[y == 0.0]
+    if not len(right) or not len(wrong):
+        return None
+    u = mannwhitneyu(right, wrong, alternative="two-sided").statistic
+    return float(u / (len(right) * len(wrong)))
+
+
+def truth_section(scored: pd.DataFrame, per_task: pd.DataFrame) -> dict[str, Any]:
+    """The ``truth`` section of metrics.json: verdict counts, accuracy per agent,
+    and whether keyword relevance tracks correctness (AUROC over the proposals)."""
+    known = scored[scored["verdict"].notna()]
+    counts = known["verdict"].value_counts()
+    out: dict[str, Any] = {
+        "tasks": int(per_task[["role", "task_id"]].drop_duplicates().shape[0]),
+        "proposals": len(known),
+        **{v: int(counts.get(v, 0)) for v in (CORRECT, WRONG, NO_ANSWER, FAILED)},
+        "agents": agent_accuracy(scored),
+    }
+    if "keyword_relevance" in known:
+        out["keyword_auroc"] = auroc(known["keyword_relevance"], known["correct"])
+    return out
+
+
+def truth_lines(overall: dict[str, Any]) -> list[str]:
+    """Console lines: verdicts, accuracy per agent, whether keywords track truth."""
+    t = overall.get("truth")
+    if not t:
+        return []
+    auc = t.get("keyword_auroc")
+    lines = [
+        f"ground truth: {t['tasks']} tasks, {t['proposals']} proposals: {t[CORRECT]} correct, "
+        f"{t[WRONG]} wrong, {t[NO_ANSWER]} with no final answer, {t[FAILED]} failed; "
+        f"keyword relevance vs correct AUROC {'-' if auc is None else f'{auc:.2f}'} (0.5 chance)",
+        "  accuracy per agent: "
+        + ", ".join(f"{agent} {interval(f)}" for agent, f in t["agents"].items()),
+    ]
+    return lines

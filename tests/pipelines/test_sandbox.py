@@ -1,0 +1,181 @@
+"""The code sandbox, attacked for real: each test runs the escape attempt a proposal
+could make and checks what the host saw."""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+import uuid
+from pathlib import Path
+
+import psutil
+import pytest
+
+from pipelines import PROJECT_ROOT
+from pipelines.flow.tasks import TaskFileError, load_tasks
+from pipelines.runtime import sandbox
+from pipelines.runtime.sandbox import Limits, run_python
+from pipelines.spec.verifiers import PYTHON_TESTS, Reference
+
+
+def left_behind(marker: str) -> list[int]:
+    """Processes on this host whose command line holds ``marker``."""
+    found = []
+    for p in psutil.process_iter(["pid", "cmdline"]):
+        if marker in " ".join(p.info["cmdline"] or []):
+            found.append(p.info["pid"])
+    return found
+
+
+def test_it_runs_code_and_reports_its_output() -> None:
+    done = run_python("print(sum(range(10)))")
+    assert done.passed and done.output == "45\n"
+    failed = run_python("raise SystemExit(3)")
+    assert (failed.status, failed.returncode) == ("failed", 3)
+
+
+def test_a_proposal_cannot_read_the_run_folder_the_project_or_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run = tmp_path / "runs" / "r1"
+    run.mkdir(parents=True)
+    (run / "results.parquet").write_text("secret answers")
+    monkeypatch.setenv("COUNCIL_TEST_SECRET", "s3cr3t-value")
+    program = f"""
+import json, os
+seen = {{}}
+for path in [{str(run / "results.parquet")!r}, {str(PROJECT_ROOT / "README.md")!r}, "/etc/shadow"]:
+    try:
+        seen[path] = open(path).read()[:20]
+    except OSError as e:
+        seen[path] = type(e).__name__
+seen["root"] = sorted(os.listdir("/"))
+seen["env"] = dict(os.environ)
+open("mine.txt", "w").write("a proposal may write its own folder")
+print(json.dumps(seen))
+"""
+    done = run_python(program)
+    assert done.passed, done.output
+    seen = json.loads(done.output)
+    assert seen[str(run / "results.parquet")] == "FileNotFoundError"
+    assert seen[str(PROJECT_ROOT / "README.md")] == "FileNotFoundError"
+    assert seen["/etc/shadow"] == "FileNotFoundError"
+    assert seen["root"] == ["bin", "dev", "lib", "lib64", "proc", "python", "sandbox", "tmp", "usr"]
+    assert "COUNCIL_TEST_SECRET" not in seen["env"] and "s3cr3t" not in done.output
+
+
+def test_a_proposal_cannot_open_a_socket_to_the_host() -> None:
+    server = socket.create_server(("127.0.0.1", 0))
+    server.settimeout(0.2)
+    port = server.getsockname()[1]
+    program = f"""
+import socket
+for target in [("127.0.0.1", {port}), ("1.1.1.1", 80)]:
+    try:
+        socket.create_connection(target, timeout=2)
+        print("connected", target)
+    except OSError as e:
+        print("refused", target, type(e).__name__)
+"""
+    done = run_python(program)
+    with pytest.raises(TimeoutError):
+        server.accept()  # nothing reached the host's loopback
+    server.close()
+    assert "connected" not in done.output
+    assert done.output.count("refused") == 2, done.output
+
+
+def test_a_fork_bomb_is_capped_and_leaves_nothing_running() -> None:
+    many = """
+import os, time
+forks = 0
+for _ in range(200):
+    try:
+        if os.fork() == 0:
+            time.sleep(30)
+            os._exit(0)
+        forks += 1
+    except OSError:
+        break
+print(forks)
+"""
+    counted = run_python(many, Limits(wall_s=5))
+    assert counted.passed and int(counted.output) < Limits().processes
+    start = time.monotonic()
+    bomb = run_python(
+        "import os\nwhile True:\n    try:\n        os.fork()\n"
+        "    except OSError:\n        pass",
+        Limits(wall_s=3),
+    )
+    assert bomb.status == "timeout" and time.monotonic() - start < 10
+    time.sleep(0.5)
+    assert left_behind("/sandbox/main.py") == []
+
+
+def test_a_proposal_cannot_outlive_its_timeout_or_leave_a_daemon() -> None:
+    marker = f"daemon-{uuid.uuid4().hex}"
+    program = f"""
+import subprocess, sys, time
+# a grandchild in its own session, as a daemon would
+subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)  # {marker}"],
+                 start_new_session=True)
+print("spawned", flush=True)
+time.sleep(120)
+"""
+    start = time.monotonic()
+    done = run_python(program, Limits(wall_s=2))
+    assert done.status == "timeout" and time.monotonic() - start < 6
+    time.sleep(0.5)
+    assert left_behind(marker) == []
+    # Ending on time does not leave its daemon either.
+    quick = run_python(program.replace("time.sleep(120)\n", "\n"), Limits(wall_s=10))
+    assert quick.passed
+    time.sleep(0.5)
+    assert left_behind(marker) == []
+
+
+def test_cpu_memory_and_file_limits_hold() -> None:
+    start = time.monotonic()
+    spin = run_python("while True:\n    pass", Limits(wall_s=30, cpu_s=1))
+    assert spin.status == "timeout" and time.monotonic() - start < 10
+    memory = run_python("x = bytearray(2 * 1024**3)", Limits(memory_mb=256))
+    assert memory.status == "failed" and "MemoryError" in memory.output
+    big = run_python("open('big', 'wb').write(b'x' * 5 * 1024 * 1024)", Limits(file_mb=1))
+    assert big.status == "failed" and "File too large" in big.output
+
+
+def test_python_tests_pass_a_right_function_and_fail_a_wrong_one() -> None:
+    ref = Reference(
+        "def add(a, b):\n    return a + b",
+        PYTHON_TESTS,
+        metadata={"preamble": "def add(a: int, b: int) -> int:\n    '''a + b'''\n"},
+        tests="def check(candidate):\n    assert candidate(2, 3) == 5\n",
+        entry_point="add",
+    )
+    right = "Here it is:\n```python\ndef add(a, b):\n    return a + b\n```"
+    wrong = "```python\ndef add(a, b):\n    return a - b\n```"
+    assert ref.check(ref.extract(right) or "")
+    assert not ref.check(ref.extract(wrong) or "")
+    assert ref.extract("def add(a, b): return a + b") is None  # no code block: no answer
+
+
+def test_code_tasks_are_refused_without_bubblewrap_faked_missing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    task = {
+        "task_id": "c1",
+        "role": "dev",
+        "prompt": "Write add.",
+        "keywords": ["add"],
+        "answer": "def add(a, b):\n    return a + b",
+        "verifier": "python_tests",
+        "tests": "def check(c):\n    assert c(1, 2) == 3\n",
+        "entry_point": "add",
+    }
+    path = tmp_path / "code.jsonl"
+    path.write_text(json.dumps(task) + "\n")
+    assert load_tasks(path)[0].verified_by == PYTHON_TESTS
+    monkeypatch.setattr(sandbox, "bwrap", lambda: None)
+    with pytest.raises(TaskFileError, match=r"code\.jsonl:1: .*needs bubblewrap: apt-get install"):
+        load_tasks(path)
