@@ -20,35 +20,69 @@ CODE_INSTRUCTION = "Reply with the whole function in one ```python code block."
 
 # re reads \uff1a (a full-width colon) and \u2212 (a minus sign) in a pattern.
 _ANSWER_LINE = re.compile(
-    r"(?im)^[\s>#*_`-]*(?:the\s+)?(?:final\s+)?answer(?:\s+is)?\s*[*_]*\s*[:=\uff1a]"
+    r"(?im)^[\s>#*_`-]*(?:(?:the|your|my)\s+)?(?:final\s+)?answer(?:\s+is)?\s*[*_]*\s*[:=\uff1a]"
     r"\s*(?P<text>.*\S)"
 )
-_ANSWER_IS = re.compile(r"(?i)\b(?:final\s+)?answer\s+is\s*[:\uff1a]?\s*(?P<text>[^\n]*\S)")
+_ANSWER_IS = re.compile(
+    r"(?i)\b(?:the|my|final)\s+(?:final\s+)?answer(?:\s+to\s+[^\n.\"`]{1,80}?)?\s+is\s*[:\uff1a]?"
+    r"\s*(?P<text>[^\n]*?)\s*(?:\.\s|\.?$)",
+    re.M,
+)
 _BOXED = re.compile(r"\\boxed\{(?P<text>[^{}]*)\}")
 _WRAPPERS = "*_`'\"$ \t"
 _LETTER = re.compile(r"\(([a-z])\)(?:\s.*)?|([a-z])(?:[.):](?:\s.*)?)?")
 _NUMBER = re.compile(r"[-+]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:\s*/\s*\d+)?|[-+]?\.\d+")
 MINUS_SIGN = "\u2212"
+SHORT_REPLY = 24
+"""A reply of one value on a line at most this long, with no answer line, is the answer."""
 
 
 def extract_answer(text: str) -> str | None:
     """The answer a proposal states last, cleaned; ``None`` when it states none.
 
     Looks for, in order: the last ``Answer: ...`` line (also ``**Answer:**``,
-    ``Final answer = ...``), the last ``... answer is ...`` phrase, the last
-    ``\\boxed{...}``. Markdown emphasis, backticks, quotes, ``$`` and a
-    trailing period are stripped; an empty remainder is no answer.
+    ``Final answer = ...``), the last ``the answer [to ...] is ...`` phrase (up
+    to the end of its sentence), the last ``\\boxed{...}``, and a reply that is
+    only a value on one short line (:data:`SHORT_REPLY`); then the value it states
+    (:func:`_value`). Markdown emphasis, backticks, quotes, ``$`` and a trailing
+    period are stripped; an empty remainder is no answer.
     """
     for pattern in (_ANSWER_LINE, _ANSWER_IS, _BOXED):
         matches = list(pattern.finditer(text))
         for match in reversed(matches):
-            answer = clean(match.group("text"))
-            boxed = _BOXED.search(answer)
-            if boxed:
-                answer = clean(boxed.group("text"))
+            raw = match.group("text")
+            boxed = _BOXED.search(raw)
+            answer = _value(boxed.group("text") if boxed else raw)
             if answer:
                 return answer
+    reply = clean(text)
+    if _bare(reply):
+        return _value(reply)  # a reply that is only a value is its own answer
     return None
+
+
+_QUOTED = re.compile(r"[`\"](?P<text>[^`\"\n]+)[`\"]")
+_INNER_ANSWER = re.compile(r"(?i)\banswer\s*[:=]")
+
+
+def _value(answer: str) -> str | None:
+    """The value an answer states: its first quoted part (```4.98`, so ...``), what
+    follows a repeated ``Answer:``, and the right side of an equation (``x = 7``);
+    an equation left open (``4 + 0 =``) states none."""
+    if quoted := _QUOTED.search(answer):
+        answer = quoted.group("text")
+    answer = _INNER_ANSWER.split(answer)[-1]
+    if "=" in answer:
+        answer = answer.rsplit("=", 1)[1]
+    return clean(answer) or None
+
+
+def _bare(reply: str) -> bool:
+    """One short line that is a value: a word, or anything with a digit (``10``,
+    ``-4``, ``x = 3``), not a sentence (``I do not know``) nor a heading (``Answer:``)."""
+    short = bool(reply) and "\n" not in reply and len(reply) <= SHORT_REPLY
+    value = not any(c.isspace() for c in reply) or any(c.isdigit() for c in reply)
+    return short and value and not reply.endswith(":")
 
 
 _FENCE = re.compile(r"```[ \t]*(?:python|py|python3)?[ \t]*\n(?P<code>.*?)(?:```|\Z)", re.S | re.I)

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from pipelines import PROJECT_ROOT
 from pipelines.config import compose_config
 from pipelines.deliberation.accuracy import flips
 from pipelines.driver.pipeline import council_requests
@@ -203,3 +204,11 @@ def test_make_dataset_writes_a_file_that_runs_and_refuses_unknown_generators(
     assert len(tasks) == 4 and all(t.verified_by == "reasoning_gym:basic_arithmetic" for t in tasks)
     assert make_dataset(["reasoning_gym", "no_such", "--out", str(tmp_path / "x")]) == 2
     assert "reasoning_gym has no dataset 'no_such'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("role", ["data", "dev"])
+def test_every_shipped_reference_passes_its_own_verifier(role: str) -> None:
+    tasks = load_tasks(PROJECT_ROOT / "datasets" / "truth" / f"{role}.jsonl", roles=[role])
+    refs = references(tasks)
+    assert len(refs) == len(tasks) >= 50
+    assert all(ref.check(ref.answer) for ref in refs.values())
