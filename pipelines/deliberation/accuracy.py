@@ -124,30 +124,31 @@ def deliberation_truth(
 
 
 def truth_lines(m: dict[str, Any]) -> list[str]:
-    """Console lines: accuracy per round, the flips, the chair, the judge's AUROC."""
+    """Lines of the console and the report: accuracy per round, the flips, the chair,
+    the judge's AUROC."""
     t = m.get("truth")
     if not t:
         return []
-    lines = ["against reference answers:"]
+    lines = []
     per_round = [
         f"round {r['round']} {r['accuracy']:.3f} (majority {r['majority_accuracy']:.3f}, "
         f"pass@N {r['pass_at_n']:.3f})"
         for r in m["rounds"]
         if r.get("accuracy") is not None
     ]
-    lines.append("  accuracy: " + "; ".join(per_round))
+    lines.append("accuracy: " + "; ".join(per_round))
     for f in t["flips"]:
         lines.append(
-            f"  round {f['from_round']} -> {f['to_round']}: {f['wrong_to_right']} wrong -> "
+            f"round {f['from_round']} -> {f['to_round']}: {f['wrong_to_right']} wrong -> "
             f"right, {f['right_to_wrong']} right -> wrong (of {f['answers']} answers)"
         )
     if c := t.get("chair"):
         best = c.get("best_agent", {})
         lines.append(
-            f"  chair {interval(c['accuracy'])} vs majority {interval(c['majority_accuracy'])}: "
+            f"chair {interval(c['accuracy'])} vs majority {interval(c['majority_accuracy'])}: "
             f"{interval(c['minus_majority'], signed=True)}; vs best agent {best.get('agent_id')} "
             f"{interval(best)}: {interval(c.get('minus_best_agent', {}), signed=True)}"
         )
     if t.get("judge_auroc") is not None:
-        lines.append(f"  judge score vs correct AUROC {t['judge_auroc']:.2f} (0.5 chance)")
+        lines.append(f"judge score vs correct AUROC {t['judge_auroc']:.2f} (0.5 chance)")
     return lines

@@ -64,7 +64,8 @@ def summary(outcome: RunOutcome) -> str:
             f"unique_ratio {r['unique_ratio']:.3f}  requests {r['requests']}"
         )
     lines += deliberation_lines(m)
-    lines += deliberation_truth_lines(m)
+    if truth := deliberation_truth_lines(m):
+        lines += ["against reference answers:", *(f"  {line}" for line in truth)]
     if "scaling" in m:
         table = pd.DataFrame(m["scaling"])
         lines += ["", "scaling:", table.to_string(index=False, float_format=lambda x: f"{x:.3f}")]

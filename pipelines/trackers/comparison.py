@@ -14,8 +14,17 @@ from pipelines.scoring.stats import Paired, paired
 from pipelines.spec.metrics import LOWER_IS_BETTER, QUALITY_METRICS
 from pipelines.trackers.records import run_task_scores
 
-CONFIG = ["role", "model", "agents", "temperature", "diversity_factor", "max_tokens", "rounds"]
-CONFIG_DEFAULTS = {"rounds": "1"}
+CONFIG = [
+    "role",
+    "model",
+    "agents",
+    "temperature",
+    "diversity_factor",
+    "max_tokens",
+    "rounds",
+    "experiment",
+]
+CONFIG_DEFAULTS = {"rounds": "1", "experiment": "none"}
 """Config columns that runs from before they existed lack, and their value then."""
 
 

@@ -111,4 +111,9 @@ def label(run: Any) -> str:
     config = " ".join(
         f"{k}={p[k]}" for k in ("role", "model", "agents", "temperature", "seed") if k in p
     )
+    if p.get("rounds", "1") != "1":
+        config += f" rounds={p['rounds']}"
+    if p.get("experiment", "none") != "none":
+        budget = p.get("experiment.budget_of")
+        config += f" experiment={p['experiment']}" + (f" (budget of {budget})" if budget else "")
     return f"{tags.get(RUN_TAG, run.info.run_name)} ({run.info.run_id[:8]}) {config}"

@@ -726,3 +726,78 @@ def test_deliberation_rounds_rank_chair_and_judge_stream_through_one_engine(
     assert len(cut) == 18 and cut["ranking"].isna().all()
     assert cut["error"].str.startswith("malformed ranking").all()
     assert third.metrics["ranking"]["errors"] == 18
+
+
+def test_a_verifiable_set_is_scored_against_its_answers_and_the_equal_budget_baseline(
+    local: LocalExecutor, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Accuracy, majority, pass@N, rounds, flips and the chair from a real deliberation,
+    each recomputed here from results.parquet with reasoning-gym's own scorer; then
+    self-consistency at the same budget and the paired compare of the two."""
+    import reasoning_gym
+
+    from evaluators.answers import extract_answer, majority
+    from pipelines.compare import main as compare_main
+
+    council = [
+        f"dataset={PROJECT_ROOT / 'datasets' / 'truth' / 'data.jsonl'}",
+        "role=data",
+        "limit=8",
+        "max_tokens=32",
+        "sink=none",
+        "deliberation.rounds=2",
+        "deliberation.chair=true",
+    ]
+    debate = run_pipeline(compose_config(council), tmp_path / "debate", executor=local)
+    tasks = {t.task_id: t for t in load_run_tasks(compose_config(council))}
+    score = reasoning_gym.get_score_answer_fn("basic_arithmetic")
+
+    def right(task_id: str, text: str) -> float:
+        t, answer = tasks[task_id], extract_answer(text)
+        entry = {"question": t.prompt, "answer": t.answer, "metadata": t.metadata}
+        return float(answer is not None and score(answer, entry) == 1.0)
+
+    results = pd.read_parquet(tmp_path / "debate" / "results.parquet")
+    results["right"] = [
+        right(t, p) for t, p in zip(results["task_id"], results["proposal"], strict=True)
+    ]
+    assert 0 < results["right"].sum() < len(results)  # the scorer said both
+    m = debate.metrics
+    for figures in m["rounds"]:
+        part = results[results["round"] == figures["round"]]
+        assert figures["accuracy"] == pytest.approx(part["right"].mean())
+        assert figures["pass_at_n"] == pytest.approx(part.groupby("task_id")["right"].max().mean())
+    last = results[results["round"] == 2]
+    assert m["overall"]["accuracy"] == pytest.approx(last["right"].mean())
+    votes = (
+        last.sort_values("agent_index")
+        .groupby("task_id")["proposal"]
+        .apply(lambda texts: majority([extract_answer(t) for t in texts]))
+    )
+    want = [right(t, f"Answer: {v}") if v is not None else 0.0 for t, v in votes.items()]
+    assert m["overall"]["majority_accuracy"] == pytest.approx(sum(want) / len(want))
+    wide = results.pivot_table(index=["task_id", "agent_id"], columns="round", values="right")
+    [flips] = m["truth"]["flips"]
+    assert flips["right_to_wrong"] == int(((wide[1] == 1) & (wide[2] == 0)).sum())
+    assert flips["wrong_to_right"] == int(((wide[1] == 0) & (wide[2] == 1)).sum())
+    chair = pd.read_parquet(tmp_path / "debate" / "chair.parquet")
+    chair_right = [right(t, a) for t, a in zip(chair["task_id"], chair["answer"], strict=True)]
+    assert m["truth"]["chair"]["accuracy"]["mean"] == pytest.approx(sum(chair_right) / 8)
+    assert m["overall"]["answer_accuracy"] == pytest.approx(sum(chair_right) / 8)
+    verdicts = m["overall"]["truth"]
+    assert verdicts["correct"] + verdicts["wrong"] + verdicts["no_answer"] == 24
+
+    baseline = run_pipeline(
+        compose_config([*council, "experiment=self_consistency"]),
+        tmp_path / "baseline",
+        executor=local,
+    )
+    sampled = pd.read_parquet(tmp_path / "baseline" / "results.parquet")
+    assert len(sampled) == 8 * 7 and sampled["round"].eq(1).all()  # 3 x 2 proposals + 1 chair
+    assert sampled["temperature"].nunique() == 1
+    assert "majority_accuracy" in baseline.metrics["overall"]
+    capsys.readouterr()
+    assert compare_main([debate.run_id, baseline.run_id]) == 0
+    shown = capsys.readouterr().out
+    assert "experiment=self_consistency (budget of agents=3 rounds=2 chair)" in shown
+    assert "answer_accuracy" in shown and "8 shared tasks" in shown

@@ -104,8 +104,7 @@ print(forks)
     assert counted.passed and int(counted.output) < Limits().processes
     start = time.monotonic()
     bomb = run_python(
-        "import os\nwhile True:\n    try:\n        os.fork()\n"
-        "    except OSError:\n        pass",
+        "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass",
         Limits(wall_s=3),
     )
     assert bomb.status == "timeout" and time.monotonic() - start < 10
