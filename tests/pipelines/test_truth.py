@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import shlex
 from pathlib import Path
 
 import numpy as np
@@ -212,3 +213,16 @@ def test_every_shipped_reference_passes_its_own_verifier(role: str) -> None:
     refs = references(tasks)
     assert len(refs) == len(tasks) >= 50
     assert all(ref.check(ref.answer) for ref in refs.values())
+
+
+def test_the_shipped_sets_are_what_their_documented_commands_write(tmp_path: Path) -> None:
+    readme = (PROJECT_ROOT / "datasets" / "README.md").read_text()
+    for name in ("data", "dev"):
+        line = next(x for x in readme.splitlines() if x.startswith(f"| `truth/{name}.jsonl`"))
+        command = line.split("`")[3]  # | `file` | role | `command` ...
+        argv = shlex.split(command)[3:]  # after python -m pipelines.make_dataset
+        out = argv.index("--out") + 1
+        argv[out] = str(tmp_path / f"{name}.jsonl")
+        assert make_dataset(argv) == 0
+        shipped = PROJECT_ROOT / "datasets" / "truth" / f"{name}.jsonl"
+        assert (tmp_path / f"{name}.jsonl").read_bytes() == shipped.read_bytes(), name
