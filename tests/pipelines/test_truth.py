@@ -226,3 +226,50 @@ def test_the_shipped_sets_are_what_their_documented_commands_write(tmp_path: Pat
         assert make_dataset(argv) == 0
         shipped = PROJECT_ROOT / "datasets" / "truth" / f"{name}.jsonl"
         assert (tmp_path / f"{name}.jsonl").read_bytes() == shipped.read_bytes(), name
+
+
+def test_the_judge_is_scored_against_the_truth_of_what_it_judged() -> None:
+    from pipelines.deliberation.accuracy import judge_agreement
+
+    scored = pd.DataFrame(
+        {
+            "role": "data",
+            "task_id": ["t1", "t1", "t2", "t2"],
+            "repeat": 0,
+            "round": 1,
+            "agent_id": ["a1", "a2", "a1", "a2"],
+            "correct": [1.0, 0.0, 1.0, 0.0],
+            "verdict": ["correct", "wrong", "correct", "wrong"],
+        }
+    )
+    judge = scored[["role", "task_id", "repeat", "round"]].assign(
+        target=scored["agent_id"], score=[9.0, 2.0, 3.0, 3.0]
+    )
+    chair_row = {"role": "data", "task_id": "t1", "repeat": 0, "round": 1, "target": "chair"}
+    judge = pd.concat([judge, pd.DataFrame([{**chair_row, "score": 10.0}])])
+    # right {9, 3} against wrong {2, 3}: 9>2, 9>3, 3>2, 3=3 (the chair's 10 is not an agent's)
+    assert judge_agreement(judge, scored) == pytest.approx((1 + 1 + 1 + 0.5) / 4)
+
+
+def test_repeats_vote_each_on_their_own_and_spread_over_repeats() -> None:
+    from pipelines.scoring.metrics import repeat_spread
+
+    records = reasoning_gym_tasks("basic_arithmetic", 6, 5, "data", {"max_terms": 2})
+    tasks = [Task.model_validate(r) for r in records]
+    frames = []
+    for repeat in (0, 1):
+        texts = {
+            (t.task_id, i): f"Answer: {t.answer if (i + repeat + n) % 2 else 99}"
+            for n, t in enumerate(tasks)
+            for i in (1, 2, 3)
+        }
+        frames.append(results_of(tasks, texts).assign(repeat=repeat))
+    refs = references(tasks)
+    scored = score_rows(pd.concat(frames), {k: [v.answer] for k, v in refs.items()}, refs)
+    per_task = task_figures(scored, None, refs)
+    assert len(per_task) == 12  # one vote per task and repeat
+    # agents 1 and 3 agree in a repeat: the majority follows them, and it alternates
+    by_repeat = per_task.groupby("repeat")["majority_accuracy"].mean()
+    assert by_repeat[0] + by_repeat[1] == pytest.approx(1.0)
+    spread = repeat_spread(task_metrics(scored, per_task))
+    assert spread["repeats"] == 2 and "majority_accuracy_repeat_sd" in spread
