@@ -7,7 +7,8 @@ Where each step of ``python -m pipelines.run`` lives (README, Layout):
 2. ``flow/``: tasks → council (task x agent) → batches fed to an ``executors/``
    executor, each landing as a part and agent messages on a ``sinks/`` sink;
    ``deliberation/`` builds rounds, rankings and a chair on the same steps.
-3. ``scoring/`` scores the results with ``evaluators/``.
+3. ``scoring/`` scores the results with ``evaluators/``, and against reference
+   answers where the tasks have them (``scoring/truth``).
 4. ``report/`` and ``trackers/`` record the run.
 
 ``driver/`` runs the steps in order; the top-level modules are the commands;
