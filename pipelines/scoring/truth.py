@@ -83,7 +83,8 @@ def task_truth(
         # pandas keeps a missing answer as NaN in a string column
         answers = [a if isinstance(a, str) else None for a in group["answer_extracted"]]
         vote = majority(answers)
-        right = float(vote is not None and refs[(role, task_id)].check(vote))
+        # The vote is one of the answers: its verdict is known (no second sandbox run).
+        right = float(vote is not None and group["correct"].iloc[answers.index(vote)] == 1.0)
         from_chair = chaired.get((role, task_id, repeat))
         rows.append(
             {
