@@ -13,7 +13,7 @@ from typing import Any
 
 import pandas as pd
 
-from pipelines.scoring.truth import References, auroc, interval, verdict, with_ci
+from pipelines.scoring.truth import CORRECT, NO_ANSWER, auroc, interval, with_ci
 from pipelines.spec.protocol import CHAIR_ID
 
 GROUP = ["role", "task_id", "repeat"]
@@ -45,28 +45,18 @@ def flips(scored: pd.DataFrame) -> list[dict[str, Any]]:
     return out
 
 
-def chair_truth(
-    chair: pd.DataFrame, finals: pd.DataFrame, per_task: pd.DataFrame, refs: References
-) -> dict[str, Any]:
+def chair_truth(finals: pd.DataFrame, per_task: pd.DataFrame) -> dict[str, Any]:
     """The chair's answer against the last round's majority vote and its best agent.
 
     Args:
-        chair: ``chair.parquet`` (one final answer per task and repeat).
         finals: the last round's proposals with the truth columns.
-        per_task: the last round's per-task figures (``majority_accuracy``).
-        refs: reference answers by (role, task_id).
+        per_task: the last round's per-task figures with the chair's verdicts
+            (``chair_verdict``, :func:`pipelines.scoring.truth.task_truth`).
     """
-    rows = []
-    for r in chair.itertuples():
-        ref = refs.get((r.role, r.task_id))
-        if ref is not None:
-            _, v = verdict(r.answer or "", False, ref)
-            rows.append({"role": r.role, "task_id": r.task_id, "repeat": r.repeat, "chair": v})
-    if not rows:
+    if "chair_verdict" not in per_task or per_task["chair_verdict"].isna().all():
         return {}
-    table = pd.DataFrame(rows)
-    table["chair_correct"] = (table["chair"] == "correct").astype(float)
-    table = table.merge(per_task[[*GROUP, "majority_accuracy"]], on=GROUP, how="left")
+    table = per_task[per_task["chair_verdict"].notna()]
+    table = table.assign(chair_correct=(table["chair_verdict"] == CORRECT).astype(float))
     per = table.groupby(["role", "task_id"], sort=False)[["chair_correct", "majority_accuracy"]]
     means = per.mean()
     known = finals[finals["verdict"].notna()]
@@ -75,7 +65,7 @@ def chair_truth(
     out: dict[str, Any] = {
         "accuracy": with_ci(means["chair_correct"]),
         "majority_accuracy": with_ci(means["majority_accuracy"]),
-        "no_answer": int((table["chair"] == "no_answer").sum()),
+        "no_answer": int((table["chair_verdict"] == NO_ANSWER).sum()),
     }
     diff = (means["chair_correct"] - means["majority_accuracy"]).to_numpy()
     out["minus_majority"] = with_ci(diff)
@@ -101,23 +91,19 @@ def judge_agreement(judge: pd.DataFrame, scored: pd.DataFrame) -> float | None:
 
 
 def deliberation_truth(
-    scored: pd.DataFrame,
-    per_task_last: pd.DataFrame,
-    tables: dict[str, pd.DataFrame],
-    refs: References,
+    scored: pd.DataFrame, per_task_last: pd.DataFrame, tables: dict[str, pd.DataFrame]
 ) -> dict[str, Any]:
     """The ``truth`` section of a deliberation: flips, the chair, the judge.
 
     Args:
         scored: every round's proposals with the truth columns.
-        per_task_last: the last round's per-task figures.
+        per_task_last: the last round's per-task figures (with the chair's verdicts).
         tables: the run's rankings, judge and chair tables.
-        refs: reference answers by (role, task_id).
     """
     out: dict[str, Any] = {"flips": flips(scored)}
     last = scored[scored["round"] == scored["round"].max()]
     if "chair" in tables:
-        out["chair"] = chair_truth(tables["chair"], last, per_task_last, refs)
+        out["chair"] = chair_truth(last, per_task_last)
     if len(tables.get("judge", ())):
         out["judge_auroc"] = judge_agreement(tables["judge"], scored)
     return out

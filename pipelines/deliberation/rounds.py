@@ -29,8 +29,7 @@ import pandas as pd
 from evaluators import coverage, kendall_w, keyword_hits, rank_agreement, standing
 from pipelines.deliberation.accuracy import deliberation_truth
 from pipelines.deliberation.plan import failed
-from pipelines.scoring.metrics import Embed, score_rows, task_figures, truth_means
-from pipelines.scoring.truth import References
+from pipelines.scoring.metrics import Embed, task_figures, truth_means
 from pipelines.spec.metrics import ROUND_METRICS
 from pipelines.spec.protocol import CHAIR, CHAIR_ID, JUDGE, ORDERS, PROPOSE, RANK, chair_order
 from pipelines.spec.run_folder import TABLES, final
@@ -115,33 +114,35 @@ def _mean(values: Any) -> float | None:
 
 
 def round_figures(
-    proposals: pd.DataFrame,
-    keywords: Mapping[tuple[str, str], list[str]],
+    scored: pd.DataFrame,
+    last_per_task: pd.DataFrame,
     embed: Embed | None,
     judge: pd.DataFrame,
-    refs: References | None = None,
-) -> tuple[list[dict[str, Any]], list[tuple[pd.DataFrame, pd.DataFrame]]]:
-    """Per round: keyword relevance, diversity, mean judge score and (with ``refs``)
-    accuracy of its proposals; and each round's scored rows and per-task figures."""
-    out, tables = [], []
-    for r, part in proposals.groupby("round", sort=True):
-        scored = score_rows(part, dict(keywords), refs)
-        diversity = task_figures(scored, embed, refs)
+) -> list[dict[str, Any]]:
+    """Per round: keyword relevance, diversity, mean judge score and (with reference
+    answers) accuracy of its proposals.
+
+    ``scored``: every round's proposals, scored (``score_rows``); ``last_per_task``:
+    the last round's per-task figures, already made for the run's own figures.
+    """
+    out = []
+    last = scored["round"].max()
+    for r, part in scored.groupby("round", sort=True):
+        diversity = last_per_task if r == last else task_figures(part, embed)
         figures: dict[str, Any] = {
             "round": int(r),
             "proposals": len(part),
             "errors": int(part["error"].map(failed).sum()),
-            "keyword_relevance": float(scored["keyword_relevance"].mean()),
+            "keyword_relevance": float(part["keyword_relevance"].mean()),
         }
         for name in ("distinct_2", "self_bleu", "embedding_diversity"):
             figures[name] = _mean(diversity[name]) if name in diversity else None
         scores = judge[(judge["round"] == r) & (judge["target"] != CHAIR_ID)]["score"]
         figures["judge_score"] = _mean(scores)
-        truth = truth_means(scored, diversity)
+        truth = truth_means(part, diversity)
         figures.update({k: v for k, v in truth.items() if k in ROUND_METRICS})
         out.append(figures)
-        tables.append((scored, diversity))
-    return out, tables
+    return out
 
 
 def ranking_figures(rankings: pd.DataFrame) -> dict[str, Any]:
@@ -181,14 +182,15 @@ def ranking_figures(rankings: pd.DataFrame) -> dict[str, Any]:
 
 def chair_figures(
     chair: pd.DataFrame,
-    proposals: pd.DataFrame,
+    scored: pd.DataFrame,
     judge: pd.DataFrame,
     keywords: Mapping[tuple[str, str], list[str]],
 ) -> dict[str, Any]:
     """Fallbacks, and the chair's answer against the best single agent (judge score
-    and keyword relevance, per task and repeat, averaged)."""
-    last = int(proposals["round"].max())
-    finals = score_rows(final(proposals), dict(keywords))
+    and keyword relevance, per task and repeat, averaged); ``scored``: every round's
+    proposals, scored."""
+    last = int(scored["round"].max())
+    finals = final(scored)
     scores = {
         (r.role, r.task_id, r.repeat, r.target): r.score
         for r in judge[judge["round"] == last].itertuples()
@@ -224,17 +226,21 @@ def chair_figures(
 
 
 def deliberation_figures(
-    proposals: pd.DataFrame,
+    scored: pd.DataFrame,
+    last_per_task: pd.DataFrame,
     tables: Mapping[str, pd.DataFrame],
     keywords: Mapping[tuple[str, str], list[str]],
     embed: Embed | None,
     judge_name: str,
-    refs: References | None = None,
 ) -> dict[str, Any]:
     """The ``rounds``, ``round_gain``, ``ranking``, ``chair`` and ``judge`` sections,
-    and ``truth`` (:mod:`pipelines.deliberation.accuracy`) with reference answers."""
+    and ``truth`` (:mod:`pipelines.deliberation.accuracy`) with reference answers.
+
+    ``scored``: every round's proposals, scored once (``score_rows``);
+    ``last_per_task``: the last round's per-task figures.
+    """
     judge = tables["judge"]
-    rounds, per_round = round_figures(proposals, keywords, embed, judge, refs)
+    rounds = round_figures(scored, last_per_task, embed, judge)
     out: dict[str, Any] = {"rounds": rounds}
     if len(rounds) > 1:
         out["round_gain"] = {
@@ -245,7 +251,7 @@ def deliberation_figures(
     if len(tables["rankings"]):
         out["ranking"] = ranking_figures(tables["rankings"])
     if "chair" in tables:
-        out["chair"] = chair_figures(tables["chair"], proposals, judge, keywords)
+        out["chair"] = chair_figures(tables["chair"], scored, judge, keywords)
     if judge_name != "none":
         out["judge"] = {
             "name": judge_name,
@@ -253,9 +259,8 @@ def deliberation_figures(
             "errors": int(judge["error"].map(failed).sum()),
             "mean_score": _mean(judge["score"]),
         }
-    if refs and rounds[-1].get("accuracy") is not None:
-        scored = pd.concat([t[0] for t in per_round])
-        out["truth"] = deliberation_truth(scored, per_round[-1][1], dict(tables), refs)
+    if rounds[-1].get("accuracy") is not None:
+        out["truth"] = deliberation_truth(scored, last_per_task, dict(tables))
     return out
 
 

@@ -46,6 +46,7 @@ from pipelines.scoring.metrics import (
     task_figures,
     task_metrics,
 )
+from pipelines.scoring.truth import References
 from pipelines.sinks import SinkReport, build_sink
 from pipelines.spec.protocol import PROPOSE
 from pipelines.spec.run_folder import (
@@ -126,7 +127,17 @@ def evaluate(
     """Score a results table: per row, per task, and run-level metrics (``chair``: the
     council's final answers, when a chair wrote them)."""
     refs = references(tasks)
-    scored = score_rows(results, task_keywords(tasks), refs)
+    return measure(score_rows(results, task_keywords(tasks), refs), refs, wall_s, embed, chair)
+
+
+def measure(
+    scored: pd.DataFrame,
+    refs: References,
+    wall_s: float,
+    embed: Embed | None,
+    chair: pd.DataFrame | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
+    """Per-task and run-level metrics of rows :func:`score_rows` scored."""
     diversity = task_figures(scored, embed, refs, chair)
     return scored, diversity, run_metrics(scored, diversity, wall_s)
 
@@ -330,9 +341,12 @@ def score(
         table.to_parquet(out_dir / SCALING_FILE, index=False)
         metrics["scaling"] = table.to_dict(orient="records")
     else:
-        last = final(results)
+        # Every round scored once: the last round's figures and the rounds' share it.
+        keywords, refs = task_keywords(tasks), references(tasks)
+        every_round = score_rows(results, keywords, refs)
+        last = final(every_round)
         chair = (tables or {}).get("chair")
-        scored, diversity, metrics = evaluate(last, tasks, stats.wall_s, embed, chair)
+        scored, diversity, metrics = measure(last, refs, stats.wall_s, embed, chair)
         if len(last) > stats.generated or cfg.deliberates:
             # Resumed or deliberating: throughput counts what this session generated.
             overall, wall = metrics["overall"], stats.wall_s
@@ -345,8 +359,9 @@ def score(
                 generated = int(fresh["completion_tokens"].sum())
                 overall["generation_tokens_per_s"] = generated / busy if busy else 0.0
         if cfg.deliberates and tables is not None:
-            keywords, refs = task_keywords(tasks), references(tasks)
-            metrics |= deliberation_figures(results, tables, keywords, embed, cfg.judge.name, refs)
+            metrics |= deliberation_figures(
+                every_round, diversity, tables, keywords, embed, cfg.judge.name
+            )
     task_metrics(scored, diversity).to_parquet(out_dir / TASK_METRICS_FILE, index=False)
     metrics = {"wall_s": stats.wall_s, "scoring_s": time.perf_counter() - start, **metrics}
     return metrics, scored

@@ -26,6 +26,7 @@ from pipelines.scoring.stats import bootstrap_ci
 from pipelines.scoring.truth import (
     TRUTH_COLUMNS,
     References,
+    chair_verdicts,
     score_truth,
     task_truth,
     truth_section,
@@ -85,13 +86,15 @@ def task_figures(
     *,
     bleu: bool = True,
 ) -> pd.DataFrame:
-    """Per (role, task_id, repeat): :func:`task_diversity`, and with ``refs`` the
-    council's majority vote, pass@N and its answer's accuracy (the chair's where
-    ``chair`` holds one: :func:`pipelines.scoring.truth.task_truth`)."""
+    """Per (role, task_id, repeat): :func:`task_diversity`, and for rows scored against
+    reference answers the council's majority vote, pass@N and its answer's accuracy
+    (the chair's where ``chair`` holds one, checked with ``refs``:
+    :func:`pipelines.scoring.truth.task_truth`)."""
     diversity = task_diversity(scored, embed, bleu=bleu)
-    if not refs or "verdict" not in scored:
+    if "verdict" not in scored:
         return diversity
-    truth = task_truth(scored, refs, chair)
+    chaired = chair_verdicts(chair, refs) if chair is not None and refs else None
+    truth = task_truth(scored, chaired)
     return diversity.merge(truth, on=["role", "task_id", "repeat"], how="outer")
 
 

@@ -63,19 +63,23 @@ def score_truth(scored: pd.DataFrame, refs: References) -> pd.DataFrame:
     return out
 
 
+def chair_verdicts(chair: pd.DataFrame, refs: References) -> dict[tuple[str, str, int], str]:
+    """The verdict of each chair answer (``chair.parquet``) by (role, task_id, repeat)."""
+    return {
+        (r.role, r.task_id, r.repeat): verdict(r.answer or "", False, ref)[1]
+        for r in chair.itertuples()
+        if (ref := refs.get((r.role, r.task_id))) is not None
+    }
+
+
 def task_truth(
-    scored: pd.DataFrame, refs: References, chair: pd.DataFrame | None = None
+    scored: pd.DataFrame, chaired: Mapping[tuple[str, str, int], str] | None = None
 ) -> pd.DataFrame:
     """Per (role, task_id, repeat) of a task with a reference: ``majority_answer``,
     ``majority_accuracy`` and ``pass_at_n`` over its proposals (``scored`` holds
     :data:`TRUTH_COLUMNS`; a failed or answerless proposal does not vote), and
-    ``answer_accuracy``: the council's answer is right, the chair's where ``chair``
-    (``chair.parquet``) holds one, else the majority vote's."""
-    chaired = {}
-    if chair is not None:
-        for r in chair.itertuples():
-            if (ref := refs.get((r.role, r.task_id))) is not None:
-                chaired[(r.role, r.task_id, r.repeat)] = verdict(r.answer or "", False, ref)[1]
+    ``answer_accuracy``: the council's answer is right, the chair's where ``chaired``
+    (:func:`chair_verdicts`) holds one (also as ``chair_verdict``), else the vote's."""
     rows = []
     known = scored[scored["verdict"].notna()]
     for (role, task_id, repeat), group in known.groupby(GROUP, sort=False):
@@ -85,19 +89,21 @@ def task_truth(
         vote = majority(answers)
         # The vote is one of the answers: its verdict is known (no second sandbox run).
         right = float(vote is not None and group["correct"].iloc[answers.index(vote)] == 1.0)
-        from_chair = chaired.get((role, task_id, repeat))
-        rows.append(
-            {
-                "role": role,
-                "task_id": task_id,
-                "repeat": repeat,
-                "majority_answer": vote,
-                "majority_accuracy": right,
-                "pass_at_n": float(group["correct"].max()),
-                "answer_accuracy": right if from_chair is None else float(from_chair == CORRECT),
-            }
-        )
-    return pd.DataFrame(rows, columns=[*GROUP, *TASK_TRUTH_COLUMNS])
+        from_chair = (chaired or {}).get((role, task_id, repeat))
+        row = {
+            "role": role,
+            "task_id": task_id,
+            "repeat": repeat,
+            "majority_answer": vote,
+            "majority_accuracy": right,
+            "pass_at_n": float(group["correct"].max()),
+            "answer_accuracy": right if from_chair is None else float(from_chair == CORRECT),
+        }
+        if chaired is not None:
+            row["chair_verdict"] = from_chair
+        rows.append(row)
+    columns = [*GROUP, *TASK_TRUTH_COLUMNS, *(["chair_verdict"] if chaired is not None else [])]
+    return pd.DataFrame(rows, columns=columns)
 
 
 TASK_TRUTH_COLUMNS = ["majority_answer", "majority_accuracy", "pass_at_n", "answer_accuracy"]
