@@ -23,11 +23,10 @@ from importlib import metadata
 from typing import Any
 
 from pipelines import UserError
-from pipelines.flow.tasks import Task
+from pipelines.flow.tasks import Task, reference
 from pipelines.spec.verifiers import (
     PYTHON_TESTS,
     REASONING_GYM,
-    Reference,
     reasoning_gym_datasets,
 )
 
@@ -82,10 +81,8 @@ def reasoning_gym_tasks(
             "metadata": json.loads(json.dumps(entry["metadata"], default=str)),
         }
         task = Task.model_validate(record)
-        reference = Reference(
-            answer, str(task.verifier), metadata=task.metadata, question=task.prompt
-        )
-        if not reference.check(answer):
+        ref = reference(task)
+        if ref is None or not ref.check(answer):
             raise UserError(
                 f"reasoning_gym {dataset} entry {index}: its own answer {answer[:40]!r} does "
                 "not score 1.0 once written as JSON; this generator cannot be used here"
@@ -125,14 +122,8 @@ def human_eval_tasks(size: int | None, role: str) -> list[dict[str, Any]]:
             "entry_point": problem["entry_point"],
         }
         task = Task.model_validate(record)
-        reference = Reference(
-            str(task.answer),
-            PYTHON_TESTS,
-            metadata=task.metadata,
-            tests=str(task.tests),
-            entry_point=str(task.entry_point),
-        )
-        if not reference.check(str(task.answer)):
+        ref = reference(task)
+        if ref is None or not ref.check(ref.answer):
             raise UserError(f"HumanEval {problem['task_id']}: its canonical solution fails")
         records.append(record)
     return records

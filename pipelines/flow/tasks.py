@@ -279,18 +279,22 @@ def tasks_frame(tasks: list[Task]) -> pd.DataFrame:
     return pd.DataFrame([t.model_dump() for t in tasks], columns=TASK_COLUMNS)
 
 
+def reference(task: Task) -> verifiers.Reference | None:
+    """The task's reference answer and how to check an answer against it (None
+    for a task without one)."""
+    if task.answer is None or task.verified_by is None:
+        return None
+    return verifiers.Reference(
+        task.answer,
+        task.verified_by,
+        tuple(task.choices or ()),
+        task.metadata,
+        task.prompt,
+        task.tests or "",
+        task.entry_point or "",
+    )
+
+
 def references(tasks: list[Task]) -> dict[tuple[str, str], verifiers.Reference]:
     """The reference answers of the tasks that have one, by (role, task_id)."""
-    return {
-        (t.role, t.task_id): verifiers.Reference(
-            t.answer,
-            t.verified_by,
-            tuple(t.choices or ()),
-            t.metadata,
-            t.prompt,
-            t.tests or "",
-            t.entry_point or "",
-        )
-        for t in tasks
-        if t.answer is not None and t.verified_by is not None
-    }
+    return {(t.role, t.task_id): ref for t in tasks if (ref := reference(t)) is not None}
