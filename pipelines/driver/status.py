@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from contextlib import ExitStack
 from pathlib import Path
@@ -43,6 +44,10 @@ def embedded_url(run_dir: Path, stack: ExitStack) -> str | None:
     return stack.enter_context(embedded_server(store))
 
 
+KEYS_ATTEMPTS = 3
+"""Reads of the bucket's keys before an empty answer is believed."""
+
+
 async def read_statuses(url: str, bucket: str, run_id: str) -> list[dict[str, Any]]:
     from nats.js.errors import BucketNotFoundError, NoKeysError
 
@@ -53,11 +58,20 @@ async def read_statuses(url: str, bucket: str, run_id: str) -> list[dict[str, An
         js = nc.jetstream()
         try:
             kv = await js.key_value(bucket)
-            # nats-py 2.16 returned no key for a "<run>.>" filter on nats-server 2.15:
-            # filter here.
-            keys = [k for k in await kv.keys() if k.startswith(f"{run_id}.")]
-        except (BucketNotFoundError, NoKeysError):
+        except BucketNotFoundError:
             return []
+        keys: list[str] = []
+        for attempt in range(KEYS_ATTEMPTS):
+            try:
+                # nats-py 2.16 returned no key for a "<run>.>" filter on nats-server 2.15:
+                # filter here.
+                keys = [k for k in await kv.keys() if k.startswith(f"{run_id}.")]
+                break
+            except NoKeysError:
+                # keys() can signal "no more" before the first key is counted as
+                # delivered (a race in its watcher, seen on a loaded host): ask again.
+                if attempt + 1 < KEYS_ATTEMPTS:
+                    await asyncio.sleep(0.5)
         return [json.loads((await kv.get(k)).value) for k in keys]
     finally:
         await nc.close()
