@@ -9,7 +9,7 @@ import dataclasses
 import json
 import logging
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -140,7 +140,10 @@ def log_to(run_dir: Path) -> Iterator[None]:
         yield
     finally:
         logging.getLogger().removeHandler(handler)
-        handler.close()
+        # A full disk refuses the last flush; what stopped the run (its own
+        # error, say "cannot keep batch N") must be what propagates, not this.
+        with suppress(OSError):
+            handler.close()
 
 
 def resume_run(

@@ -7,12 +7,14 @@ from __future__ import annotations
 import io
 import json
 import logging
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from pipelines import PROJECT_ROOT
 from pipelines.runtime.console import VLLM_CONFIG_FILE, adopt, log_worker_output, quiet_console
 
 
@@ -87,3 +89,36 @@ def test_a_users_own_vllm_logging_config_wins(
     monkeypatch.setenv("VLLM_LOGGING_CONFIG_PATH", str(tmp_path / "mine.json"))
     quiet_console(tmp_path)
     assert not (tmp_path / VLLM_CONFIG_FILE).exists()
+
+
+FULL_DISK = """
+import logging, resource, sys
+from pathlib import Path
+from pipelines import RunStopped
+from pipelines.driver.resume import log_to
+
+try:
+    with log_to(Path(sys.argv[1])):
+        logging.getLogger("pipelines.run").info("x" * 1000)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (2048, 2048))  # the disk is full now
+        logging.getLogger("pipelines.run").info("y" * 5000)
+        raise RunStopped("cannot keep batch 2's messages")
+except RunStopped as e:
+    print(f"stopped: {e}")
+"""
+
+
+def test_a_full_disk_lets_the_runs_own_error_through_the_run_log(tmp_path: Path) -> None:
+    """A resume logs to run.log; when the disk fills (a real file-size limit, EFBIG)
+    the log's last flush fails too, and the error that stopped the run must still be
+    the one that comes out (it says how to finish), not the log's."""
+    done = subprocess.run(
+        [sys.executable, "-c", FULL_DISK, str(tmp_path)],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "stopped: cannot keep batch 2's messages"
+    assert (tmp_path / "run.log").stat().st_size <= 2048
