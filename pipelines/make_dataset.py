@@ -58,6 +58,13 @@ def main(argv: list[str] | None = None) -> int:
         help="a generator option, e.g. --set max_terms=2 (repeatable; values are JSON)",
     )
     parser.add_argument(
+        "--choices",
+        type=lambda text: [c.strip() for c in text.split(",") if c.strip()],
+        metavar="A,B",
+        help="reasoning_gym: verify with 'choice' over these answers instead of the "
+        "generator's scorer (case-insensitive), e.g. --choices Yes,No",
+    )
+    parser.add_argument(
         "--out", type=Path, help="the file (default: datasets/<dataset>-<seed>.jsonl)"
     )
     args = parser.parse_args(argv)
@@ -68,13 +75,15 @@ def main(argv: list[str] | None = None) -> int:
     gym = args.source == "reasoning_gym"
     if gym != (args.dataset is not None):
         parser.error("reasoning_gym needs the generator's name; human_eval takes none")
+    if args.choices is not None and (not gym or len(args.choices) < 2):
+        parser.error("--choices takes 2 or more answers, for reasoning_gym")
     name = f"{args.dataset}-{args.seed}" if gym else "human_eval"
     out = args.out or Path("datasets") / f"{name}.jsonl"
     try:
         if gym:
             settings = dict(args.settings)
             records = reasoning_gym_tasks(
-                args.dataset, args.size or 50, args.seed, args.role, settings
+                args.dataset, args.size or 50, args.seed, args.role, settings, args.choices
             )
         else:
             records = human_eval_tasks(args.size, args.role)
@@ -87,7 +96,13 @@ def main(argv: list[str] | None = None) -> int:
     load_tasks(out, roles=[args.role])  # the file reads back as a dataset
     print(
         f"{out}: {len(records)} {args.dataset or args.source} tasks for role {args.role}; "
-        + ("each reference re-scored 1.0 by its generator" if gym else "each solution passed")
+        + (
+            "each solution passed"
+            if not gym
+            else f"each reference one of {args.choices}"
+            if args.choices
+            else "each reference re-scored 1.0 by its generator"
+        )
     )
     print(f"run it: python -m pipelines.run role={args.role} dataset={out}")
     return EXIT_OK

@@ -4,7 +4,8 @@ generators and HumanEval's problems.
 ``reasoning_gym`` (a pinned PyPI dependency, seeded, offline) gives question and
 answer pairs with the record its own scorer reads: each becomes a task with
 ``verifier: reasoning_gym:<dataset>`` and that record as ``metadata``, so the
-run scores answers with the generator's ``score_answer``. The keyword is the
+run scores answers with the generator's ``score_answer`` (or, with ``choices``,
+the ``choice`` verifier over a few fixed answers). The keyword is the
 reference answer itself: keyword relevance then asks whether the answer appears
 anywhere in the text, the loose reading that the ``Answer:`` line makes strict.
 
@@ -22,9 +23,11 @@ from collections.abc import Mapping
 from importlib import metadata
 from typing import Any
 
+from evaluators.answers import choice_index
 from pipelines import UserError
 from pipelines.flow.tasks import Task, reference
 from pipelines.spec.verifiers import (
+    CHOICE,
     PYTHON_TESTS,
     REASONING_GYM,
     reasoning_gym_datasets,
@@ -39,6 +42,7 @@ def reasoning_gym_tasks(
     seed: int,
     role: str,
     settings: Mapping[str, Any] | None = None,
+    choices: list[str] | None = None,
 ) -> list[dict[str, Any]]:
     """``size`` tasks of one reasoning_gym generator, as task records.
 
@@ -51,6 +55,9 @@ def reasoning_gym_tasks(
         size, seed: how many tasks and the generator's seed.
         role: the council role the tasks are for.
         settings: the generator's own options (``max_terms=2``), passed as given.
+        choices: for a generator whose answer is one of a few words, verify with
+            ``choice`` over them instead of its scorer (``syllogism``'s scorer
+            gives ``yes`` 0.0 against ``Yes``); each reference must be one of them.
 
     Raises:
         UserError: an unknown generator or option, or an entry that does not verify.
@@ -80,6 +87,13 @@ def reasoning_gym_tasks(
             "verifier": f"{REASONING_GYM}:{dataset}",
             "metadata": json.loads(json.dumps(entry["metadata"], default=str)),
         }
+        if choices:
+            if choice_index(answer, choices) is None:
+                raise UserError(
+                    f"reasoning_gym {dataset} entry {index}: its answer {answer[:40]!r} is "
+                    f"none of the choices {choices}"
+                )
+            record |= {"verifier": CHOICE, "choices": list(choices)}
         task = Task.model_validate(record)
         ref = reference(task)
         if ref is None or not ref.check(answer):

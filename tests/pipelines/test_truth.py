@@ -17,7 +17,7 @@ from pipelines.config import compose_config
 from pipelines.deliberation.accuracy import flips
 from pipelines.driver.pipeline import council_requests
 from pipelines.flow.task_sources import reasoning_gym_tasks
-from pipelines.flow.tasks import Task, TaskFileError, load_tasks, references
+from pipelines.flow.tasks import Task, TaskFileError, load_tasks, reference, references
 from pipelines.make_dataset import main as make_dataset
 from pipelines.scoring.metrics import score_rows, task_figures, task_metrics, task_scores
 from pipelines.scoring.truth import auroc, truth_section
@@ -206,8 +206,21 @@ def test_make_dataset_writes_a_file_that_runs_and_refuses_unknown_generators(
     assert make_dataset(["reasoning_gym", "no_such", "--out", str(tmp_path / "x")]) == 2
     assert "reasoning_gym has no dataset 'no_such'" in capsys.readouterr().err
 
+    # --choices: a yes/no generator verified by 'choice', so "yes" is as right as "Yes"
+    out = tmp_path / "syllogism.jsonl"
+    argv = ["reasoning_gym", "syllogism", "--size", "4", "--choices", "Yes,No", "--role", "qa"]
+    assert make_dataset([*argv, "--out", str(out)]) == 0
+    (task, *_) = load_tasks(out, roles=["qa"])
+    ref = reference(task)
+    assert ref is not None and ref.verifier == "choice" and ref.choices == ("Yes", "No")
+    wrong = "No" if ref.answer == "Yes" else "Yes"
+    assert ref.check(ref.answer.lower()) and not ref.check(wrong)
+    argv = ["reasoning_gym", "basic_arithmetic", "--choices", "Yes,No", "--out", str(out)]
+    assert make_dataset(argv) == 2
+    assert "its answer" in capsys.readouterr().err
 
-@pytest.mark.parametrize("role", ["data", "dev"])
+
+@pytest.mark.parametrize("role", ["data", "qa", "dev"])
 def test_every_shipped_reference_passes_its_own_verifier(role: str) -> None:
     tasks = load_tasks(PROJECT_ROOT / "datasets" / "truth" / f"{role}.jsonl", roles=[role])
     refs = references(tasks)
@@ -217,7 +230,7 @@ def test_every_shipped_reference_passes_its_own_verifier(role: str) -> None:
 
 def test_the_shipped_sets_are_what_their_documented_commands_write(tmp_path: Path) -> None:
     readme = (PROJECT_ROOT / "datasets" / "README.md").read_text()
-    for name in ("data", "dev"):
+    for name in ("data", "qa", "dev"):
         line = next(x for x in readme.splitlines() if x.startswith(f"| `truth/{name}.jsonl`"))
         command = line.split("`")[3]  # | `file` | role | `command` ...
         argv = shlex.split(command)[3:]  # after python -m pipelines.make_dataset
