@@ -103,12 +103,29 @@ def task_cards(
     rows = rows.sort_values(["task_order", "repeat", "agent_index"], kind="stable")
     finals: dict[tuple[str, str], list[dict[str, Any]]] = {}
     if chair is not None:
+        # The chair's verdict, made when the run was scored (a task with a reference).
+        judged = (
+            {
+                (r["role"], r["task_id"], r["repeat"]): verdict_text(
+                    {"verdict": r["chair_verdict"], "answer_extracted": r.get("chair_answer")}
+                )
+                for r in tm.drop_duplicates(["role", "task_id", "repeat"]).to_dict("records")
+            }
+            if "chair_verdict" in tm
+            else {}
+        )
         for c in chair.sort_values("repeat", kind="stable").to_dict("records"):
             source = (
                 "the chair" if not c["fallback"] else f"{c['source']}'s proposal (chair failed)"
             )
+            verdict = judged.get((c["role"], c["task_id"], c["repeat"]), "")
             finals.setdefault((c["role"], c["task_id"]), []).append(
-                {"repeat": c["repeat"], "source": source, "answer": c["answer"]}
+                {
+                    "repeat": c["repeat"],
+                    "source": source,
+                    "answer": c["answer"],
+                    "verdict": verdict,
+                }
             )
     cards = []
     records = rows.to_dict("records")

@@ -63,23 +63,28 @@ def score_truth(scored: pd.DataFrame, refs: References) -> pd.DataFrame:
     return out
 
 
-def chair_verdicts(chair: pd.DataFrame, refs: References) -> dict[tuple[str, str, int], str]:
-    """The verdict of each chair answer (``chair.parquet``) by (role, task_id, repeat)."""
+def chair_verdicts(
+    chair: pd.DataFrame, refs: References
+) -> dict[tuple[str, str, int], tuple[str | None, str]]:
+    """The answer stated in each chair answer (``chair.parquet``) and its verdict,
+    by (role, task_id, repeat)."""
     return {
-        (r.role, r.task_id, r.repeat): verdict(r.answer or "", False, ref)[1]
+        (r.role, r.task_id, r.repeat): verdict(r.answer or "", False, ref)
         for r in chair.itertuples()
         if (ref := refs.get((r.role, r.task_id))) is not None
     }
 
 
 def task_truth(
-    scored: pd.DataFrame, chaired: Mapping[tuple[str, str, int], str] | None = None
+    scored: pd.DataFrame,
+    chaired: Mapping[tuple[str, str, int], tuple[str | None, str]] | None = None,
 ) -> pd.DataFrame:
     """Per (role, task_id, repeat) of a task with a reference: ``majority_answer``,
     ``majority_accuracy`` and ``pass_at_n`` over its proposals (``scored`` holds
     :data:`TRUTH_COLUMNS`; a failed or answerless proposal does not vote), and
     ``answer_accuracy``: the council's answer is right, the chair's where ``chaired``
-    (:func:`chair_verdicts`) holds one (also as ``chair_verdict``), else the vote's."""
+    (:func:`chair_verdicts`) holds one (also as ``chair_answer`` and ``chair_verdict``),
+    else the vote's."""
     rows = []
     known = scored[scored["verdict"].notna()]
     for (role, task_id, repeat), group in known.groupby(GROUP, sort=False):
@@ -97,12 +102,13 @@ def task_truth(
             "majority_answer": vote,
             "majority_accuracy": right,
             "pass_at_n": float(group["correct"].max()),
-            "answer_accuracy": right if from_chair is None else float(from_chair == CORRECT),
+            "answer_accuracy": right if from_chair is None else float(from_chair[1] == CORRECT),
         }
         if chaired is not None:
-            row["chair_verdict"] = from_chair
+            row["chair_answer"], row["chair_verdict"] = from_chair or (None, None)
         rows.append(row)
-    columns = [*GROUP, *TASK_TRUTH_COLUMNS, *(["chair_verdict"] if chaired is not None else [])]
+    chair_columns = ["chair_answer", "chair_verdict"] if chaired is not None else []
+    columns = [*GROUP, *TASK_TRUTH_COLUMNS, *chair_columns]
     return pd.DataFrame(rows, columns=columns)
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -785,6 +786,11 @@ def test_a_verifiable_set_is_scored_against_its_answers_and_the_equal_budget_bas
     chair_right = [right(t, a) for t, a in zip(chair["task_id"], chair["answer"], strict=True)]
     assert m["truth"]["chair"]["accuracy"]["mean"] == pytest.approx(sum(chair_right) / 8)
     assert m["overall"]["answer_accuracy"] == pytest.approx(sum(chair_right) / 8)
+    report = (tmp_path / "debate" / "report.html").read_text()
+    shown = re.findall(r"council's answer</b>[^<]*<span class=\"verdict\">([^<]+)<", report)
+    assert len(shown) == 8 and sum(v.endswith(": correct") for v in shown) == sum(chair_right), (
+        shown
+    )
     verdicts = m["overall"]["truth"]
     assert verdicts["correct"] + verdicts["wrong"] + verdicts["no_answer"] == 24
 
