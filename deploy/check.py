@@ -6,14 +6,19 @@ For each overlay: lint its YAML (yamllint), render it with ``kubectl
 kustomize``, then validate every object strictly (unknown fields are errors):
 built-in kinds against the Kubernetes OpenAPI schemas of ``kubernetes-validate``,
 KubeRay kinds against the vendored CRDs' ``openAPIV3Schema`` (``deploy/crds``).
-Manifests embedded in ConfigMaps (the nightly RayJob) are validated too. Then
-the project's rules: every container has resource requests and limits, every
-pod meets Pod Security "restricted", images are fully qualified, secrets come
-from Secrets; and, over each whole overlay (``deploy/rules.py``), every
-reference resolves, one council-eval image, the network and auth baseline,
-overrides that compose and match the overlay's engine, entrypoints that reach
-``ray job submit`` whole through KubeRay's submitter, and the CronJob's
-overlap guard, run against a stub ``kubectl`` (``deploy/harness.py``).
+Manifests embedded in ConfigMaps (the nightly RayJob) are validated too, and
+every pod template of a KubeRay object as the core Pod it becomes. Then what
+KubeRay's operator checks in its controllers (``deploy/kuberay.py``, ported
+from v1.7.0: a RayJob it refuses is ValidationFailed, never an apply error).
+Then the project's rules: every container has resource requests and limits,
+every pod meets Pod Security "restricted", images are fully qualified, secrets
+come from Secrets, probes wait long enough; and, over each whole overlay
+(``deploy/rules.py``), every reference resolves, one council-eval image, the
+network and auth baseline, overrides that compose and match the overlay's
+engine, entrypoints that reach Ray whole, nights that stop at their deadline
+and hand over their lock, Ray pods that follow config changes and fit their
+limits, and the CronJob's guard, run against a stub ``kubectl``
+(``deploy/harness.py``) in every state a RayJob can reach.
 Exit status 1 on any error, with the overlay, object and field.
 """
 
@@ -30,6 +35,8 @@ from typing import Any
 import yaml
 
 from deploy import rules
+from deploy.kuberay import DEFAULT_GATES, operator_errors
+from deploy.podspec import pod_spec_errors
 from deploy.rules import pod_specs
 
 DEPLOY = Path(__file__).resolve().parent
@@ -113,6 +120,33 @@ def schema_errors(obj: dict[str, Any]) -> list[str]:
     return []
 
 
+GATES = DEFAULT_GATES | {"RayCronJob"}
+"""The operator's feature gates: v1.7.0's defaults, and RayCronJob (deploy/README.md)."""
+KUBERAY_KINDS = {"RayCluster", "RayJob", "RayCronJob"}
+
+
+def pod_errors(obj: dict[str, Any]) -> list[str]:
+    """Each pod template, checked as the Pod it becomes: what the API server checks of
+    a Pod (``deploy/podspec.py``), and for KubeRay's kinds, whose templates only the
+    CRDs' schemas saw, the core Pod schema too."""
+    import kubernetes_validate
+
+    errors = []
+    templates = (obj.get("spec") or {}).get("volumeClaimTemplates") or []
+    claims = tuple(t["metadata"]["name"] for t in templates)
+    for path, spec in pod_specs(obj):
+        errors += pod_spec_errors(spec, path, claims)
+        if obj.get("kind") not in KUBERAY_KINDS:
+            continue
+        pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "pod"}, "spec": spec}
+        try:
+            kubernetes_validate.validate(pod, K8S_VERSION, strict=True)
+        except kubernetes_validate.ValidationError as e:
+            where = ".".join(map(str, list(e.path)[1:]))
+            errors.append(f"{path}{'.' if where else ''}{where}: {e.message} (as a Pod)")
+    return errors
+
+
 def policy_errors(obj: dict[str, Any]) -> list[str]:
     """The project's rules for every pod: limits, non-root, qualified images, no inline secrets."""
     errors = []
@@ -137,12 +171,13 @@ def policy_errors(obj: dict[str, Any]) -> list[str]:
 
 
 def embedded(obj: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
-    """Kubernetes objects held as files in a ConfigMap's data."""
+    """Kubernetes objects held as files in a ConfigMap's data, with the night's name
+    filled in as the CronJob's guard does."""
     if obj.get("kind") != "ConfigMap":
         return
     for key, text in (obj.get("data") or {}).items():
         if key.endswith((".yaml", ".yml")):
-            for doc in yaml.safe_load_all(text):
+            for doc in yaml.safe_load_all(text.replace("__RUN_NAME__", rules.SAMPLE_NIGHT)):
                 if isinstance(doc, dict) and "apiVersion" in doc and "kind" in doc:
                     yield key, doc
 
@@ -151,13 +186,19 @@ def check_overlay(overlay: Path) -> tuple[int, list[str]]:
     """(objects validated, errors) for one overlay."""
     objects = [(None, o) for o in render(overlay)]
     objects += [(key, doc) for _, o in list(objects) for key, doc in embedded(o)]
-    errors = []
+    errors, refused = [], False
     for holder, obj in objects:
         name = rules.name_of(obj)
         if holder:
             name += f" (in ConfigMap file {holder})"
-        found = schema_errors(obj) + policy_errors(obj) + rules.restricted_errors(obj)
+        # The API server refuses what its schema refuses: the operator never sees it.
+        found = schema_errors(obj)
+        refused = refused or bool(found)
+        found = found or pod_errors(obj) + operator_errors(obj, GATES)
+        found += policy_errors(obj) + rules.restricted_errors(obj) + rules.probe_errors(obj)
         errors += [f"{overlay.name}: {name}: {e}" for e in found]
+    if refused:
+        return len(objects), [*errors, f"{overlay.name}: the API server refuses the overlay"]
     every = [obj for _, obj in objects]
     for rule in OVERLAY_RULES:
         errors += [f"{overlay.name}: {e}" for e in rule(every)]
@@ -171,7 +212,9 @@ OVERLAY_RULES = (
     rules.server_errors,
     rules.overrides_errors,
     rules.entrypoint_errors,
+    rules.night_errors,
     rules.guard_errors,
+    rules.cluster_errors,
     rules.stop_errors,
 )
 """The project's rules over a whole overlay (deploy/rules.py)."""

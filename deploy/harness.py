@@ -8,11 +8,14 @@ Two things a cluster runs that a schema cannot check:
   rebuilds that line, runs it with stubs, and returns what reached
   ``ray job submit`` after ``--`` and what ran in the submitter pod instead.
 - :func:`run_guard`: the CronJob's ``submit.sh`` against a stub ``kubectl``
-  that lists given RayJobs and records what the script asked of it.
+  that lists given RayJobs, plays a given sequence of states for the one it
+  creates, and records what the script asked of it (``sleep`` is a stub too:
+  the script's waits are counted in polls, not timed).
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import subprocess
@@ -41,11 +44,29 @@ STUBS = {
     # `ray job status` of a job never submitted fails; everything else succeeds.
     "ray": '[ "$1 $2" = "job status" ] && exit 1\nexit 0\n',
     "python": "exit 0\n",
-    # `get rayjobs` prints the fixture rows; `get rayjob NAME` finds only listed
-    # names; `create -f -` keeps what it was given.
+    # Waits nothing: the script's polls are counted, not timed.
+    "sleep": "exit 0\n",
+    # `get rayjobs` prints the fixture rows; `get rayjob NAME -o jsonpath` the
+    # status message; `get rayjob NAME` fails as not found while NAME is neither
+    # listed nor created, then prints the next line of $STUB_STATES (the last
+    # one repeats; "Missing": not found), else its listed row's columns, else
+    # no status yet; `create -f -` keeps what it was given.
     "kubectl": """case "$1 $2" in
   "get rayjobs") printf '%s' "$STUB_ROWS" ;;
-  "get rayjob") printf '%s\\n' "$STUB_ROWS" | awk '{print $1}' | grep -qx -- "$3" || exit 1 ;;
+  "get rayjob")
+    case "$*" in *jsonpath*) printf '%s' "${STUB_MESSAGE:-}"; exit 0 ;; esac
+    row=$(printf '%s\\n' "$STUB_ROWS" | awk -v n="$3" '$1 == n {print $2, $3, $4}')
+    ls "$STUB_LOG".created.* >/dev/null 2>&1 || [ -n "$row" ] || exit 1
+    n=$(grep '^kubectl.get.rayjob[^s]' "$STUB_LOG" | grep -vc jsonpath)
+    total=$(printf '%s\\n' "$STUB_STATES" | grep -c .)
+    if [ "$total" -eq 0 ]; then
+      echo "${row:-<none>  <none>  <none>}"
+      exit 0
+    fi
+    [ "$n" -le "$total" ] || n=$total
+    line=$(printf '%s\\n' "$STUB_STATES" | grep . | sed -n "${n}p")
+    [ "$line" = Missing ] && exit 1
+    echo "$line" ;;
   create*) cat > "$STUB_LOG.created.$(wc -l < "$STUB_LOG")" ;;
 esac
 """,
@@ -135,16 +156,25 @@ class GuardRun:
     exit_code: int
     output: str
     created: list[dict[str, Any]]  # objects piped to `kubectl create -f -`
-    deleted: list[str]  # RayJob names
+    deleted: list[str]  # RayJob names, in order
+    polls: int  # `kubectl get rayjob NAME` calls: the status checks after create
+    kubectl: list[list[str]]  # every kubectl call's arguments
 
 
 def run_guard(
-    command: list[str], files: dict[str, dict[str, str]], rows: str, run_name: str
+    command: list[str],
+    files: dict[str, dict[str, str]],
+    rows: str,
+    run_name: str,
+    states: str = "",
+    env: dict[str, str] | None = None,
 ) -> GuardRun:
     """Run the CronJob's ``command`` with ``rows`` as the `kubectl get rayjobs` output.
 
     ``files`` maps each ConfigMap mount path of its pod to the files there; the
-    command and scripts see them under a temporary folder instead.
+    command and scripts see them under a temporary folder instead. ``states``:
+    the created RayJob's status columns, one line per poll (the last repeats).
+    ``env``: the container's other variables.
     """
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
@@ -164,20 +194,29 @@ def run_guard(
         for target in moved.values():
             for script in Path(target).iterdir():
                 script.write_text(local(script.read_text()))
-        env = {
-            **stubs(folder),
+        given = {
+            "STUB_MESSAGE": "Job entrypoint command failed with exit code 3",
+            **(env or {}),
             "STUB_ROWS": rows,
+            "STUB_STATES": states,
             "POD_NAMESPACE": "council",
             "RUN_NAME": run_name,
             "HOME": tmp,
         }
         proc = subprocess.run(
             [local(word) for word in command],
-            env=env,
+            env={**stubs(folder), **given},
             capture_output=True,
             text=True,
             timeout=60,
         )
         log, made = calls(folder), created(folder)
-    deleted = [c[3] for c in log if c[:3] == ["kubectl", "delete", "rayjob"]]
-    return GuardRun(proc.returncode, proc.stdout + proc.stderr, made, deleted)
+    kubectl = [c[1:] for c in log if c[0] == "kubectl"]
+    deleted = [
+        name
+        for args in kubectl
+        if args[:2] == ["delete", "rayjob"]
+        for name in itertools.takewhile(lambda a: not a.startswith("-"), args[2:])
+    ]
+    polls = sum(1 for a in kubectl if a[:2] == ["get", "rayjob"] and "jsonpath" not in " ".join(a))
+    return GuardRun(proc.returncode, proc.stdout + proc.stderr, made, deleted, polls, kubectl)

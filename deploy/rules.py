@@ -10,12 +10,17 @@ compose, pods the namespace's Pod Security level rejects, an open network.
 from __future__ import annotations
 
 import functools
+import shlex
 import tempfile
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from deploy.harness import run_guard, submitted
+import yaml
+
+from deploy.harness import GuardRun, run_guard, submitted
+from deploy.podspec import quantity
 
 Obj = dict[str, Any]
 
@@ -211,6 +216,11 @@ def server_errors(objects: list[Obj]) -> list[str]:
                     key = (env.get("VLLM_API_KEY") or {}).get("valueFrom", {}).get("secretKeyRef")
                     if not key:
                         errors.append(f"{where}: VLLM_API_KEY from a Secret (vllm serve's key)")
+                    if not {"USER", "LOGNAME"} & set(env) or "HOME" not in env:
+                        errors.append(
+                            f"{where}: USER (or LOGNAME) and HOME: the image has no user for "
+                            "its uid, and torch's getpass.getuser() fails at import without them"
+                        )
                 if "/nats:" in image:
                     token = (env.get("NATS_TOKEN") or {}).get("valueFrom", {}).get("secretKeyRef")
                     if not token:
@@ -245,8 +255,9 @@ def config_file(objects: list[Obj], configmap: str, key: str) -> str | None:
 
 
 @functools.cache
-def planned_engines(text: str) -> frozenset[str] | str:
-    """The engines of the nightly runs an overrides file plans, or why it plans none."""
+def planned_engines(text: str) -> frozenset[tuple[str, float | None]] | str:
+    """The (engine, engine.num_gpus) of the nightly runs an overrides file plans, or why
+    it plans none."""
     from pipelines import UserError
     from pipelines.driver.night import plan
 
@@ -254,7 +265,7 @@ def planned_engines(text: str) -> frozenset[str] | str:
         path = Path(tmp) / OVERRIDES[1]
         path.write_text(text)
         try:
-            return frozenset(cfg.engine.name for _, cfg in plan(path))
+            return frozenset((cfg.engine.name, cfg.engine.num_gpus) for _, cfg in plan(path))
         except UserError as e:
             return str(e).replace(str(path), OVERRIDES[1])
 
@@ -264,9 +275,10 @@ def overrides_errors(objects: list[Obj]) -> list[str]:
     text = config_file(objects, *OVERRIDES)
     if text is None:
         return [f"no ConfigMap {OVERRIDES[0]} with file {OVERRIDES[1]}: the nightly has no runs"]
-    engines = planned_engines(text)
-    if isinstance(engines, str):
-        return [f"ConfigMap {OVERRIDES[0]}: {engines}"]
+    planned = planned_engines(text)
+    if isinstance(planned, str):
+        return [f"ConfigMap {OVERRIDES[0]}: {planned}"]
+    engines = {engine for engine, _ in planned}
     errors = []
     server = any(o.get("kind") == "Deployment" and o["metadata"]["name"] == "vllm" for o in objects)
     if "openai" in engines and not server:
@@ -287,6 +299,14 @@ def overrides_errors(objects: list[Obj]) -> list[str]:
             f"Ray workers request GPUs ({', '.join(gpu_workers)}) but no nightly run loads "
             "vLLM in-process (engine=vllm): they would sit idle"
         )
+    from_zero = any(
+        o.get("kind") == "RayCluster" and o["spec"].get("enableInTreeAutoscaling") for o in objects
+    )
+    if gpu_workers and from_zero and ("vllm", None) in planned:
+        errors.append(
+            "the GPU workers scale from zero, but an engine=vllm run leaves engine.num_gpus "
+            "unset: it counts the cluster's GPUs at its start (none) and asks for none"
+        )
     return errors
 
 
@@ -301,13 +321,44 @@ def nightly_jobs(objects: list[Obj]) -> list[tuple[str, Obj]]:
     return jobs
 
 
-def guard(objects: list[Obj]) -> tuple[list[str], dict[str, dict[str, str]]] | None:
-    """The scheduling CronJob's command and the ConfigMap files mounted in its pod."""
+@dataclass
+class Guard:
+    """The scheduling CronJob: its Job spec, command, mounted ConfigMap files, plain env."""
+
+    job: Obj
+    command: list[str]
+    files: dict[str, dict[str, str]]
+    env: dict[str, str]
+
+    def run(self, rows: str, name: str, states: str = "", **env: str) -> GuardRun:
+        files = tuple((mount, tuple(sorted(f.items()))) for mount, f in self.files.items())
+        merged = tuple(sorted({**self.env, **env}.items()))
+        return cached_run(tuple(self.command), files, rows, name, states, merged)
+
+
+@functools.lru_cache(maxsize=512)
+def cached_run(
+    command: tuple[str, ...],
+    files: tuple[tuple[str, tuple[tuple[str, str], ...]], ...],
+    rows: str,
+    name: str,
+    states: str,
+    env: tuple[tuple[str, str], ...],
+) -> GuardRun:
+    """One guard run per distinct script, files and fixture (the same script is
+    checked over and over by tests that break other manifests)."""
+    given = {mount: dict(f) for mount, f in files}
+    return run_guard(list(command), given, rows, name, states, dict(env))
+
+
+def guard(objects: list[Obj]) -> Guard | None:
+    """The scheduling CronJob's guard, as its pod would run it."""
     configmaps = {o["metadata"]["name"]: o for o in objects if o.get("kind") == "ConfigMap"}
     for o in objects:
         if o.get("kind") != "CronJob":
             continue
-        pod = o["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+        job = o["spec"]["jobTemplate"]["spec"]
+        pod = job["template"]["spec"]
         volumes = {
             v["name"]: v["configMap"]["name"] for v in pod.get("volumes") or [] if "configMap" in v
         }
@@ -317,7 +368,9 @@ def guard(objects: list[Obj]) -> tuple[list[str], dict[str, dict[str, str]]] | N
             for m in container.get("volumeMounts") or []
             if volumes.get(m["name"]) in configmaps
         }
-        return [*container.get("command", []), *container.get("args", [])], files
+        env = {e["name"]: str(e["value"]) for e in container.get("env") or [] if "value" in e}
+        command = [*container.get("command", []), *container.get("args", [])]
+        return Guard(job, command, files, env)
     return None
 
 
@@ -337,37 +390,314 @@ def entrypoint_errors(objects: list[Obj]) -> list[str]:
     return errors
 
 
+SAMPLE_NIGHT = "council-nightly-29412120"
+"""A night's name as the CronJob gives it (the Job's name: council-nightly-<minute>)."""
+FINISHED = "a  Complete  <none>  SUCCEEDED\nb  Failed  AppFailed  FAILED\n"
+FINISHED += "c  ValidationFailed  ValidationFailed  <none>\nd  Suspended  <none>  <none>\n"
+RUNNING = "Running  <none>  RUNNING"
+FOLLOWED = f"<none>  <none>  <none>\nInitializing  <none>  <none>\n{RUNNING}\n"
+"""The created RayJob's states up to Running, one per poll."""
+GUARD_EXITS = {2: "a name KubeRay refuses", 65: "a refused RayJob", 75: "a skipped night"}
+"""The guard's exit statuses that no retry can change: the Job must fail on them."""
+
+
 def guard_errors(objects: list[Obj]) -> list[str]:
-    """The CronJob skips a night only while a benchmark is active, and stops overdue ones."""
+    """The CronJob's Job is the night's outcome: it creates the night's RayJob, follows
+    it, and succeeds only when it is Complete; it skips only for an active night."""
     found = guard(objects)
     if found is None:
         return []
-    command, files = found
-    name, errors = "council-nightly-2", []
-    finished = "a  Complete  <none>  SUCCEEDED\nb  Failed  AppFailed  FAILED\n"
-    finished += "c  ValidationFailed  ValidationFailed  <none>\nd  Suspended  <none>  <none>\n"
-    run = run_guard(command, files, finished, name)
-    if run.exit_code != 0 or len(run.created) != 1:
-        errors.append(f"CronJob: finished RayJobs blocked the night: {run.output.strip()}")
-    else:
-        created = run.created[0]
-        if created["metadata"].get("name") == name:
+    errors = []
+
+    def check(what: str, run: GuardRun, code: int | None, created: int | None = 1) -> None:
+        ok = run.exit_code == code if code is not None else run.exit_code != 0
+        if not ok or (created is not None and len(run.created) != created):
+            want = f"exit {code}" if code is not None else "a failure"
             errors.append(
-                f"CronJob: the RayJob is named {name}, as its Job: KubeRay names its submitter "
-                "Job after the RayJob and would take this Job for it"
+                f"CronJob: {what}: exit {run.exit_code}, {len(run.created)} RayJob(s) created; "
+                f"wanted {want}: {run.output.strip()}"
             )
-        if name not in created["spec"].get("entrypoint", "").split():
+
+    run = found.run(FINISHED, SAMPLE_NIGHT, FOLLOWED + "Complete  <none>  SUCCEEDED")
+    check("finished RayJobs blocked the night, or a Complete night was not a success", run, 0)
+    if run.created:
+        created = run.created[0]
+        if created["metadata"].get("name") == SAMPLE_NIGHT:
             errors.append(
-                f"CronJob: the RayJob's entrypoint does not name the night ({name}): "
+                f"CronJob: the RayJob is named {SAMPLE_NIGHT}, as its Job: KubeRay names what it "
+                "makes after the RayJob, and would take this Job for it"
+            )
+        if SAMPLE_NIGHT not in created["spec"].get("entrypoint", "").split():
+            errors.append(
+                f"CronJob: the RayJob's entrypoint does not name the night ({SAMPLE_NIGHT}): "
                 "a re-created night starts over instead of resuming"
             )
+    for state, reason in (("ValidationFailed", "ValidationFailed"), ("Failed", "AppFailed")):
+        run = found.run("", SAMPLE_NIGHT, f"{FOLLOWED}{state}  {reason}  FAILED")
+        check(f"a night whose RayJob is {state} was reported as a success", run, None)
+    run = found.run("", SAMPLE_NIGHT, "Initializing  <none>  <none>")
+    check("a RayJob that never left Initializing", run, None)
+    if run.polls > 200:
+        errors.append(f"CronJob: waited {run.polls} polls for a RayJob stuck in Initializing")
     for state in ("<none>", "Initializing", "Running", "Retrying", "Waiting", "Suspending"):
-        run = run_guard(command, files, f"e  {state}  <none>  RUNNING\n", name)
-        if run.created:
-            errors.append(f"CronJob: created a RayJob while one was {state}")
-    run = run_guard(command, files, "f  Failed  DeadlineExceeded  RUNNING\n", name)
-    if run.deleted != ["f"]:
+        run = found.run(f"e  {state}  <none>  RUNNING\n", SAMPLE_NIGHT)
+        check(
+            f"another night's RayJob was {state}: not skipped, or skipped as a success", run, 75, 0
+        )
+    run = found.run("f  Failed  DeadlineExceeded  RUNNING\n", SAMPLE_NIGHT, FOLLOWED + "Complete")
+    if run.deleted[:1] != ["f"]:
         errors.append(f"CronJob: left RayJob f running past its deadline: {run.output.strip()}")
+    run = found.run(f"{SAMPLE_NIGHT}-ray  Failed  AppFailed  FAILED\n", SAMPLE_NIGHT, FOLLOWED)
+    if run.deleted != [f"{SAMPLE_NIGHT}-ray"] or len(run.created) != 1:
+        errors.append(
+            "CronJob: a retry of a failed night did not re-create its RayJob under the same "
+            f"name (deleted {run.deleted}, created {len(run.created)})"
+        )
+    errors += name_errors(found)
+    errors += prune_errors(found)
+    errors += rbac_errors(objects, found)
+    errors += job_errors(objects, found)
+    return errors
+
+
+def name_errors(found: Guard) -> list[str]:
+    """The guard refuses the names KubeRay would refuse, and only those."""
+    from deploy.kuberay import MAX_RAYJOB_NAME, operator_errors
+
+    errors = []
+    longest = "n" * (MAX_RAYJOB_NAME - len("-ray"))
+    for name in ("9-night", "night-", "night_1", longest + "n"):
+        run = found.run("", name, FOLLOWED)
+        if run.exit_code != 2 or run.created:
+            errors.append(f"CronJob: accepted night {name!r}, which KubeRay refuses as a RayJob")
+    run = found.run("", longest, FOLLOWED + "Complete")
+    for job in run.created:
+        if isinstance(job, dict):
+            errors += [f"CronJob: night {longest!r}: {e}" for e in operator_errors(job)]
+    if not run.created:
+        errors.append(f"CronJob: refused night {longest!r}: {run.output.strip()}")
+    return errors
+
+
+def prune_errors(found: Guard) -> list[str]:
+    """Finished nights' RayJobs beyond the newest KEEP_NIGHTS are deleted, oldest first."""
+    keep = int(found.env.get("KEEP_NIGHTS") or 0)
+    if keep < 1:
+        return ["CronJob: no KEEP_NIGHTS: finished RayJobs pile up (365 a year)"]
+    rows = "".join(f"old-{i}  Complete  <none>  SUCCEEDED\n" for i in range(keep + 3))
+    run = found.run(rows, SAMPLE_NIGHT, FOLLOWED + "Complete")
+    if run.deleted != ["old-0", "old-1", "old-2"]:
+        return [
+            f"CronJob: with {keep + 3} finished nights and KEEP_NIGHTS={keep}, deleted "
+            f"{run.deleted}, not the 3 oldest"
+        ]
+    return []
+
+
+def rbac_errors(objects: list[Obj], found: Guard) -> list[str]:
+    """The guard's Role grants every verb its kubectl calls need (watch for --wait)."""
+    sa = found.job["template"]["spec"].get("serviceAccountName")
+    roles = {
+        b["roleRef"]["name"]
+        for b in objects
+        if b.get("kind") == "RoleBinding"
+        and any(s.get("name") == sa for s in b.get("subjects") or [])
+    }
+    granted = {
+        verb
+        for r in objects
+        if r.get("kind") == "Role" and r["metadata"]["name"] in roles
+        for rule in r.get("rules") or []
+        if "rayjobs" in rule.get("resources", [])
+        for verb in rule.get("verbs", [])
+    }
+    needed = set()
+    rows = f"f  Failed  DeadlineExceeded  RUNNING\n{SAMPLE_NIGHT}-ray  Failed  AppFailed  FAILED\n"
+    for args in found.run(rows, SAMPLE_NIGHT, FOLLOWED + "Complete").kubectl:
+        verb = args[0]
+        if verb == "get":
+            needed.add("list" if args[1] == "rayjobs" else "get")
+        elif verb in {"create", "delete"}:
+            needed.add(verb)
+        if "--wait=true" in args or verb == "wait":
+            needed.add("watch")
+    if missing := sorted(needed - granted):
+        return [
+            f"CronJob: its Role does not grant {missing} on rayjobs, which the guard uses "
+            "(without watch, `kubectl delete --wait` stops following the deletion)"
+        ]
+    return []
+
+
+def job_errors(objects: list[Obj], found: Guard) -> list[str]:
+    """The Job fails at once on a status no retry changes, and outlives its retries."""
+    errors = []
+    rules = (found.job.get("podFailurePolicy") or {}).get("rules") or []
+    failing = {
+        code
+        for r in rules
+        if r.get("action") == "FailJob" and (r.get("onExitCodes") or {}).get("operator") == "In"
+        for code in r["onExitCodes"].get("values") or []
+    }
+    for code, what in GUARD_EXITS.items():
+        if code not in failing:
+            errors.append(
+                f"CronJob: podFailurePolicy does not fail the Job on exit {code} ({what}): "
+                "the Job retries what a retry cannot change"
+            )
+    template = config_file(objects, "council-nightly", "rayjob.yaml")
+    if template:
+        spec = yaml.safe_load(template)["spec"]
+        one_try = spec.get("preRunningDeadlineSeconds", 0) + 120
+        one_try += spec.get("activeDeadlineSeconds", 0) + 300
+        tries = found.job.get("backoffLimit", 6) + 1
+        deadline = found.job.get("activeDeadlineSeconds")
+        if deadline is not None and deadline < tries * one_try:
+            errors.append(
+                f"CronJob: the Job's activeDeadlineSeconds {deadline} < {tries} tries x "
+                f"{one_try} s: Kubernetes stops the guard while the night it follows runs"
+            )
+    return errors
+
+
+def head_stop_wait(objects: list[Obj]) -> float:
+    """RAY_JOB_STOP_WAIT_TIME_S of the RayCluster's head: how long `ray job stop` waits."""
+    for o in objects:
+        if o.get("kind") == "RayCluster":
+            head = o["spec"]["headGroupSpec"]["template"]["spec"]["containers"][0]
+            env = {e["name"]: e.get("value") for e in head.get("env") or []}
+            return float(env.get("RAY_JOB_STOP_WAIT_TIME_S") or 3)
+    return 3.0
+
+
+def option(words: list[str], flag: str) -> float | None:
+    return float(words[words.index(flag) + 1]) if flag in words[:-1] else None
+
+
+def night_errors(objects: list[Obj]) -> list[str]:
+    """Each scheduled night survives a dropped log stream, stops itself at its deadline,
+    and waits for a stale night's driver to hand over the lock."""
+    errors = []
+    stop_wait = head_stop_wait(objects)
+    for where, job in nightly_jobs(objects):
+        if job.get("submissionMode", "K8sJobMode") != "HTTPMode":
+            errors.append(
+                f"{where}: submissionMode {job.get('submissionMode', 'K8sJobMode')}: KubeRay v1.7 "
+                "marks a running night Failed 30 s after its submitter's `ray job logs --follow` "
+                "ends (kuberay#4921); use HTTPMode"
+            )
+        words = shlex.split(job.get("entrypoint", ""))
+        pre_running = job.get("preRunningDeadlineSeconds")
+        active = job.get("activeDeadlineSeconds")
+        deadline = option(words, "--deadline")
+        if pre_running is None:
+            errors.append(
+                f"{where}: no preRunningDeadlineSeconds: a night whose cluster never gets "
+                "ready waits in Initializing until its activeDeadlineSeconds"
+            )
+        if deadline is None:
+            errors.append(
+                f"{where}: the entrypoint has no --deadline: with clusterSelector, "
+                "activeDeadlineSeconds marks the RayJob Failed and leaves its driver running"
+            )
+        elif active is not None and deadline + (pre_running or 0) + stop_wait >= active:
+            errors.append(
+                f"{where}: --deadline {deadline:g} + preRunningDeadlineSeconds "
+                f"{pre_running or 0} + the head's stop wait {stop_wait:g} >= "
+                f"activeDeadlineSeconds {active}: KubeRay fails the night before it has stopped"
+            )
+        wait = option(words, "--lock-wait") or 0
+        if wait <= stop_wait:
+            errors.append(
+                f"{where}: --lock-wait {wait:g} <= the head's RAY_JOB_STOP_WAIT_TIME_S "
+                f"{stop_wait:g}: a stale night's driver may keep the lock that long after "
+                "`ray job stop`, and the new night gives up before"
+            )
+    return errors
+
+
+def cluster_errors(objects: list[Obj]) -> list[str]:
+    """Ray pods: replaced when their template changes, given what they are limited to,
+    and a /dev/shm that holds the object store without eating the pod's memory."""
+    errors = []
+    for o in (o for o in objects if o.get("kind") == "RayCluster"):
+        spec = o["spec"]
+        if (spec.get("upgradeStrategy") or {}).get("type") != "Recreate":
+            errors.append(
+                f"{name_of(o)}: spec.upgradeStrategy.type: Recreate: KubeRay keeps running pods "
+                "on the old image and council-env otherwise"
+            )
+        groups = [("head", spec["headGroupSpec"])]
+        groups += [(g.get("groupName", "?"), g) for g in spec.get("workerGroupSpecs") or []]
+        for group, g in groups:
+            errors += ray_pod_errors(f"{name_of(o)}: {group}", g)
+        if spec.get("enableInTreeAutoscaling"):
+            options = spec.get("autoscalerOptions") or {}
+            context = options.get("securityContext") or {}
+            if context.get("allowPrivilegeEscalation") is not False or "ALL" not in (
+                (context.get("capabilities") or {}).get("drop") or []
+            ):
+                errors.append(
+                    f"{name_of(o)}: autoscalerOptions.securityContext: the autoscaler container "
+                    "KubeRay adds to the head must drop ALL capabilities and forbid privilege "
+                    "escalation (Pod Security restricted)"
+                )
+            if not {"requests", "limits"} <= set(options.get("resources") or {}):
+                errors.append(f"{name_of(o)}: autoscalerOptions.resources: requests and limits")
+    return errors
+
+
+def ray_pod_errors(where: str, group: Obj) -> list[str]:
+    errors = []
+    pod = group["template"]["spec"]
+    ray = pod["containers"][0]
+    resources = ray.get("resources") or {}
+    for key in ("cpu", "memory"):
+        request = (resources.get("requests") or {}).get(key)
+        limit = (resources.get("limits") or {}).get(key)
+        if request is not None and limit is not None and quantity(request) != quantity(limit):
+            errors.append(
+                f"{where}: {key} request {request} != limit {limit}: KubeRay gives Ray the "
+                "limit, which the scheduler never reserved"
+            )
+    shm = {m["name"] for m in ray.get("volumeMounts") or [] if m.get("mountPath") == "/dev/shm"}
+    for volume in pod.get("volumes") or []:
+        empty = volume.get("emptyDir") or {}
+        if volume["name"] not in shm or empty.get("medium") != "Memory":
+            continue
+        size = quantity(empty.get("sizeLimit") or 0)
+        store = (group.get("rayStartParams") or {}).get("object-store-memory")
+        memory = quantity((resources.get("limits") or {}).get("memory") or 0)
+        if store is None:
+            errors.append(f"{where}: no object-store-memory: Ray sizes its store to the host")
+        elif size < quantity(store):
+            errors.append(
+                f"{where}: /dev/shm sizeLimit {empty.get('sizeLimit')} < object-store-memory "
+                f"{store}: the object store spills or fails"
+            )
+        if memory and size > memory / 2:
+            errors.append(
+                f"{where}: /dev/shm sizeLimit {empty.get('sizeLimit')} > half the memory limit: "
+                "a full shm (counted in the pod's memory) leaves Ray no room"
+            )
+    return errors
+
+
+PROBE_TIMEOUT_MIN_S = 5
+
+
+def probe_errors(obj: Obj) -> list[str]:
+    """Liveness and startup probes give a busy server more than the default 1 s."""
+    errors = []
+    for path, pod in pod_specs(obj):
+        for c in containers(pod):
+            for probe in ("livenessProbe", "startupProbe"):
+                if probe in c and c[probe].get("timeoutSeconds", 1) < PROBE_TIMEOUT_MIN_S:
+                    errors.append(
+                        f"{path}.containers[{c.get('name')}].{probe}.timeoutSeconds: "
+                        f"{c[probe].get('timeoutSeconds', 1)} s: a busy server is restarted "
+                        f"(at least {PROBE_TIMEOUT_MIN_S})"
+                    )
     return errors
 
 
@@ -379,18 +709,11 @@ batches, stop its engines, close the sink."""
 def stop_errors(objects: list[Obj]) -> list[str]:
     """A stopped night stops cleanly and its retry resumes it.
 
-    Each nightly RayJob retries (``backoffLimit``; its ``--name``, or the date,
-    brings back the same run folders). The head that runs the driver sends it
-    SIGTERM before it goes (preStop ``pipelines.stopping``), waits longer than
-    that hook, and lets ``ray job stop`` wait too (``RAY_JOB_STOP_WAIT_TIME_S``).
+    The head that runs the driver sends it SIGTERM before it goes (preStop
+    ``pipelines.stopping``), waits longer than that hook, and lets ``ray job
+    stop`` wait too (``RAY_JOB_STOP_WAIT_TIME_S``).
     """
     errors = []
-    for where, job in nightly_jobs(objects):
-        if int(job.get("backoffLimit") or 0) < 1:
-            errors.append(
-                f"{where}: backoffLimit {job.get('backoffLimit', 0)}: a failed or stopped "
-                "night is never retried (a retry resumes its run folders)"
-            )
     for o in objects:
         if o.get("kind") != "RayCluster":
             continue
@@ -403,15 +726,14 @@ def stop_errors(objects: list[Obj]) -> list[str]:
                 f"{name_of(o)}: head container: no preStop `python -m pipelines.stopping`: an "
                 "evicted head kills the driver without a clean stop"
             )
-        wait = float(command[command.index("--timeout") + 1]) if "--timeout" in command else 60
+        wait = option(command, "--timeout") or 60
         grace = float(pod.get("terminationGracePeriodSeconds", 30))
         if grace <= wait:
             errors.append(
                 f"{name_of(o)}: head terminationGracePeriodSeconds {grace:g} <= the preStop "
                 f"wait {wait:g} s: the kubelet kills the driver before it has stopped"
             )
-        env = {e["name"]: e.get("value") for e in head.get("env") or []}
-        stop_wait = float(env.get("RAY_JOB_STOP_WAIT_TIME_S") or 3)
+        stop_wait = head_stop_wait([o])
         if stop_wait < STOP_WAIT_MIN_S:
             errors.append(
                 f"{name_of(o)}: head RAY_JOB_STOP_WAIT_TIME_S {stop_wait:g} < "

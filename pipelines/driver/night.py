@@ -11,6 +11,7 @@ import logging
 import os
 import re
 import shlex
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -223,24 +224,39 @@ def default_name() -> str:
     return f"nightly-{datetime.now(UTC):%Y%m%d}"
 
 
+LOCK_POLL_S = 1.0
+
+
 @contextlib.contextmanager
-def one_night_at_a_time(root: Path) -> Iterator[str | None]:
-    """Hold ``root/nightly.lock`` while entered; yields None, or what holds it already.
+def one_night_at_a_time(root: Path, wait_s: float = 0.0) -> Iterator[str | None]:
+    """Hold ``root/nightly.lock`` while entered; yields None, or what still holds it
+    after ``wait_s`` seconds.
 
     Two schedulers (or a late night and the next) never run nights on one
     runs volume at once. The lock dies with its process: a killed night never
-    blocks the next.
+    blocks the next, and a stopped one (``ray job stop``, a deleted RayJob) hands
+    it over once its driver has ended, which the wait covers.
     """
     import fcntl
 
     root.mkdir(parents=True, exist_ok=True)
     with open(root / LOCK_FILE, "a+") as lock:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            lock.seek(0)
-            yield lock.read().strip() or "unknown"
-            return
+        end, said = time.monotonic() + wait_s, False
+        while True:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                lock.seek(0)
+                holder = lock.read().strip() or "unknown"
+                left = end - time.monotonic()
+                if left <= 0:
+                    yield holder
+                    return
+                if not said:
+                    log.info("nightly: %s holds %s; waiting up to %g s", holder, LOCK_FILE, wait_s)
+                    said = True
+                time.sleep(min(LOCK_POLL_S, left))
         lock.truncate(0)
         lock.write(f"pid {os.getpid()} since {datetime.now(UTC):%Y-%m-%d %H:%M} UTC")
         lock.flush()

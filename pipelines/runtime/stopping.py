@@ -89,6 +89,34 @@ def stop_on_sigterm() -> Iterator[None]:
         _State.raised, _State.pending = False, None
 
 
+@contextmanager
+def deadline(seconds: float | None) -> Iterator[threading.Event]:
+    """SIGTERM this process once ``seconds`` have passed in the block (None: never).
+
+    Under :func:`stop_on_sigterm` that is the same clean stop as a pod's or
+    ``ray job stop``'s SIGTERM: what landed stays, the entry point exits
+    :data:`EXIT_TERMINATED` and a resume continues. The event is set once the
+    deadline fired, so the entry point can say why it stopped.
+    """
+    fired = threading.Event()
+    if seconds is None:
+        yield fired
+        return
+
+    def fire() -> None:
+        fired.set()
+        log.warning("deadline of %g s reached: stopping as on SIGTERM", seconds)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    timer = threading.Timer(seconds, fire)
+    timer.daemon = True
+    timer.start()
+    try:
+        yield fired
+    finally:
+        timer.cancel()
+
+
 def drivers_dir() -> Path:
     """Where running drivers leave their markers: ``$COUNCIL_DRIVERS_DIR``, else
     ``<temp>/council-eval-<uid>/drivers``."""

@@ -20,14 +20,18 @@ EXIT_RUN_FAILED = 3
 """A run finished but failed a ``fail_on`` rule."""
 EXIT_STOPPED = 4
 """A run raised :class:`pipelines.RunStopped` (its engine, a full disk)."""
+EXIT_LOCKED = 75
+"""``nightly``: another night still held the runs volume's lock after ``--lock-wait``
+(EX_TEMPFAIL of sysexits.h): nothing ran, a later try may."""
 EXIT_TERMINATED = 128 + signal.SIGTERM
-"""143, what a shell reports for a process SIGTERM ended."""
+"""143, what a shell reports for a process SIGTERM (or ``nightly --deadline``) ended."""
 
 EXIT_STATUSES = {
     EXIT_OK: "the run (every run) finished and is healthy",
     EXIT_BAD_INPUT: "bad input or set-up: nothing ran",
     EXIT_RUN_FAILED: "a run finished but failed a fail_on rule",
     EXIT_STOPPED: "the run stopped before its end (its engine, a full disk): resume it",
-    EXIT_TERMINATED: "stopped by SIGTERM: resume it",
+    EXIT_LOCKED: "nightly: another night held the lock past --lock-wait: nothing ran",
+    EXIT_TERMINATED: "stopped by SIGTERM (or nightly's --deadline): resume it",
 }
 """Every exit status of the run commands (``run``, ``resume``, ``nightly``)."""

@@ -122,7 +122,8 @@ def test_the_checks_catch_what_broke_on_a_cluster(capsys: pytest.CaptureFixture[
         "in the submitter pod",
         "no NetworkPolicy admits only same-namespace traffic",
         # One ValidationFailed RayJob skipped every later night.
-        "CronJob: finished RayJobs blocked the night: council-nightly: skipped, still active: c",
+        "CronJob: finished RayJobs blocked the night",
+        "council-nightly: skipped, still active: c",
         "MLFLOW_SERVER_ALLOWED_HOSTS refuses Host 127.0.0.1:5000",
         "ghcr.io/mlflow/mlflow:v3.17.2 has no database drivers",
         "Namespace/council: label pod-security.kubernetes.io/enforce: restricted",
@@ -143,12 +144,12 @@ def test_the_checks_catch_what_broke_on_a_cluster(capsys: pytest.CaptureFixture[
             "",
             "ConfigMap 'council-env' is not in the overlay",
         ),
-        # A shell operator in the entrypoint: KubeRay's bash line cuts it.
+        # Back to K8sJobMode: a dropped `ray job logs --follow` fails a running night.
         (
             "base/rayjob.yaml",
-            "entrypoint: python -m pipelines.nightly",
-            "entrypoint: cd /app && python -m pipelines.nightly",
-            "reaches Ray as ['cd', '/app'] and runs [['python', '-m', 'pipelines.nightly'",
+            "submissionMode: HTTPMode",
+            "submissionMode: K8sJobMode",
+            "marks a running night Failed 30 s after its submitter's `ray job logs --follow`",
         ),
         ("base/kustomization.yaml", "  - networkpolicy.yaml\n", "", "no NetworkPolicy admits"),
         # The RayJob named as the Job that created it: KubeRay's submitter Job clashes.
@@ -171,8 +172,8 @@ def test_the_checks_catch_what_broke_on_a_cluster(capsys: pytest.CaptureFixture[
         # The guard counting a final state as active again.
         (
             "base/submit.sh",
-            "Complete | ValidationFailed | Suspended) ;;",
-            "Complete) ;;",
+            "Complete | ValidationFailed | Suspended) finished=",
+            "Complete) finished=",
             "finished RayJobs blocked the night",
         ),
         (
@@ -183,8 +184,8 @@ def test_the_checks_catch_what_broke_on_a_cluster(capsys: pytest.CaptureFixture[
         ),
         # A council-eval image named outside kustomize's reach.
         (
-            "base/rayjob.yaml",
-            "image: docker.io/rayproject/ray:2.60.0-py311",
+            "base/nightly.yaml",
+            "image: docker.io/alpine/k8s:1.33.4",
             "image: ghcr.io/council-eval/council-eval:0.0.9",
             "council-eval images differ",
         ),
@@ -208,8 +209,122 @@ def test_the_checks_catch_what_broke_on_a_cluster(capsys: pytest.CaptureFixture[
             "",
             "containers[nats].securityContext.seccompProfile: RuntimeDefault required",
         ),
-        # A stopped night: retried, stopped cleanly on the head, given time to stop.
-        ("base/rayjob.yaml", "  backoffLimit: 2\n", "", "a failed or stopped night is never"),
+        # What KubeRay v1.7's operator refuses (deploy/kuberay.py): the night never runs.
+        (
+            "base/rayjob.yaml",
+            "  activeDeadlineSeconds: 21600\n",
+            "  activeDeadlineSeconds: 21600\n  backoffLimit: 2\n",
+            "KubeRay v1.7.0 refuses it: The RayJob spec is invalid: BackoffLimit is "
+            "incompatible with ClusterSelector mode",
+        ),
+        (
+            "base/rayjob.yaml",
+            "name: __RUN_NAME__-ray",
+            "name: __RUN_NAME__-nightly-benchmark-ray",
+            "RayJob name should be no more than 47 characters",
+        ),
+        (
+            "base/rayjob.yaml",
+            "ray.io/cluster: council",
+            'ray.io/cluster: ""',
+            "cluster name in ClusterSelector should not be empty",
+        ),
+        (
+            "base/raycluster.yaml",
+            'rayVersion: "2.60.0"',
+            'rayVersion: "2.50.0"',
+            "authOptions.mode is 'token' but minimum Ray version is 2.52.0, got 2.50.0",
+        ),
+        (
+            "base/raycluster.yaml",
+            "      minReplicas: 0\n",
+            "      minReplicas: 5\n",
+            "worker group workers has minReplicas 5 greater than maxReplicas 4",
+        ),
+        (
+            "base/raycluster.yaml",
+            '      num-cpus: "0"\n',
+            '      num-cpus: "0"\n      labels: "tier=head"\n',
+            "rayStartParams['labels'] is not supported for Head group",
+        ),
+        # What the API server checks of the Pod KubeRay makes from a template.
+        (
+            "base/raycluster.yaml",
+            "                mountPath: /runs\n",
+            "                mountPath: /dev/shm\n",
+            "volumeMounts: mountPath /dev/shm twice",
+        ),
+        # A night that stops itself and hands its lock over.
+        ("base/rayjob.yaml", "--deadline 20400 ", "", "the entrypoint has no --deadline"),
+        ("base/rayjob.yaml", "--lock-wait 300", "--lock-wait 60", "--lock-wait 60 <= the head's"),
+        (
+            "base/rayjob.yaml",
+            "  preRunningDeadlineSeconds: 900\n",
+            "",
+            "no preRunningDeadlineSeconds",
+        ),
+        (
+            "base/rayjob.yaml",
+            "  activeDeadlineSeconds: 21600",
+            "  activeDeadlineSeconds: 21000",
+            "KubeRay fails the night before it has stopped",
+        ),
+        # The guard: every state of its RayJob, names, pruning, RBAC, the Job around it.
+        ("base/submit.sh", "      exit 65\n", "      exit 0\n", "ValidationFailed was reported"),
+        ("base/submit.sh", "      exit 1\n", "      exit 0\n", "is Failed was reported"),
+        (
+            "base/submit.sh",
+            '    *) active="$active $rayjob" ;;',
+            "    *) ;;",
+            "another night's RayJob was Running: not skipped",
+        ),
+        ("base/submit.sh", "${#name} -le 43", "${#name} -le 60", "accepted night 'nnnn"),
+        (
+            "base/submit.sh",
+            '  delete "$job"\n    sed',
+            "  sed",
+            "a retry of a failed night did not re-create its RayJob",
+        ),
+        ("base/nightly.yaml", "verbs: [get, list, watch,", "verbs: [get, list,", "['watch']"),
+        ("base/nightly.yaml", "values: [2, 65, 75]", "values: [2]", "exit 65 (a refused RayJob)"),
+        (
+            "base/nightly.yaml",
+            "activeDeadlineSeconds: 46800",
+            "activeDeadlineSeconds: 900",
+            "Kubernetes stops the guard while the night it follows runs",
+        ),
+        ("base/nightly.yaml", "KEEP_NIGHTS # finished", "KEEP_NIGHTZ # finished", "KEEP_NIGHTS"),
+        # Ray pods: follow config changes, get what they are limited to, a sized shm.
+        (
+            "base/raycluster.yaml",
+            "  upgradeStrategy:\n    type: Recreate\n",
+            "",
+            "spec.upgradeStrategy.type: Recreate",
+        ),
+        (
+            "base/raycluster.yaml",
+            '              limits:\n                cpu: "2"',
+            '              limits:\n                cpu: "4"',
+            "head: cpu request 2 != limit 4",
+        ),
+        ("base/raycluster.yaml", "sizeLimit: 3Gi", "sizeLimit: 1Gi", "< object-store-memory"),
+        ("base/raycluster.yaml", "sizeLimit: 5Gi", "sizeLimit: 12Gi", "> half the memory limit"),
+        # The servers: vLLM's uid, probe timeouts.
+        (
+            VLLM,
+            "            - name: USER\n              value: vllm\n"
+            "            - name: LOGNAME\n              value: vllm\n",
+            "",
+            "USER (or LOGNAME) and HOME",
+        ),
+        (VLLM, "            - name: LOGNAME\n              value: vllm\n", "", None),
+        (
+            VLLM,
+            "            timeoutSeconds: 10\n",
+            "",
+            "containers[vllm].livenessProbe.timeoutSeconds: 1 s",
+        ),
+        # A stopped night: stopped cleanly on the head, given time to stop.
         ("base/raycluster.yaml", "pipelines.stopping,", "pipelines.status,", "no preStop"),
         (
             "base/raycluster.yaml",
@@ -226,11 +341,14 @@ def test_the_checks_catch_what_broke_on_a_cluster(capsys: pytest.CaptureFixture[
     ],
 )
 def test_each_rule_catches_its_breakage(
-    tree: Path, file: str, old: str, new: str, error: str
+    tree: Path, file: str, old: str, new: str, error: str | None
 ) -> None:
     edit(tree / file, old, new)
     _, errors = check_overlay(tree / "overlays" / "gpu")
-    assert any(error in e for e in errors), errors
+    if error is None:  # a change the rules accept (one of two equivalent settings gone)
+        assert errors == []
+    else:
+        assert any(error in e for e in errors), errors
 
 
 def test_overlays_must_match_their_engine(tree: Path) -> None:
@@ -281,26 +399,104 @@ def test_the_gpu_extra_is_pinned_to_the_server_image(tmp_path: Path) -> None:
 
 
 def test_the_guard_creates_the_night_named_after_its_job() -> None:
-    """submit.sh against a stub kubectl: what it creates, skips and stops."""
+    """submit.sh against a stand-in kubectl: what it creates and hands to Ray."""
     from deploy.check import render
-    from deploy.harness import run_guard, submitted
-    from deploy.rules import guard
+    from deploy.rules import FOLLOWED, guard
 
-    command, files = guard(render(DEPLOY / "k8s" / "overlays" / "gpu"))
-    run = run_guard(command, files, "old  Complete  <none>  SUCCEEDED\n", "council-nightly-29")
+    guard_ = guard(render(DEPLOY / "k8s" / "overlays" / "gpu"))
+    assert guard_ is not None
+    run = guard_.run(
+        "old  Complete  <none>  SUCCEEDED\n", "council-nightly-29", FOLLOWED + "Complete"
+    )
     assert run.exit_code == 0 and run.deleted == []
     (job,) = run.created
     assert job["kind"] == "RayJob" and job["metadata"]["name"] == "council-nightly-29-ray"
-    assert submitted(job["spec"]).to_ray == [
+    # HTTPMode: the operator posts the entrypoint whole to the job API.
+    assert job["spec"]["submissionMode"] == "HTTPMode"
+    assert job["spec"]["entrypoint"].split() == [
         "python",
         "-m",
         "pipelines.nightly",
         "--name",
         "council-nightly-29",
+        "--deadline",
+        "20400",
+        "--lock-wait",
+        "300",
     ]
-    # This Job retried after creating it: nothing more.
-    run = run_guard(command, files, "council-nightly-29-ray  Running  <none>  RUNNING\n", "x-1")
-    assert run.created == [] and "skipped, still active: council-nightly-29-ray" in run.output
-    # A name that is not a DNS label never reaches sed or kubectl.
-    run = run_guard(command, files, "", "a/b; rm -rf ~")
-    assert run.exit_code == 2 and run.created == []
+    # This Job retried while its RayJob runs: it follows it, creates nothing.
+    run = guard_.run(
+        "council-nightly-29-ray  Running  <none>  RUNNING\n", "council-nightly-29", "Complete"
+    )
+    assert run.exit_code == 0 and run.created == [], run.output
+    assert "Running already (this Job was retried): following it" in run.output
+    # A name that is not a DNS-1035 label never reaches sed or kubectl.
+    run = guard_.run("", "a/b; rm -rf ~")
+    assert run.exit_code == 2 and run.created == [] and run.kubectl == []
+
+
+def test_the_autoscaled_gpu_workers_need_a_gpu_count(tree: Path) -> None:
+    """gpu-inprocess frees its GPUs between nights: the workers scale from zero."""
+    from deploy.check import render
+
+    (cluster,) = [
+        o for o in render(tree / "overlays" / "gpu-inprocess") if o["kind"] == "RayCluster"
+    ]
+    assert cluster["spec"]["enableInTreeAutoscaling"] is True
+    (workers,) = cluster["spec"]["workerGroupSpecs"]
+    assert (workers["replicas"], workers["minReplicas"]) == (0, 0)
+    overrides = tree / "overlays" / "gpu-inprocess" / "overrides"
+    edit(overrides, "concurrency=1 engine.num_gpus=1", "concurrency=1")
+    _, errors = check_overlay(tree / "overlays" / "gpu-inprocess")
+    assert any("the GPU workers scale from zero" in e for e in errors), errors
+    edit(overrides, "concurrency=1", "concurrency=1 engine.num_gpus=1")
+    component = tree / "components" / "gpu-workers" / "kustomization.yaml"
+    edit(component, "            allowPrivilegeEscalation: false\n", "")
+    _, errors = check_overlay(tree / "overlays" / "gpu-inprocess")
+    assert errors == [
+        "gpu-inprocess: RayCluster/council: autoscalerOptions.securityContext: the autoscaler "
+        "container KubeRay adds to the head must drop ALL capabilities and forbid privilege "
+        "escalation (Pod Security restricted)"
+    ]
+
+
+REFUSED = Path(__file__).parent / "refused" / "k8s"
+
+
+def test_the_checks_name_what_kuberay_refused_in_the_manifests_of_2026_12_07(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """tests/deploy/refused: schema-valid, yet the operator refused every night."""
+    assert main(["--root", str(REFUSED)]) == 1
+    err = capsys.readouterr().err
+    for found in [
+        # 1. The blocker: ValidationFailed RayJobs, a RayCronJob that creates none.
+        "gpu: RayJob/council-nightly-29412120-ray (in ConfigMap file rayjob.yaml): KubeRay "
+        "v1.7.0 refuses it: The RayJob spec is invalid: BackoffLimit is incompatible with "
+        "ClusterSelector mode",
+        "gpu-raycronjob: RayCronJob/council-nightly: KubeRay v1.7.0 refuses it: invalid RayJob "
+        "template: The RayJob spec is invalid: BackoffLimit is incompatible with ClusterSelector",
+        # 2. Failure reported as success: the guard exited 0 right after `kubectl create`.
+        "a night whose RayJob is ValidationFailed was reported as a success: exit 0",
+        "a night whose RayJob is Failed was reported as a success: exit 0",
+        "a RayJob that never left Initializing: exit 0",
+        # 3. The hand-over: no watch verb; the driver gave up on the lock at once.
+        "its Role does not grant ['watch'] on rayjobs",
+        "--lock-wait 0 <= the head's RAY_JOB_STOP_WAIT_TIME_S 90",
+        # 4. K8sJobMode's log stream; 5. a deadline that leaves the driver running.
+        "submissionMode K8sJobMode: KubeRay v1.7 marks a running night Failed 30 s",
+        "the entrypoint has no --deadline",
+        "no preRunningDeadlineSeconds",
+        # 6. Config and image changes never reached the Ray pods.
+        "RayCluster/council: spec.upgradeStrategy.type: Recreate",
+        # 7. vLLM's uid without a passwd entry.
+        "Deployment/vllm: spec.template.spec.containers[vllm]: USER (or LOGNAME) and HOME",
+        # 9. Probes, requests, shm, pruning, names.
+        "Deployment/vllm: spec.template.spec.containers[vllm].livenessProbe.timeoutSeconds: 1 s",
+        "RayCluster/council: head: cpu request 2 != limit 4",
+        "cpu-dev: RayCluster/council: head: /dev/shm sizeLimit 2Gi > half the memory limit",
+        "CronJob: no KEEP_NIGHTS",
+        "CronJob: accepted night '9-night', which KubeRay refuses as a RayJob",
+        "CronJob: accepted night 'nnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnn'",
+    ]:
+        assert found in err, found

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -137,3 +138,71 @@ def test_a_crashed_run_does_not_stop_the_night_fault_injected(
     assert what == "crashed" and "RuntimeError: EngineDeadError" in problem
     assert "a retry resumes it" in problem
     assert done["role-qa"] == ("started", [])
+
+
+def nightly(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    overrides = write(tmp_path, "role=dev executor=local sink=none tracking=none\n")
+    night = ["--name", "n-1", "--overrides", str(overrides), "--runs-dir", str(tmp_path)]
+    return subprocess.run(
+        [sys.executable, "-m", "pipelines.nightly", *night, *args],
+        capture_output=True,
+        text=True,
+        cwd=PROJECT_ROOT,
+        timeout=120,
+    )
+
+
+def test_a_held_lock_past_its_wait_exits_75_and_runs_nothing(tmp_path: Path) -> None:
+    """Not 0: a night that did not run is never reported as done (a RayJob Complete)."""
+    with one_night_at_a_time(tmp_path):
+        start = time.monotonic()
+        proc = nightly(tmp_path, "--lock-wait", "2")
+        waited = time.monotonic() - start
+    assert proc.returncode == 75, proc.stderr
+    assert waited >= 2
+    assert f"not run: another night still holds {tmp_path / 'nightly.lock'} after 2 s" in (
+        proc.stderr
+    )
+    assert f"pid {os.getpid()} since" in proc.stderr
+    assert not (tmp_path / "n-1" / "role-dev").exists()
+
+
+def test_the_lock_is_handed_over_once_the_old_night_has_ended(tmp_path: Path) -> None:
+    """A stopped night's driver ends a while after `ray job stop`: the new one waits."""
+    old = subprocess.Popen(
+        [sys.executable, "-c", LOCK_HOLDER, str(tmp_path)], stdout=subprocess.PIPE
+    )
+    assert old.stdout is not None and old.stdout.readline() == b"held\n"
+    start = time.monotonic()
+    with one_night_at_a_time(tmp_path, wait_s=30) as holder:
+        waited = time.monotonic() - start
+        assert holder is None
+    assert old.wait(timeout=30) == 0
+    assert 1 <= waited < 20
+
+
+LOCK_HOLDER = """
+import sys, time
+from pathlib import Path
+from pipelines.driver.night import one_night_at_a_time
+with one_night_at_a_time(Path(sys.argv[1])) as holder:
+    assert holder is None
+    print("held", flush=True)
+    time.sleep(1.5)
+"""
+
+
+def test_the_deadline_stops_the_night_as_sigterm_does_and_exits_143(tmp_path: Path) -> None:
+    """The deadline fires while the night still waits for a lock (a stand-in for a
+    long night): the same clean stop as SIGTERM, exit 143, the same --name resumes."""
+    with one_night_at_a_time(tmp_path):
+        start = time.monotonic()
+        proc = nightly(tmp_path, "--deadline", "1.5", "--lock-wait", "60")
+        took = time.monotonic() - start
+    assert proc.returncode == 143, proc.stderr
+    assert took < 30
+    assert (
+        "nightly n-1: its deadline of 1.5 s passed; its runs' parts are kept: the same --name "
+        "resumes them"
+    ) in proc.stderr
+    assert "Traceback" not in proc.stderr
