@@ -16,16 +16,19 @@ unconfined.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import resource
 import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from pipelines import UserError
+from pipelines import RunStopped, UserError
 
 INSTALL = "apt-get install bubblewrap (Debian/Ubuntu), dnf install bubblewrap (Fedora)"
 NOBODY = 65534
@@ -102,6 +105,36 @@ def _limit(limits: Limits, processes: int) -> None:  # in the child, before exec
         resource.setrlimit(which, (value, value))
 
 
+def _command(sandbox: str, work: str, root: bool, python: list[str], binds: list[str]) -> list[str]:
+    """The bwrap line that runs ``python`` with ``work`` as ``/sandbox``; ``binds``:
+    more bwrap mount arguments."""
+    prefix, _ = _python()
+    return [
+        sandbox,
+        *("--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts"),
+        *("--unshare-cgroup-try", "--die-with-parent", "--new-session"),
+        *(("--unshare-user",) if not root else ()),
+        *("--ro-bind", "/usr", "/usr"),
+        *(a for d in ("lib", "lib64", "bin") for a in ("--symlink", f"usr/{d}", f"/{d}")),
+        *("--ro-bind", str(prefix), "/python"),
+        *binds,
+        *("--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"),
+        *("--bind", work, "/sandbox", "--chdir", "/sandbox", "--clearenv"),
+        # One thread per numeric library: the process limit counts threads.
+        *(a for v in THREAD_VARS for a in ("--setenv", v, "1")),
+        "--",
+        *(
+            ("/usr/bin/setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups")
+            if root
+            else ()
+        ),
+        *python,
+    ]
+
+
+THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
 def run_python(program: str, limits: Limits = Limits()) -> Outcome:
     """Run ``program`` (Python source) in the sandbox; exit 0 is ``passed``.
 
@@ -109,37 +142,21 @@ def run_python(program: str, limits: Limits = Limits()) -> Outcome:
         UserError: bubblewrap is not installed.
     """
     sandbox = require_sandbox()
-    prefix, binary = _python()
+    _, binary = _python()
     root = os.geteuid() == 0
     processes = _processes(limits, root)
     with tempfile.TemporaryDirectory(prefix="council-sandbox-") as work:
         Path(work, "main.py").write_text(program)
         if root:
             os.chown(work, NOBODY, NOBODY)
-        command = [
-            sandbox,
-            *("--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts"),
-            *("--unshare-cgroup-try", "--die-with-parent", "--new-session"),
-            *(("--unshare-user",) if not root else ()),
-            *("--ro-bind", "/usr", "/usr"),
-            *(a for d in ("lib", "lib64", "bin") for a in ("--symlink", f"usr/{d}", f"/{d}")),
-            *("--ro-bind", str(prefix), "/python"),
-            *("--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"),
-            *("--bind", work, "/sandbox", "--chdir", "/sandbox", "--clearenv"),
-            "--",
-            *(
-                ("/usr/bin/setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups")
-                if root
-                else ()
-            ),
-            f"/python/{binary}",
-            *("-I", "-B", "/sandbox/main.py"),
-        ]
+        python = [f"/python/{binary}", "-I", "-B", "/sandbox/main.py"]
+        command = _command(sandbox, work, root, python, [])
         with subprocess.Popen(
             command,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
+            env={},  # bwrap's own environment: --clearenv clears only its child's
             preexec_fn=lambda: _limit(limits, processes),
         ) as child:
             try:
@@ -153,6 +170,137 @@ def run_python(program: str, limits: Limits = Limits()) -> Outcome:
     if returncode in CPU_KILLED:
         return Outcome(TIMEOUT, returncode, output)
     return Outcome(PASSED if returncode == 0 else FAILED, returncode, output)
+
+
+class SandboxFailed(RunStopped):
+    """The sandbox itself did not work (it could not start): the run stops (what
+    landed is kept; ``pipelines.resume`` scores it once the sandbox works), never
+    a wrong answer."""
+
+
+SITE = "/site"
+"""Where a :class:`Worker` sees the driver's installed packages (read-only)."""
+
+
+def site_packages() -> str:
+    """The folder of the driver's installed packages (its venv's, if it runs in one)."""
+    import sysconfig
+
+    return sysconfig.get_paths()["purelib"]
+
+
+WORKER_LIMITS = Limits(wall_s=5.0, cpu_s=3600, memory_mb=4096, file_mb=1, processes=32)
+"""A :class:`Worker`'s: ``wall_s`` per request; the CPU limit is its whole life's."""
+LINE_CAP = 64 * 1024
+"""The longest reply a :class:`Worker` reads: more is a broken worker, not a reply."""
+
+
+class Worker:
+    """A sandboxed Python process (the driver's installed packages read-only, at the
+    folder its second argument names) that answers one JSON request per line, each
+    within ``limits.wall_s``.
+
+    ``source`` reads requests from stdin and writes one JSON reply line each to
+    the file descriptor numbered by its first argument (its stdout and stderr go
+    nowhere, so what the code it runs prints never reaches the driver), after a
+    first line ``{"ready": true}``. A request that times out, or a reply that is
+    not one short line, kills the worker: :meth:`ask` returns None and the next
+    call starts a new one. A worker that cannot start raises
+    :class:`SandboxFailed`.
+    """
+
+    def __init__(self, source: str, limits: Limits = WORKER_LIMITS, start_s: float = 120.0):
+        self.source, self.limits, self.start_s = source, limits, start_s
+        self._child: subprocess.Popen[bytes] | None = None
+        self._work: tempfile.TemporaryDirectory[str] | None = None
+        self._pending = b""
+
+    def _start(self) -> None:
+        sandbox = require_sandbox()
+        root = os.geteuid() == 0
+        self._work = tempfile.TemporaryDirectory(prefix="council-worker-")
+        work = self._work.name
+        Path(work, "worker.py").write_text(self.source)
+        if root:
+            os.chown(work, NOBODY, NOBODY)
+        _, binary = _python()
+        read, write = os.pipe()
+        python = [f"/python/{binary}", "-I", "-B", "/sandbox/worker.py", str(write), SITE]
+        command = _command(sandbox, work, root, python, ["--ro-bind", site_packages(), SITE])
+        processes = _processes(self.limits, root)
+        try:
+            self._child = subprocess.Popen(
+                command,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                pass_fds=(write,),
+                env={},  # bwrap's own environment: --clearenv clears only its child's
+                preexec_fn=lambda: _limit(self.limits, processes),
+            )
+        finally:
+            os.close(write)
+        self._replies = read
+        self._pending = b""
+        ready = self._line(self.start_s)
+        if ready is None or json.loads(ready) != {"ready": True}:
+            self.close()
+            raise SandboxFailed(f"the sandboxed worker did not start within {self.start_s:g} s")
+
+    def _line(self, timeout_s: float) -> bytes | None:
+        """The next reply line, or None (timed out, too long, or the worker ended)."""
+        import select
+
+        deadline = time.monotonic() + timeout_s
+        while b"\n" not in self._pending:
+            left = deadline - time.monotonic()
+            if left <= 0 or len(self._pending) > LINE_CAP:
+                return None
+            ready, _, _ = select.select([self._replies], [], [], left)
+            if not ready:
+                return None
+            chunk = os.read(self._replies, 65536)
+            if not chunk:
+                return None
+            self._pending += chunk
+        line, _, self._pending = self._pending.partition(b"\n")
+        return line if len(line) <= LINE_CAP else None
+
+    def ask(self, request: dict[str, Any]) -> dict[str, Any] | None:
+        """The worker's reply to ``request``, or None when it gave none in time."""
+        if self._child is None or self._child.poll() is not None:
+            self.close()
+            self._start()
+        assert self._child is not None and self._child.stdin is not None
+        try:
+            self._child.stdin.write(json.dumps(request).encode() + b"\n")
+            self._child.stdin.flush()
+        except BrokenPipeError:
+            self.close()
+            return None
+        line = self._line(self.limits.wall_s)
+        try:
+            reply = json.loads(line) if line is not None else None
+        except ValueError:
+            reply = None
+        if not isinstance(reply, dict):
+            self.close()  # killed: the next request starts a new one
+            return None
+        return reply
+
+    def close(self) -> None:
+        if self._child is not None:
+            _kill_tree(self._child.pid)
+            with contextlib.suppress(Exception):
+                self._child.wait(timeout=10)
+            if self._child.stdin is not None:
+                with contextlib.suppress(OSError):
+                    self._child.stdin.close()
+            os.close(self._replies)
+            self._child = None
+        if self._work is not None:
+            self._work.cleanup()
+            self._work = None
 
 
 def _kill_tree(pid: int) -> None:

@@ -4,7 +4,8 @@ field), what each needs, and the check itself.
 ``exact``: equal after normalizing case, spaces and surrounding punctuation;
 ``numeric``: one number, equal within 1e-6 (relative); ``choice``: the same
 one of the task's ``choices`` (by letter or text); ``reasoning_gym:<dataset>``:
-that generator's own ``score_answer`` on the task's ``metadata`` (1.0 is right);
+that generator's own ``score_answer`` on the task's ``metadata`` (1.0 is right),
+in the sandbox (several of them ``eval()`` the answer: :class:`GymScorer`);
 ``python_tests``: the proposal's last code block, after the task's
 ``metadata.preamble`` (imports, the signature), passes the task's ``tests``
 (``check(<entry_point>)``) in the sandbox (:mod:`pipelines.runtime.sandbox`).
@@ -12,9 +13,13 @@ that generator's own ``score_answer`` on the task's ``metadata`` (1.0 is right);
 
 from __future__ import annotations
 
+import atexit
+import logging
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
+from pathlib import Path
 from typing import Any
 
 from evaluators.answers import (
@@ -27,6 +32,8 @@ from evaluators.answers import (
     parse_number,
 )
 from pipelines.runtime import sandbox
+
+log = logging.getLogger(__name__)
 
 EXACT, NUMERIC, CHOICE, REASONING_GYM = "exact", "numeric", "choice", "reasoning_gym"
 PYTHON_TESTS = "python_tests"
@@ -58,6 +65,8 @@ def problem(
     if kind == REASONING_GYM:
         if dataset not in reasoning_gym_datasets():
             return f"field 'verifier': reasoning_gym has no dataset {dataset!r}"
+        if sandbox.bwrap() is None:
+            return f"field 'verifier': {NO_GYM_SANDBOX}"
         if not has_metadata:
             return f"field 'metadata': required by verifier {verifier!r} (its scorer reads it)"
     if kind == PYTHON_TESTS:
@@ -71,6 +80,10 @@ def problem(
 
 
 NO_SANDBOX = f"python_tests runs code only in a sandbox, which needs bubblewrap: {sandbox.INSTALL}"
+NO_GYM_SANDBOX = (
+    "reasoning_gym's scorers run answers as code (eval, sympy) only in a sandbox, which needs "
+    f"bubblewrap: {sandbox.INSTALL}"
+)
 
 
 @cache
@@ -81,13 +94,43 @@ def reasoning_gym_datasets() -> frozenset[str]:
     return frozenset(DATASETS)
 
 
-@cache
-def _scorer(dataset: str) -> Any:
-    """A reasoning_gym generator's ``score_answer`` (its default instance: the scorers
-    read the task's own entry, not the generator's settings)."""
-    import reasoning_gym
+class GymScorer:
+    """reasoning_gym's scorers, in a sandboxed worker of their own (``gym_scorer.py``):
+    several ``eval()`` the answer, which is model text. One worker for the process,
+    started on first use; an answer whose scoring does not end within the worker's
+    time limit, or that kills it, is scored wrong (and the worker started again).
+    """
 
-    return reasoning_gym.get_score_answer_fn(dataset)
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._worker: sandbox.Worker | None = None
+
+    def score(self, dataset: str, answer: str, entry: dict[str, Any]) -> float:
+        """The generator's ``score_answer`` (its default instance: the scorers read the
+        task's own entry, not the generator's settings); 0.0 when it gave no score.
+
+        Raises:
+            sandbox.SandboxFailed: the sandbox could not start.
+        """
+        with self._lock:
+            if self._worker is None:
+                source = (Path(__file__).parent / "gym_scorer.py").read_text()
+                self._worker = sandbox.Worker(source)
+                atexit.register(self._worker.close)
+            request = {"dataset": dataset, "answer": answer, "entry": entry}
+            reply = self._worker.ask(request)
+        if reply is None or "score" not in reply:
+            why = (
+                "no score (timed out, or it ended the worker)"
+                if reply is None
+                else str(reply.get("error"))[:200]
+            )
+            log.warning("reasoning_gym:%s: answer %r scored wrong: %s", dataset, answer[:60], why)
+            return 0.0
+        return float(reply["score"])
+
+
+GYM = GymScorer()
 
 
 @dataclass(frozen=True)
@@ -119,5 +162,5 @@ class Reference:
             return matches_choice(answer, self.answer, self.choices)
         if kind == REASONING_GYM:
             entry = {"question": self.question, "answer": self.answer, "metadata": self.metadata}
-            return float(_scorer(dataset)(answer, entry)) >= 1.0
+            return GYM.score(dataset, answer, dict(entry)) >= 1.0
         return matches_exact(answer, self.answer)
