@@ -2,8 +2,9 @@
 
 Rebuilds the run's sink from its ``run.json`` (stream, duplicate window,
 batching) and publishes the outbox messages the server has not acked
-(``acked.txt``), to ``--url`` / ``NATS_URL``, else the URL the run used, else
-a server started again on the run's own store (``<run_dir>/nats``). Every
+(``acked.txt``), to ``--url`` / ``NATS_URL``, else a server started again on
+the run's own store (``<run_dir>/nats``); never to the URL run.json records
+(a run folder is data: whoever wrote it would get today's ``NATS_TOKEN``). Every
 message keeps its ``Nats-Msg-Id``, so the server drops any it already holds:
 replaying a published run publishes nothing new.
 """
@@ -20,7 +21,6 @@ from pathlib import Path
 from pipelines import UserError
 from pipelines.config import NatsSinkConfig
 from pipelines.driver.runinfo import read_run_config
-from pipelines.runtime.redact import MASK
 from pipelines.sinks import republish
 from pipelines.spec.exits import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
 from pipelines.spec.run_folder import ACKED_FILE, OUTBOX_FILE, RUN_INFO_FILE
@@ -32,9 +32,7 @@ def main(argv: list[str] | None = None) -> int:
         description="Publish the messages of a run that NATS has not acknowledged.",
     )
     parser.add_argument("run_dir", type=Path, help="the run folder (holds outbox.jsonl)")
-    parser.add_argument(
-        "--url", help="NATS URL (default: NATS_URL, else the run's, else its embedded store)"
-    )
+    parser.add_argument("--url", help="NATS URL (default: NATS_URL, else the run's embedded store)")
     parser.add_argument("--all", action="store_true", help="resend acked messages too")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -51,10 +49,9 @@ def main(argv: list[str] | None = None) -> int:
             return EXIT_BAD_INPUT
     if not isinstance(sink, NatsSinkConfig):
         sink = NatsSinkConfig()
-    url = args.url or os.environ.get("NATS_URL") or sink.url
-    if url and MASK in url:
-        print("error: the run's NATS URL has a masked password; pass --url", file=sys.stderr)
-        return EXIT_BAD_INPUT
+    url = args.url or os.environ.get("NATS_URL") or None
+    if sink.url and sink.url != url:
+        print(f"replay: not to the run's recorded NATS URL; to {url or 'its embedded store'}")
     if args.all:
         (args.run_dir / ACKED_FILE).unlink(missing_ok=True)
     report = republish(dataclasses.replace(sink, url=url), args.run_dir)

@@ -16,7 +16,7 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from pipelines import UserError
-from pipelines.config import NatsSinkConfig, RunConfig
+from pipelines.config import DATASET_DIR, NatsSinkConfig, RunConfig
 from pipelines.driver.pipeline import RunOutcome
 from pipelines.driver.runinfo import read_run_config
 from pipelines.executors import HeldExecutors
@@ -31,11 +31,15 @@ ENDPOINTS = (
     "tracking.uri",
     "judge.engine.url",
     "judge.engine.api_key_env",
+    "executor.address",
+    "cache_dir",
 )
-"""Where requests and credentials go: a resume always takes them from today's
-config and environment (``NATS_URL``, ``VLLM_URL``, ``MLFLOW_TRACKING_URI``).
-Whoever can write a run folder could otherwise make the next resume send
-``VLLM_API_KEY`` to their host."""
+"""Where requests, credentials and shared state go: a resume always takes them
+from today's config and environment (``NATS_URL``, ``VLLM_URL``,
+``MLFLOW_TRACKING_URI``, ``RAY_ADDRESS``, ``DASK_SCHEDULER_ADDRESS``). Whoever
+can write a run folder could otherwise make the next resume send
+``VLLM_API_KEY`` to their host, join their Ray cluster with ``RAY_AUTH_TOKEN``,
+unpickle what their Dask scheduler sends, or answer from their cache."""
 
 ENGINE_SETTINGS = (
     "model.path",
@@ -46,7 +50,8 @@ ENGINE_SETTINGS = (
 )
 """What the engine loads and is handed: taken from today's config too, and a
 run.json that records others is refused (the resumed rows would come from
-another model or engine) unless ``--trust-run-folder``."""
+another model or engine) unless ``--trust-run-folder``; so is a ``dataset``
+outside the project's ``datasets/`` (the files a resume reads)."""
 
 
 def resumed_config(
@@ -70,6 +75,9 @@ def resumed_config(
         if _get(recorded, name) not in (_MISSING, None, "", {})
         and _get(recorded, name) != _get(today, name)
     }
+    dataset = recorded.dataset
+    if dataset and not Path(dataset).resolve().is_relative_to(DATASET_DIR.resolve()):
+        differ["dataset"] = dataset  # tasks read from anywhere the folder names
     if differ and not trust_run_folder:
         listed = "\n".join(f"  {k}: {v!r} (today: {_get(today, k)!r})" for k, v in differ.items())
         raise UserError(
@@ -104,6 +112,7 @@ def today_config(recorded: RunConfig) -> RunConfig:
         f"sink={recorded.sink.name}",
         f"tracking={recorded.tracking.name}",
         f"judge={recorded.judge.name}",
+        f"executor={recorded.executor.name}",
     ]
     if recorded.model.name in models:
         overrides.append(f"model={models[recorded.model.name]}")

@@ -86,7 +86,7 @@ def summary(outcome: RunOutcome) -> str:
         else:
             lines.append(
                 f"{t['name']}: TRACKING FAILED ({t['error']}); the run's files are on disk: "
-                f"python -m pipelines.track {outcome.out_dir}"
+                f"python -m pipelines.track {outcome.out_dir} [--uri URI]"
             )
     if "sink" in m:
         n = m["sink"]
@@ -105,6 +105,6 @@ def summary(outcome: RunOutcome) -> str:
             lines.append(
                 f"  NOT PUBLISHED: {n['unpublished']} messages ({n['error']}); they are in "
                 f"{outcome.out_dir / 'outbox.jsonl'}: "
-                f"python -m pipelines.replay {outcome.out_dir}"
+                f"python -m pipelines.replay {outcome.out_dir} [--url URL]"
             )
     return "\n".join(lines)
