@@ -19,15 +19,20 @@ ANSWER_INSTRUCTION = "End your reply with a last line of the form `Answer: <your
 CODE_INSTRUCTION = "Reply with the whole function in one ```python code block."
 
 # re reads \uff1a (a full-width colon) and \u2212 (a minus sign) in a pattern.
+# Linear in the reply: the lead-in of a line stops at its end, and runs of spaces
+# are taken whole (possessive *+): a reply of blank lines or spaces made the
+# patterns backtrack quadratically (40,000 blank lines: 152 s).
 _ANSWER_LINE = re.compile(
-    r"(?im)^[\s>#*_`-]*(?:(?:the|your|my)\s+)?(?:final\s+)?answer(?:\s+is)?\s*[*_]*\s*[:=\uff1a]"
-    r"\s*(?P<text>.*\S)"
+    r"(?im)^[ \t\r\f\v>#*_`-]*(?:(?:the|your|my)\s+)?(?:final\s+)?answer(?:\s+is)?"
+    r"\s*+[*_]*+\s*+[:=\uff1a]\s*+(?P<text>.*\S)"
 )
 _ANSWER_IS = re.compile(
-    r"(?i)\b(?:the|my|final)\s+(?:final\s+)?answer(?:\s+to\s+[^\n.\"`]{1,80}?)?\s+is\s*[:\uff1a]?"
-    r"\s*(?P<text>[^\n]*?)\s*(?:\.\s|\.?$)",
+    r"(?i)\b(?:the|my|final)\s+(?:final\s+)?answer(?:\s+to\s+[^\n.\"`]{1,80}?)?\s+is\s*+"
+    r"[:\uff1a]?\s*+(?P<text>[^\n]{0,1000}?)\s*(?:\.\s|\.?$)",
     re.M,
 )
+ANSWER_SCAN = 20_000
+"""Characters, from a reply's end, searched for its answer (it states it last)."""
 _BOXED = re.compile(r"\\boxed\{(?P<text>[^{}]*)\}")
 _WRAPPERS = "*_`'\"$ \t"
 _LETTER = re.compile(r"\(([a-z])\)(?:\s.*)?|([a-z])(?:[.):](?:\s.*)?)?")
@@ -45,8 +50,10 @@ def extract_answer(text: str) -> str | None:
     to the end of its sentence), the last ``\\boxed{...}``, and a reply that is
     only a value on one short line (:data:`SHORT_REPLY`); then the value it states
     (:func:`_value`). Markdown emphasis, backticks, quotes, ``$`` and a trailing
-    period are stripped; an empty remainder is no answer.
+    period are stripped; an empty remainder is no answer. Only the reply's last
+    :data:`ANSWER_SCAN` characters are read.
     """
+    text = text[-ANSWER_SCAN:]
     for pattern in (_ANSWER_LINE, _ANSWER_IS, _BOXED):
         matches = list(pattern.finditer(text))
         for match in reversed(matches):

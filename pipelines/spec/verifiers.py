@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import atexit
 import logging
+import secrets
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -153,9 +154,17 @@ class Reference:
         """Is ``answer`` (an extracted final answer) right?"""
         kind, _, dataset = self.verifier.partition(":")
         if kind == PYTHON_TESTS:
+            # Exit 0 alone is no pass: a proposal that calls os._exit(0) or raises
+            # SystemExit(0) before the tests run exits 0 too. The pass is the line
+            # printed after check() returned, with a token new to each check.
             preamble = str((self.metadata or {}).get("preamble", ""))
-            program = f"{preamble}\n\n{answer}\n\n{self.tests}\n\ncheck({self.entry_point})\n"
-            return sandbox.run_python(program).passed
+            token = secrets.token_hex(16)
+            program = (
+                f"{preamble}\n\n{answer}\n\n{self.tests}\n\ncheck({self.entry_point})\n"
+                f"print({token!r}, flush=True)\n"
+            )
+            outcome = sandbox.run_python(program)
+            return outcome.passed and outcome.output.rstrip().endswith(token)
         if kind == NUMERIC:
             return matches_numeric(answer, self.answer)
         if kind == CHOICE:

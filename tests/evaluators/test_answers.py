@@ -92,3 +92,22 @@ def test_majority_ignores_silence_and_breaks_ties_by_order() -> None:
     assert majority(["4", "5"]) == "4"  # a split vote goes to the first answer
     assert majority(["Paris", "paris", "Rome"]) == "Paris"
     assert majority([None, None]) is None
+
+
+@pytest.mark.parametrize(
+    ("reply", "answer"),
+    [
+        ("\n" * 40_000 + "Answer: 5", "5"),  # 152 s before
+        ("the answer is" + " " * 40_000 + "x", "x"),
+        ("the answer is" + "\n" * 40_000, None),
+        ("Answer" + " " * 40_000 + ":", None),
+        ("x" * 100_000 + "\nAnswer: 7", "7"),
+    ],
+    ids=["blank-lines", "spaces", "newlines-after", "spaces-before-colon", "long-reply"],
+)
+def test_extraction_is_linear_in_a_hostile_reply(reply: str, answer: str | None) -> None:
+    import time
+
+    start = time.perf_counter()
+    assert extract_answer(reply) == answer
+    assert time.perf_counter() - start < 2.0

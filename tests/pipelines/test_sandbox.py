@@ -159,6 +159,23 @@ def test_python_tests_pass_a_right_function_and_fail_a_wrong_one() -> None:
     assert ref.extract("def add(a, b): return a + b") is None  # no code block: no answer
 
 
+@pytest.mark.parametrize(
+    "exit_early",
+    ["import os\nos._exit(0)", "raise SystemExit(0)", "import sys\nsys.exit()"],
+    ids=["os._exit", "SystemExit", "sys.exit"],
+)
+def test_a_proposal_that_exits_0_before_the_tests_is_not_a_pass(exit_early: str) -> None:
+    ref = Reference(
+        "def add(a, b):\n    return a + b",
+        PYTHON_TESTS,
+        tests="def check(candidate):\n    assert candidate(2, 3) == 5\n",
+        entry_point="add",
+    )
+    proposal = f"```python\ndef add(a, b):\n    return a - b\n{exit_early}\n```"
+    assert run_python(exit_early).passed  # it does exit 0 ...
+    assert not ref.check(ref.extract(proposal) or "")  # ... and is scored wrong
+
+
 def test_code_tasks_are_refused_without_bubblewrap_faked_missing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
