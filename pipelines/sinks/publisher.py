@@ -90,8 +90,9 @@ async def ensure_stream(js: Any, cfg: NatsSinkConfig) -> bool:
 
     The sink needs its subjects, its duplicate window and atomic batches; an
     existing stream keeps everything else (its retention, replicas, other
-    subjects), and gets the sink's limits only where it has none. Returns
-    whether the stream takes atomic batches (nats-server >= 2.12).
+    subjects, and its limits: a 0 or -1 there is an explicit "unlimited", which
+    NATS cannot tell from unset, so the sink's limits go only on a stream it
+    creates). Returns whether the stream takes atomic batches (nats-server >= 2.12).
     """
     from nats.js.api import StreamConfig
     from nats.js.errors import NotFoundError
@@ -111,14 +112,15 @@ async def ensure_stream(js: Any, cfg: NatsSinkConfig) -> bool:
         )
         return bool(info.config.allow_atomic)
     have = info.config
-    max_age = have.max_age or cfg.stream_max_age_s
-    window = min(cfg.duplicate_window_s, max_age)  # the server refuses a window past it
+    window = cfg.duplicate_window_s
+    if have.max_age and have.max_age > 0:
+        window = min(window, have.max_age)  # the server refuses a window past it
     if window < cfg.duplicate_window_s:
         log.warning(
             "nats: stream %s keeps messages %.0f s: replays are deduplicated over that, "
             "not sink.duplicate_window_s (%.0f s)",
             cfg.stream,
-            max_age,
+            have.max_age,
             cfg.duplicate_window_s,
         )
     merged = dataclasses.replace(
@@ -127,8 +129,6 @@ async def ensure_stream(js: Any, cfg: NatsSinkConfig) -> bool:
         + [s for s in STREAM_SUBJECTS if s not in (have.subjects or [])],
         duplicate_window=window,
         allow_atomic=True,
-        max_age=max_age,
-        max_bytes=have.max_bytes if (have.max_bytes or -1) > 0 else cfg.stream_max_bytes,
     )
     if merged != have:
         log.info("nats: stream %s: adding what the sink needs to its config", cfg.stream)

@@ -106,16 +106,26 @@ def test_the_stream_config_is_merged_not_replaced(tmp_path: Path) -> None:
         await js.delete_stream("COUNCIL")
         await ensure_stream(js, cfg)  # one the sink creates
         fresh = (await js.stream_info("COUNCIL")).config
+        await js.delete_stream("COUNCIL")
+        await js.add_stream(  # an operator's shared stream, unlimited on purpose
+            StreamConfig(name="COUNCIL", subjects=["ops.>"], max_age=0, max_bytes=-1)
+        )
+        await ensure_stream(js, cfg)
+        unlimited = (await js.stream_info("COUNCIL")).config
         await nc.close()
-        return atomic, merged, fresh
+        return atomic, merged, fresh, unlimited
 
     with embedded_server(tmp_path / "nats") as url:
-        atomic, merged, fresh = asyncio.run(scenario(url))
+        atomic, merged, fresh, unlimited = asyncio.run(scenario(url))
     assert atomic and merged.allow_atomic
     assert set(merged.subjects) == {"ops.>", "agent.response.>", "deliberation.>"}
     assert (merged.max_age, merged.max_bytes, merged.description) == (3600.0, 1 << 20, "operator's")
     assert merged.duplicate_window == 3600.0  # the sink's day, cut to the stream's max age
     assert (fresh.max_age, fresh.max_bytes) == (30 * 86400.0, 4 << 30)
+    # 0 and -1 are the operator's "unlimited": kept, or the server would drop their
+    # messages older than 30 days (and past 4 GiB) at the sink's first run.
+    assert (unlimited.max_age, unlimited.max_bytes) == (0.0, -1)
+    assert unlimited.duplicate_window == 86400.0
 
 
 def test_the_collector_skips_bad_messages_and_settles_the_good_one_on_every_replay(
