@@ -21,6 +21,7 @@ import pandas as pd
 from pipelines import UserError
 from pipelines.config import ModelConfig, OpenAIEngineConfig
 from pipelines.engines import Completion, chat_messages, json_schema
+from pipelines.runtime.redact import redact_text
 
 PROBE_TIMEOUT_S = 5.0
 """How long the start-up check waits for the server."""
@@ -78,6 +79,37 @@ def structured_output(row: Any) -> dict[str, Any]:
     }
 
 
+CHARS_PER_TOKEN = 64
+"""The most characters a reply may hold per token asked for (a token is a few
+characters; a server sending far more is not answering the request)."""
+
+
+def completion(resp: Any, max_tokens: int, latency: float) -> Completion:
+    """A server's reply as a :class:`Completion`, checked: a choice, and a text no
+    longer than ``max_tokens`` could be.
+
+    Raises:
+        ValueError: the reply is not one the request could have had.
+    """
+    choices = getattr(resp, "choices", None) or []
+    if not choices:
+        raise ValueError("the server's reply holds no choice")
+    choice = choices[0]
+    text = choice.message.content or ""
+    if len(text) > max_tokens * CHARS_PER_TOKEN:
+        raise ValueError(
+            f"the server's reply holds {len(text):,} characters for at most {max_tokens} tokens"
+        )
+    usage = resp.usage
+    return Completion(
+        proposal=text,
+        prompt_tokens=usage.prompt_tokens if usage else 0,
+        completion_tokens=usage.completion_tokens if usage else 0,
+        finish_reason=choice.finish_reason or "",
+        latency=latency,
+    )
+
+
 class OpenAIEngine:
     """Sends each request as one ``/v1/chat/completions`` call."""
 
@@ -123,29 +155,24 @@ class OpenAIEngine:
         async with slots:
             start = time.perf_counter()
             try:
-                resp = await client.chat.completions.create(
-                    model=self.model,
-                    messages=chat_messages(row),
-                    temperature=float(row.temperature),
-                    seed=int(row.seed),
-                    max_tokens=int(row.max_tokens),
-                    extra_body=self.cfg.extra_body or None,
-                    **structured_output(row),
+                # The client's timeout is per read (a body trickled a byte at a time
+                # outlives it): one deadline for the request and its retries.
+                resp = await asyncio.wait_for(
+                    client.chat.completions.create(
+                        model=self.model,
+                        messages=chat_messages(row),
+                        temperature=float(row.temperature),
+                        seed=int(row.seed),
+                        max_tokens=int(row.max_tokens),
+                        extra_body=self.cfg.extra_body or None,
+                        **structured_output(row),
+                    ),
+                    timeout=self.cfg.timeout_s * (self.cfg.retries + 1),
                 )
+                return completion(resp, int(row.max_tokens), time.perf_counter() - start)
             except Exception as e:  # noqa: BLE001 - the row carries the error, the run goes on
-                return Completion(
-                    error=f"{type(e).__name__}: {e}", latency=time.perf_counter() - start
-                )
-            latency = time.perf_counter() - start
-        choice = resp.choices[0]
-        usage = resp.usage
-        return Completion(
-            proposal=choice.message.content or "",
-            prompt_tokens=usage.prompt_tokens if usage else 0,
-            completion_tokens=usage.completion_tokens if usage else 0,
-            finish_reason=choice.finish_reason or "",
-            latency=latency,
-        )
+                error = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
+                return Completion(error=redact_text(error), latency=time.perf_counter() - start)
 
     def close(self) -> None:
         """Waits for the batches in flight."""
