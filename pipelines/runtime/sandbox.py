@@ -159,17 +159,55 @@ def run_python(program: str, limits: Limits = Limits()) -> Outcome:
             env={},  # bwrap's own environment: --clearenv clears only its child's
             preexec_fn=lambda: _limit(limits, processes),
         ) as child:
-            try:
-                out, _ = child.communicate(timeout=limits.wall_s)
+            assert child.stdout is not None
+            start = time.monotonic()
+            ended, tail, flooded = _read_capped(child.stdout.fileno(), limits.wall_s)
+            try:  # its output closed: it may still run (a daemon that closed it)
+                if ended and not flooded:
+                    child.wait(timeout=max(0.1, limits.wall_s - (time.monotonic() - start)))
             except subprocess.TimeoutExpired:
+                ended = False
+            if not ended or flooded:
                 _kill_tree(child.pid)
-                out, _ = child.communicate()
-                return Outcome(TIMEOUT, None, out.decode(errors="replace")[-2000:])
-    output = out.decode(errors="replace")[-2000:]
+            child.wait()
+    output = tail.decode(errors="replace")[-OUTPUT_TAIL:]
+    if not ended:
+        return Outcome(TIMEOUT, None, output)
+    if flooded:
+        return Outcome(FAILED, child.returncode, output + f"\n[output over {OUTPUT_CAP:,} bytes]")
     returncode = child.returncode
     if returncode in CPU_KILLED:
         return Outcome(TIMEOUT, returncode, output)
     return Outcome(PASSED if returncode == 0 else FAILED, returncode, output)
+
+
+OUTPUT_CAP = 1 << 20
+"""Bytes of output a sandboxed program may write; more fails it (and is never held:
+only the tail is kept)."""
+OUTPUT_TAIL = 2000
+
+
+def _read_capped(fd: int, wall_s: float) -> tuple[bool, bytes, bool]:
+    """Read ``fd`` to its end within ``wall_s``, keeping only its tail: (ended, the
+    last bytes, whether it passed :data:`OUTPUT_CAP`)."""
+    import select
+
+    deadline = time.monotonic() + wall_s
+    tail, total = b"", 0
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return False, tail, False
+        ready, _, _ = select.select([fd], [], [], left)
+        if not ready:
+            return False, tail, False
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            return True, tail, False
+        total += len(chunk)
+        tail = (tail + chunk)[-4 * OUTPUT_TAIL :]
+        if total > OUTPUT_CAP:
+            return True, tail, True
 
 
 class SandboxFailed(RunStopped):

@@ -195,3 +195,26 @@ def test_code_tasks_are_refused_without_bubblewrap_faked_missing(
     monkeypatch.setattr(sandbox, "bwrap", lambda: None)
     with pytest.raises(TaskFileError, match=r"code\.jsonl:1: .*needs bubblewrap: apt-get install"):
         load_tasks(path)
+
+
+def test_a_flood_of_output_fails_the_program_without_filling_the_driver() -> None:
+    """Output is read as it comes, its tail kept: 512 MiB printed costs the driver
+    nothing like it (it used to be read whole: +1.5 GiB peak)."""
+    probe = (
+        "import resource, sys\n"
+        "from pipelines.runtime.sandbox import Limits, run_python\n"
+        "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "done = run_python(\"import sys\\nfor _ in range(512): sys.stdout.write('x' * (1 << 20))\","
+        " Limits(wall_s=30, file_mb=1))\n"
+        "after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "print(done.status, len(done.output), (after - before) // 1024)\n"
+    )
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, cwd=PROJECT_ROOT
+    )
+    status, length, grown_mb = out.stdout.split()
+    assert status == "failed" and int(length) < 3000, out.stdout
+    assert int(grown_mb) < 64, out.stdout
