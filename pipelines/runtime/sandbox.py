@@ -81,14 +81,20 @@ def _python() -> tuple[Path, Path]:
 
 
 def _processes(limits: Limits, root: bool) -> int:
-    """The process limit: it counts every process of the user, so a non-root driver's
-    user gets its current count on top (``nobody`` runs nothing else)."""
+    """The process limit: the kernel counts every thread of the user against it, so
+    a non-root driver's user gets its current count of threads on top (``nobody``
+    runs nothing else). Counting processes instead left a driver with 40 idle
+    threads unable to start the sandbox at all."""
     if root:
         return limits.processes
     import psutil
 
     uid = os.getuid()
-    mine = sum(1 for p in psutil.process_iter(["uids"]) if p.info["uids"].real == uid)
+    mine = sum(
+        p.info["num_threads"] or 1
+        for p in psutil.process_iter(["uids", "num_threads"])
+        if p.info["uids"] is not None and p.info["uids"].real == uid
+    )
     return mine + limits.processes
 
 
@@ -225,6 +231,13 @@ def site_packages() -> str:
     import sysconfig
 
     return sysconfig.get_paths()["purelib"]
+
+
+def self_test() -> None:
+    """Raise :class:`SandboxFailed` unless the sandbox runs a trivial program."""
+    done = run_python("print('ok')")
+    if not done.passed or done.output != "ok\n":
+        raise SandboxFailed(f"the code sandbox does not start: {done.output.strip()[-300:]}")
 
 
 WORKER_LIMITS = Limits(wall_s=5.0, cpu_s=3600, memory_mb=4096, file_mb=1, processes=32)

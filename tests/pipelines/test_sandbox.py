@@ -4,6 +4,7 @@ could make and checks what the host saw."""
 from __future__ import annotations
 
 import json
+import os
 import socket
 import time
 import uuid
@@ -218,3 +219,50 @@ def test_a_flood_of_output_fails_the_program_without_filling_the_driver() -> Non
     status, length, grown_mb = out.stdout.split()
     assert status == "failed" and int(length) < 3000, out.stdout
     assert int(grown_mb) < 64, out.stdout
+
+
+def test_the_process_limit_of_a_non_root_driver_counts_its_threads() -> None:
+    """RLIMIT_NPROC counts the user's threads: a limit set from its processes left a
+    driver with idle threads unable to start bwrap ("Creating new namespace failed"),
+    and every code proposal scored wrong. (This host runs the tests as root, whose
+    sandbox runs as nobody; here the non-root arithmetic is checked on its own.)"""
+    import threading
+
+    import psutil
+
+    from pipelines.runtime.sandbox import _processes
+
+    stop = threading.Event()
+    idle = [threading.Thread(target=stop.wait) for _ in range(40)]
+    for t in idle:
+        t.start()
+    try:
+        limit = _processes(Limits(processes=16), root=False)
+        threads = sum(
+            p.num_threads() for p in psutil.process_iter() if p.uids().real == os.getuid()
+        )
+    finally:
+        stop.set()
+    assert limit >= threads - 5 + 16 and limit >= 40 + 16
+    assert _processes(Limits(processes=16), root=True) == 16
+
+
+def test_a_sandbox_that_cannot_start_is_an_error_not_a_wrong_answer_fault_injected(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """bwrap is made to fail as it does when it cannot make its namespaces (the
+    fault is injected: an option this bwrap refuses)."""
+    from pipelines import RunStopped
+
+    real = sandbox._command
+    monkeypatch.setattr(
+        sandbox, "_command", lambda *a, **k: [real(*a, **k)[0], "--no-such-option", "x"]
+    )
+    ref = Reference(
+        "def add(a, b):\n    return a + b",
+        PYTHON_TESTS,
+        tests="def check(candidate):\n    assert candidate(2, 3) == 5\n",
+        entry_point="add",
+    )
+    with pytest.raises(RunStopped, match="the code sandbox does not start: bwrap: "):
+        ref.check("def add(a, b):\n    return a + b")
