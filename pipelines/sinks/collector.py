@@ -175,7 +175,15 @@ class Collector:
             return
         if self.run_id is not None and payload["run_id"] != self.run_id:
             return
-        started, outcome = self.state.add(payload, msg.metadata.timestamp.timestamp())
+        try:
+            started, outcome = self.state.add(payload, msg.metadata.timestamp.timestamp())
+        except Exception:  # one message must not stop the collector, nor every replay
+            log.exception(
+                "collector: skipped a message on %s (stream seq %s) it could not take",
+                msg.subject,
+                msg.metadata.sequence.stream,
+            )
+            return
         if started is not None:
             key = status_key(started["run_id"], started["role"], started["task_id"])
             await kv.put(key, _encode(started))

@@ -219,6 +219,9 @@ class Outcome:
     record: dict[str, Any]
 
 
+ENDED_KEPT = 100_000
+
+
 class Deliberations:
     """Every open deliberation; ``add`` and ``expire`` return the ones that ended."""
 
@@ -226,6 +229,9 @@ class Deliberations:
         self.timeout_s = timeout_s
         self.open: dict[tuple[str, str, str], Deliberation] = {}
         self.ended: dict[tuple[str, str, str], str] = {}
+        """The newest :data:`ENDED_KEPT` ended deliberations (a later answer to one
+        is ignored); older ones are forgotten, so a long-lived collector's state
+        does not grow with every run it ever saw."""
 
     def add(
         self, payload: dict[str, Any], at: float
@@ -276,6 +282,8 @@ class Deliberations:
     def _end(self, d: Deliberation, status: str, at: float) -> Outcome:
         del self.open[(d.run_id, d.role, d.task_id)]
         self.ended[(d.run_id, d.role, d.task_id)] = status
+        while len(self.ended) > ENDED_KEPT:
+            del self.ended[next(iter(self.ended))]  # the oldest (dicts keep order)
         finals = [
             d.answers[a]
             for a in sorted(d.answers)

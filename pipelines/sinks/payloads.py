@@ -13,7 +13,14 @@ from __future__ import annotations
 import json
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from pipelines.runtime.ids import Id, check_id
 
@@ -24,6 +31,10 @@ MAX_ROUNDS = 64
 MAX_KEYWORDS = 1024
 MAX_MESSAGE_BYTES = 8 << 20
 """The server's own cap is ``max_payload`` (1 MiB by default)."""
+MAX_ANSWERS = 4096
+"""Answers one deliberation waits for (agents x repeats x rounds): the collector's
+work per message grows with it (1,024 x 64 x 64 took 23 s a message)."""
+MAX_KEYWORD_CHARS = 200
 
 
 class _Plan(BaseModel):
@@ -62,6 +73,39 @@ class AgentPayload(BaseModel):
     def _a_target(cls, value: str) -> str:
         return check_id(value) if value else value
 
+    @field_validator("keywords")
+    @classmethod
+    def _keywords(cls, value: list[str]) -> list[str]:
+        if any(not k.strip() or len(k) > MAX_KEYWORD_CHARS for k in value):
+            raise ValueError(f"a keyword is blank or over {MAX_KEYWORD_CHARS} characters")
+        return value
+
+    @model_validator(mode="after")
+    def _what_the_collector_reads(self) -> AgentPayload:
+        rounds = self.plan.rounds if self.plan is not None else 1
+        if self.council_size * self.repeats * rounds > MAX_ANSWERS:
+            raise ValueError(
+                f"council_size x repeats x rounds is over {MAX_ANSWERS} answers a deliberation"
+            )
+        if self.proposal is None:
+            self.proposal = ""  # a failed agent's, or a COMPLETED one that sent none
+        if self.parsed is not None and self.step == "rank":
+            ranking = self.parsed
+            if not isinstance(ranking, list) or len(ranking) > self.council_size:
+                raise ValueError("a ranking is a list of at most council_size agent ids")
+            for agent in ranking:
+                if not isinstance(agent, str):
+                    raise ValueError("a ranking is a list of agent ids")
+                check_id(agent)
+        score = self.parsed
+        if self.step == "judge" and score is not None and not _number(score):
+            raise ValueError("a judge's score is a number")
+        return self
+
+
+def _number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
 
 def agent_payload(data: bytes) -> dict[str, Any] | str:
     """The message's payload, checked; or why it is refused."""
@@ -80,7 +124,8 @@ def agent_payload(data: bytes) -> dict[str, Any] | str:
     except ValidationError as e:
         first = e.errors()[0]
         where = ".".join(str(x) for x in first["loc"])
-        return f"field {where!r}: {first['msg'].removeprefix('Value error, ')}"
+        why = first["msg"].removeprefix("Value error, ")
+        return f"field {where!r}: {why}" if where else why
     payload = checked.model_dump()
     if checked.plan is None:
         payload.pop("plan")  # no plan: one round of proposals

@@ -8,6 +8,8 @@ import json
 import time
 from pathlib import Path
 
+import pytest
+
 from pipelines.config import NatsSinkConfig, compose_config
 from pipelines.flow.parts import part_files
 from pipelines.flow.stream import Landing, StreamStats
@@ -140,6 +142,20 @@ def test_the_collector_skips_bad_messages_and_settles_the_good_one_on_every_repl
         json.dumps({**valid, "task_id": "t-009", "council_size": 10**9}).encode(),
         json.dumps({**valid, "task_id": "t\x00\r\n>"}).encode(),
         json.dumps({**valid, "task_id": "t-010", "plan": {"rounds": "many"}}).encode(),
+        # Accepted by the first check, and then crashed the collector or stalled it:
+        json.dumps({**valid, "task_id": "t-011", "keywords": [""]}).encode(),
+        json.dumps({**valid, "task_id": "t-012", "step": "rank", "parsed": 5}).encode(),
+        json.dumps({**valid, "task_id": "t-013", "step": "rank", "parsed": [["a"]]}).encode(),
+        json.dumps({**valid, "task_id": "t-014", "step": "judge", "parsed": [1]}).encode(),
+        json.dumps(  # 23 s in add() for this one message
+            {
+                **valid,
+                "task_id": "t-015",
+                "council_size": 1024,
+                "repeats": 64,
+                "plan": {"rounds": 64},
+            }
+        ).encode(),
     ]
 
     async def publish_all(url: str) -> None:
@@ -173,6 +189,33 @@ def test_the_collector_skips_bad_messages_and_settles_the_good_one_on_every_repl
     skipped = [r.getMessage() for r in caplog.records if "skipped a message" in r.getMessage()]
     assert len(skipped) == 2 * len(bad)
     assert any("council_size" in s and "less than or equal to 1024" in s for s in skipped)
+    assert any("over 4096 answers a deliberation" in s for s in skipped)
+    assert any("a ranking is a list of agent ids" in s for s in skipped)
+
+
+def test_a_completed_message_without_a_proposal_settles_and_ended_state_is_bounded(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import pipelines.sinks.deliberation as deliberation
+    from pipelines.sinks.deliberation import Deliberations
+    from pipelines.sinks.payloads import agent_payload
+
+    monkeypatch.setattr(deliberation, "ENDED_KEPT", 3)
+    state = Deliberations(30.0)
+    for i in range(5):
+        record = {
+            "run_id": RUN,
+            "role": "dev",
+            "task_id": f"t-{i}",
+            "agent_id": "agent-dev-001",
+            "status": "COMPLETED",
+            "council_size": 1,
+        }  # no proposal: it crashed the collector's summary
+        payload = agent_payload(json.dumps(record).encode())
+        assert isinstance(payload, dict)
+        _, outcome = state.add(payload, 0.0)
+        assert outcome is not None and outcome.record["status"] == "COMPLETED"
+    assert list(state.ended) == [(RUN, "dev", f"t-{i}") for i in (2, 3, 4)]
 
 
 def test_kept_messages_whose_part_never_landed_give_way_to_the_regenerated_ones(
