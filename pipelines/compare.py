@@ -23,6 +23,7 @@ import pandas as pd
 
 from pipelines import UserError
 from pipelines.config import MlflowTrackingConfig
+from pipelines.runtime.redact import redact_text
 from pipelines.spec.exits import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
 from pipelines.spec.metrics import DEFAULT_METRICS, PRESENT_METRICS, QUALITY_METRICS
 from pipelines.trackers.comparison import best_marks, comparison, paired_table, plot
@@ -88,7 +89,7 @@ def compare_two(uri: str, refs: list[str], args: argparse.Namespace) -> int:
 def list_runs(uri: str, args: argparse.Namespace) -> int:
     runs = fetch_runs(uri, args.experiment, args.role, args.last)
     if runs.empty:
-        print(f"no council-eval runs at {uri}", file=sys.stderr)
+        print(f"no council-eval runs at {redact_text(uri)}", file=sys.stderr)
         return EXIT_FAILED
     metrics = args.metric or [
         *DEFAULT_METRICS,

@@ -37,6 +37,7 @@ from pipelines.executors.ray_jobs import (
     wait_for_end,
     where,
 )
+from pipelines.runtime.redact import redact_text
 from pipelines.spec.exits import EXIT_BAD_INPUT, EXIT_OK
 
 
@@ -62,7 +63,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"  follow: ray job logs --address {address} -f {submission_id}\n"
         f"  stop:   ray job stop --address {address} {submission_id}"
     )
-    print(f"submitted {submission_id} to {address}", file=sys.stderr, flush=True)
+    print(f"submitted {submission_id} to {redact_text(address)}", file=sys.stderr, flush=True)
     if args.no_wait:
         print(commands, file=sys.stderr)
         print(submission_id)

@@ -215,7 +215,7 @@ def run_night(
                 raise  # bad set-up: every run would meet it
             except Exception as e:  # the other runs of the night go on
                 log.exception("nightly %s: run %s crashed", name, job.slug)
-                crash = f"crashed: {type(e).__name__}: {e}; its parts are kept, a retry resumes it"
+                crash = f"crashed: {redact_exc(e)}; its parts are kept, a retry resumes it"
                 done[job.slug] = ("crashed", [crash])
     return done
 

@@ -9,7 +9,12 @@ A secret reaches text in three shapes, and :func:`redact_text` masks each:
   servers or a port past 65535 cannot make it fail);
 - a secret-named query key: ``?token=…``, ``&api_key=…``;
 - a secret-named key with its value: ``HF_TOKEN=…``, ``password: …``,
-  ``"api_key": "…"``.
+  ``"api_key": "…"``, ``{api_key: …}`` (a value runs to a space, ``,``, ``;``
+  or ``}``, a quote inside it included);
+- an HTTP credential: ``Authorization: Bearer …`` / ``Basic …`` / ``Token …``;
+- a token recognizable on its own (:data:`TOKEN_SHAPES`: ``sk-…``, ``hf_…``,
+  ``ghp_…``, ``github_pat_…``, ``xoxb-…``, ``AKIA…``) and a PEM private key block;
+- a secret-named fragment key: ``#access_token=…``.
 
 :func:`redact` walks a record (run.json's config, MLflow params): a value under
 a secret-named key is masked whole, every other string goes through
@@ -51,9 +56,22 @@ SECRET_WORDS = frozenset(
 )
 """Words that make a name secret."""
 
-ALONE_SECRET = frozenset({"token", "apikey", "secret", "password", "passwd", "pwd", "credentials"})
+ALONE_SECRET = frozenset(
+    {
+        "token",
+        "apikey",
+        "secret",
+        "password",
+        "passwd",
+        "pwd",
+        "credentials",
+        "authorization",
+        "cookie",
+    }
+)
 """Words that make a secret name on their own (``key``, ``auth``, ``sig`` need a
-second word: ``api_key``, ``auth_token``)."""
+second word, ``api_key``, ``auth_token``, except as a record's or query's key or a
+quoted one: ``{"key": …}``, ``?sig=…``)."""
 
 NOT_SECRET_LAST = frozenset(
     {"env", "file", "path", "name", "id", "size", "len", "mode", "type", "kind", "method"}
@@ -68,10 +86,28 @@ _URL_USERINFO = re.compile(
     rf"(?P<scheme>\b{_SCHEME})(?P<info>(?:(?!,{_SCHEME})[^\s@'\"])*(?:@(?:(?!,{_SCHEME})[^\s@'\"])*)*)@"
 )
 _NAME = r"[A-Za-z_][A-Za-z0-9_.-]*"
-_QUERY = re.compile(rf"(?P<lead>[?&;](?P<name>{_NAME})=)(?P<value>[^&#\s'\"]*)")
+_QUERY = re.compile(rf"(?P<lead>[?&;#](?P<name>{_NAME})=)(?P<value>[^&#\s'\"]*)")
 _ASSIGN = re.compile(
     rf"(?P<lead>(?P<q>[\"']?)\b(?P<name>{_NAME})(?P=q)\s*[:=]\s*)"
-    rf"(?P<value>\"[^\"]*\"|'[^']*'|[^\s,;}}'\"]+)"
+    rf"(?P<value>\"(?:[^\"\\]|\\.)*\"|'[^']*'|[^\s,;{{}}][^\s,;}}]*)"
+)
+HTTP_SCHEMES = ("bearer", "basic", "token")
+# After an Authorization header name, any credential; elsewhere a "Bearer …" or
+# "Basic …" whose credential looks like one (a digit or symbol in it, or 20+
+# characters), so that prose ("basic arithmetic") stays as it is.
+_HTTP_CREDENTIAL = re.compile(
+    r"(?P<lead>\b(?i:authorization)[\"']?\s*[:=]\s*[\"']?(?i:bearer|basic|token)\s+)"
+    r"[^\s\"',;}]+"
+    r"|(?P<bare>\b(?:Bearer|Basic)\s+)"
+    r"(?=[A-Za-z0-9._~+/=-]*[0-9._~+/=-]|[A-Za-z0-9._~+/=-]{20})[A-Za-z0-9._~+/=-]+"
+)
+TOKEN_SHAPES = re.compile(
+    r"\b(?:sk-(?:proj-)?[A-Za-z0-9_-]{16,}|hf_[A-Za-z0-9]{20,}|gh[pousr]_[A-Za-z0-9]{20,}"
+    r"|github_pat_[A-Za-z0-9_]{20,}|xox[abposr]-[A-Za-z0-9-]{10,}|AKIA[0-9A-Z]{16})\b"
+)
+"""Tokens whose shape names them: OpenAI, Hugging Face, GitHub, Slack, AWS keys."""
+_PEM = re.compile(
+    r"-----BEGIN (?P<kind>[A-Z ]*PRIVATE KEY)-----.*?(?:-----END (?P=kind)-----|\Z)", re.S
 )
 
 
@@ -97,7 +133,10 @@ def _userinfo(m: re.Match[str]) -> str:
 
 def _named(m: re.Match[str], in_query: bool = False) -> str:
     value = m["value"]
-    if not is_secret_name(m["name"], in_query) or _PLACEHOLDER.fullmatch(value):
+    keyed = in_query or bool(m.groupdict().get("q"))  # ?key=, "key": …
+    if not is_secret_name(m["name"], keyed) or _PLACEHOLDER.fullmatch(value):
+        return m[0]
+    if value.strip("\"'").lower() in HTTP_SCHEMES:  # "Authorization: Bearer ***": done
         return m[0]
     quote = value[0] if value[:1] in "\"'" and len(value) > 1 else ""
     return f"{m['lead']}{quote}{MASK}{quote}"
@@ -108,8 +147,11 @@ def redact_text(text: str) -> str:
     assignment masked (see the module's docstring)."""
     if not text:
         return text
+    text = _PEM.sub(lambda m: f"-----BEGIN {m['kind']}----- {MASK}", text)
     text = _URL_USERINFO.sub(_userinfo, text)
     text = _QUERY.sub(lambda m: _named(m, in_query=True), text)
+    text = _HTTP_CREDENTIAL.sub(lambda m: f"{m['lead'] or m['bare']}{MASK}", text)
+    text = TOKEN_SHAPES.sub(MASK, text)
     return _ASSIGN.sub(_named, text)
 
 
@@ -119,7 +161,7 @@ def redact(value: Any, key: str = "") -> Any:
         return {k: redact(v, str(k)) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [redact(v, key) for v in value]
-    if key and value not in (None, "") and is_secret_name(key):
+    if key and value not in (None, "") and is_secret_name(key, in_query=True):
         return MASK
     if isinstance(value, str):
         return redact_text(value)

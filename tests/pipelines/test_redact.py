@@ -123,3 +123,40 @@ def test_a_record_masks_secret_keys_whole_and_urls_inside_values() -> None:
 )
 def test_secret_names(name: str, secret_: bool) -> None:
     assert is_secret_name(name) is secret_
+
+
+@pytest.mark.parametrize(
+    ("text", "secret"),
+    [
+        ("Authorization: Bearer abcdefghijklmnop", "abcdefghijklmnop"),
+        ("curl -H 'Authorization: Bearer abc123'", "abc123"),
+        ("{'Authorization': 'Basic dXNlcjpwYXNzd29yZA=='}", "dXNlcjpwYXNzd29yZA"),
+        ("HTTP 401: Bearer eyJhbGciOi.J9xQ rejected", "eyJhbGciOi"),
+        ('{"key": "k-123", "auth": "a-456", "cookie": "c-789"}', "-"),
+        ("password=ab'cd", "cd"),
+        ('password: "a\\"bc"', "bc"),
+        ("+engine.extra_body={api_key:sk-123456}", "123456"),
+        ("error: sk-proj-abcdefghijklmnopqrstuv hf_abcdefghijklmnopqrstuvwx", "abcdefghij"),
+        ("ghp_abcdefghijklmnopqrstuvwxyz0123 in the log", "abcdefghij"),
+        ("https://x/cb#access_token=SECRET123&x=1", "SECRET123"),
+        ("-----BEGIN RSA PRIVATE KEY-----\nMIIEow\nQQAB\n-----END RSA PRIVATE KEY-----", "QQAB"),
+    ],
+)
+def test_every_shape_of_secret_is_masked(text: str, secret: str) -> None:
+    masked = redact_text(text)
+    assert MASK in masked
+    assert secret not in masked, masked
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "basic arithmetic",
+        "Basic arithmetic tasks",
+        "token overflow",
+        "the Bearer of news",
+        "KEY=VALUE",
+    ],
+)
+def test_prose_that_looks_like_a_credential_is_left_alone(text: str) -> None:
+    assert redact_text(text) == text
