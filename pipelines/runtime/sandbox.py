@@ -45,6 +45,8 @@ class Limits:
     file_mb: int = 1
     processes: int = 16
     open_files: int = 64
+    writable_mb: int = 16
+    """The size of each writable tmpfs: /sandbox (its working folder), /tmp, /dev/shm."""
 
 
 @dataclass(frozen=True)
@@ -111,7 +113,17 @@ def _limit(limits: Limits, processes: int) -> None:  # in the child, before exec
         resource.setrlimit(which, (value, value))
 
 
-def _command(sandbox: str, work: str, root: bool, python: list[str], binds: list[str]) -> list[str]:
+CODE = "/sandbox/code"
+"""Where a sandboxed program finds its own files (read-only)."""
+
+
+def _tmpfs(path: str, mb: int) -> tuple[str, ...]:
+    return ("--perms", "1777", "--size", str(mb << 20), "--tmpfs", path)
+
+
+def _command(
+    sandbox: str, work: str, root: bool, python: list[str], binds: list[str], writable_mb: int
+) -> list[str]:
     """The bwrap line that runs ``python`` with ``work`` as ``/sandbox``; ``binds``:
     more bwrap mount arguments."""
     prefix, _ = _python()
@@ -124,8 +136,11 @@ def _command(sandbox: str, work: str, root: bool, python: list[str], binds: list
         *(a for d in ("lib", "lib64", "bin") for a in ("--symlink", f"usr/{d}", f"/{d}")),
         *("--ro-bind", str(prefix), "/python"),
         *binds,
-        *("--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"),
-        *("--bind", work, "/sandbox", "--chdir", "/sandbox", "--clearenv"),
+        *("--proc", "/proc", "--dev", "/dev"),
+        # Every writable place is a tmpfs of its own size (the host's disk, and a
+        # tmpfs of half the RAM, were the limit before); the code is read-only.
+        *(a for d in ("/tmp", "/dev/shm", "/sandbox") for a in _tmpfs(d, writable_mb)),
+        *("--ro-bind", work, CODE, "--chdir", "/sandbox", "--clearenv"),
         # One thread per numeric library: the process limit counts threads.
         *(a for v in THREAD_VARS for a in ("--setenv", v, "1")),
         "--",
@@ -155,8 +170,8 @@ def run_python(program: str, limits: Limits = Limits()) -> Outcome:
         Path(work, "main.py").write_text(program)
         if root:
             os.chown(work, NOBODY, NOBODY)
-        python = [f"/python/{binary}", "-I", "-B", "/sandbox/main.py"]
-        command = _command(sandbox, work, root, python, [])
+        python = [f"/python/{binary}", "-I", "-B", f"{CODE}/main.py"]
+        command = _command(sandbox, work, root, python, [], limits.writable_mb)
         with subprocess.Popen(
             command,
             stdin=subprocess.DEVNULL,
@@ -276,8 +291,9 @@ class Worker:
             os.chown(work, NOBODY, NOBODY)
         _, binary = _python()
         read, write = os.pipe()
-        python = [f"/python/{binary}", "-I", "-B", "/sandbox/worker.py", str(write), SITE]
-        command = _command(sandbox, work, root, python, ["--ro-bind", site_packages(), SITE])
+        python = [f"/python/{binary}", "-I", "-B", f"{CODE}/worker.py", str(write), SITE]
+        binds = ["--ro-bind", site_packages(), SITE]
+        command = _command(sandbox, work, root, python, binds, self.limits.writable_mb)
         processes = _processes(self.limits, root)
         try:
             self._child = subprocess.Popen(

@@ -266,3 +266,30 @@ def test_a_sandbox_that_cannot_start_is_an_error_not_a_wrong_answer_fault_inject
     )
     with pytest.raises(RunStopped, match="the code sandbox does not start: bwrap: "):
         ref.check("def add(a, b):\n    return a + b")
+
+
+def test_every_writable_place_is_a_bounded_tmpfs_and_the_code_is_read_only() -> None:
+    """Files of 1 MB each (under the file-size limit) until the place is full: each
+    stops at its tmpfs's 16 MB, not at the host's disk or half its RAM."""
+    program = (
+        "import os\n"
+        "for place in ('/sandbox', '/tmp', '/dev/shm'):\n"
+        "    written = 0\n"
+        "    try:\n"
+        "        for i in range(200):\n"
+        "            with open(f'{place}/f{i}', 'wb') as f:\n"
+        "                f.write(b'x' * (1 << 20))\n"
+        "            written += 1\n"
+        "    except OSError as e:\n"
+        "        print(place, written, e.errno)\n"
+        "try:\n"
+        "    open('/sandbox/code/main.py', 'a').write('#')\n"
+        "except OSError as e:\n"
+        "    print('code', e.errno)\n"
+    )
+    done = run_python(program, Limits(wall_s=30))
+    lines = dict(line.split(" ", 1) for line in done.output.splitlines())
+    for place in ("/sandbox", "/tmp", "/dev/shm"):
+        written, errno = map(int, lines[place].split())
+        assert written <= 16 and errno == 28, (place, lines)  # ENOSPC
+    assert int(lines["code"]) in (13, 30)  # EACCES / EROFS
