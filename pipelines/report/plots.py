@@ -25,6 +25,9 @@ def _pyplot() -> Any:
     import matplotlib
 
     matplotlib.use("Agg")
+    # Labels are data (a keyword, a task): `$\frac{1}{$` is text, not mathtext
+    # that fails to parse and takes the report down with it.
+    matplotlib.rcParams["text.parse_math"] = False
     import matplotlib.pyplot as plt
 
     return plt

@@ -225,3 +225,12 @@ def test_a_filter_searches_every_page_of_a_paged_report(paged: tuple[Path, list[
     # The hostile proposal (page 3, a script) arrived as text: it ran nothing.
     hostile = dump_dom((out / "report.html").as_uri() + "#q=not%20bold")
     assert "<title>council-eval run" in hostile and "&lt;b&gt;not bold&lt;/b&gt;" in hostile
+
+
+def test_a_keyword_that_reads_as_mathtext_is_drawn_as_text() -> None:
+    """`$\\frac{1}{$` made matplotlib's mathtext parser raise: the report, and with it
+    the run, stopped before tracking, on every resume."""
+    from pipelines.report.plots import keyword_extremes
+
+    uri = keyword_extremes({"$\\frac{1}{$": 0.0, "queue": 0.5, "$x$": 1.0})
+    assert uri.startswith("data:image/png;base64,") and len(uri) > 1000
