@@ -32,14 +32,22 @@ WORKER_LOG = "pipelines.ray_workers"
 """The logger Ray's worker output goes through (its INFO: run.log only)."""
 ALARM = re.compile(r"\b(WARNING|ERROR|CRITICAL|Traceback|Error|Exception)\b")
 VLLM_CONFIG_FILE = ".vllm-logging.json"
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 
 
 def printable(text: object) -> str:
-    """``text`` safe to print on a terminal: control characters (ESC, which
-    starts the sequences that move the cursor or retitle the window; CR; the
-    C1 range) shown as ``\\xNN``. Model output and message fields pass here."""
-    return _CONTROL.sub(lambda m: f"\\x{ord(m[0]):02x}", str(text))
+    """``text`` safe to print on a terminal as one line: control characters (ESC,
+    which starts the sequences that move the cursor or retitle the window; CR and
+    LF, which would start a line of its own that looks like another message; the
+    C1 range) shown as ``\\xNN``, and the bidirectional overrides and isolates
+    (which reorder what is shown) as ``\\uNNNN``. Model output and message fields
+    pass here."""
+    return _CONTROL.sub(_escape, str(text))
+
+
+def _escape(m: re.Match[str]) -> str:
+    code = ord(m[0])
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
 
 
 class RunOnly(logging.Filter):

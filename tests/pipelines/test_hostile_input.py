@@ -220,6 +220,14 @@ def test_terminal_escapes_in_model_output_are_shown_not_obeyed() -> None:
     assert "\x1b" not in line and "\\x1b]0;owned\\x07\\x1b[2J !" in line
     status = {"task_id": "t\x1b[31m", "role": "dev", "status": "DONE", "updated_at": "now"}
     assert "\x1b" not in status_line(status)
+    # A line feed would print a line of its own, looking like another message; bidi
+    # overrides reorder what is shown (a field read backwards).
+    forged = {"task_id": "t", "agent_id": "a\nagent.response.failed t-2 agent-2", "proposal": "x"}
+    line = listen_line("agent.response.completed", json.dumps(forged).encode())
+    assert "\n" not in line and "a\\x0aagent.response.failed" in line
+    bidi = {"task_id": "t", "agent_id": "a", "proposal": "pay \u202eevil\u2066 now"}
+    line = listen_line("agent.response.completed", json.dumps(bidi).encode())
+    assert "\u202e" not in line and "\u2066" not in line and "\\u202eevil\\u2066" in line
 
 
 def test_a_locked_cache_costs_hits_not_the_run(tmp_path: Path, caplog) -> None:
