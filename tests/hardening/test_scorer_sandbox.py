@@ -6,9 +6,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import threading
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pandas as pd
@@ -16,6 +13,7 @@ import pytest
 
 from pipelines import PROJECT_ROOT
 from pipelines.spec.verifiers import GymScorer
+from tests.engine_helpers import stand_in_engine
 
 SPIRAL = {"question": "", "answer": "1 2 3 6 9 8 7 4 5", "metadata": {}}
 
@@ -49,58 +47,8 @@ def test_an_answer_that_breaks_the_scorer_is_scored_wrong_and_the_next_one_score
     assert scorer.score("spiral_matrix", "1 2 3 6 9 8 7 4 5", SPIRAL) == 1.0
 
 
-class HostileEngine(BaseHTTPRequestHandler):
-    """A stand-in OpenAI-compatible server: every answer is the attack."""
-
-    answer = ""
-
-    def do_GET(self) -> None:
-        self.reply({"data": [{"id": "SmolLM2-135M-Instruct", "object": "model"}]})
-
-    def do_POST(self) -> None:
-        self.rfile.read(int(self.headers["Content-Length"]))
-        self.reply(
-            {
-                "id": "x",
-                "object": "chat.completion",
-                "created": 0,
-                "model": "SmolLM2-135M-Instruct",
-                "choices": [
-                    {
-                        "index": 0,
-                        "message": {"role": "assistant", "content": self.answer},
-                        "finish_reason": "stop",
-                    }
-                ],
-                "usage": {"prompt_tokens": 5, "completion_tokens": 5, "total_tokens": 10},
-            }
-        )
-
-    def reply(self, body: dict) -> None:
-        data = json.dumps(body).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-
-@pytest.fixture
-def hostile_engine(tmp_path: Path) -> Iterator[str]:
-    HostileEngine.answer = (
-        f"The spiral is below.\nAnswer: [__import__('os').system('touch {tmp_path}/MARKER')]"
-    )
-    server = ThreadingHTTPServer(("127.0.0.1", 0), HostileEngine)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-
-
 def test_a_hostile_engines_answer_to_a_spiral_matrix_task_is_scored_and_runs_nothing(
-    tmp_path: Path, hostile_engine: str
+    tmp_path: Path,
 ) -> None:
     """The must-show: scored (wrong), MARKER absent, the run finishes."""
     import reasoning_gym
@@ -118,26 +66,28 @@ def test_a_hostile_engines_answer_to_a_spiral_matrix_task_is_scored_and_runs_not
     dataset = tmp_path / "spiral.jsonl"
     dataset.write_text(json.dumps(task) + "\n")
     run = tmp_path / "run"
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pipelines.run",
-            "role=data",
-            f"dataset={dataset}",
-            "engine=openai",
-            f"engine.url={hostile_engine}",
-            "executor=local",
-            "sink=none",
-            "tracking=none",
-            "agents=2",
-            f"hydra.run.dir={run}",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        cwd=tmp_path,
-    )
+    attack = f"The spiral is below.\nAnswer: [__import__('os').system('touch {tmp_path}/MARKER')]"
+    with stand_in_engine(attack) as hostile_engine:
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pipelines.run",
+                "role=data",
+                f"dataset={dataset}",
+                "engine=openai",
+                f"engine.url={hostile_engine}",
+                "executor=local",
+                "sink=none",
+                "tracking=none",
+                "agents=2",
+                f"hydra.run.dir={run}",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=600,
+            cwd=tmp_path,
+        )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert not (tmp_path / "MARKER").exists()
     results = pd.read_parquet(run / "results.parquet")
