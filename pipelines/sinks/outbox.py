@@ -15,9 +15,17 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import BinaryIO
 
+from pipelines.runtime.console import printable
 from pipelines.runtime.durable import fsync_dir
-from pipelines.sinks.messages import Message
-from pipelines.spec.run_folder import ACKED_FILE, OUTBOX_FILE
+from pipelines.runtime.ids import dotted
+from pipelines.sinks.messages import (
+    AGENT_COMPLETED,
+    AGENT_FAILED,
+    DELIBERATION_COMPLETED,
+    DELIBERATION_FAILED,
+    Message,
+)
+from pipelines.spec.run_folder import ACKED_FILE, OUTBOX_FILE, RUN_INFO_FILE
 
 log = logging.getLogger(__name__)
 
@@ -74,12 +82,59 @@ def _cut_torn_tail(f: BinaryIO) -> int:
     return keep
 
 
+SUBJECTS = frozenset({AGENT_COMPLETED, AGENT_FAILED, DELIBERATION_COMPLETED, DELIBERATION_FAILED})
+"""The only subjects an outbox line may name: the file is data, and a line naming
+``$JS.API.STREAM.DELETE.<stream>`` would otherwise be sent as it stands."""
+
+
 def read_outbox(run_dir: Path) -> list[Message]:
-    """Every message of the outbox; a last line torn by a kill is left out."""
+    """Every message of the outbox; a last line torn by a kill is left out, and a
+    line that is not one of this run's messages (:func:`refused`) is logged and
+    skipped."""
     path = run_dir / OUTBOX_FILE
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no outbox (was the run made with sink=nats?)")
-    return [Message(**json.loads(line)) for line in _whole_lines(path) if line.strip()]
+    run_id = _run_id(run_dir)
+    messages = []
+    for number, line in enumerate(_whole_lines(path), 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+            m = Message(**record) if isinstance(record, dict) else None
+        except (ValueError, TypeError):
+            m = None
+        why = refused(m, run_id) if m is not None else "not a message record"
+        if why:
+            log.warning("%s:%d: not published: %s", path, number, why)
+            continue
+        messages.append(m)
+    return messages
+
+
+def refused(m: Message, run_id: str | None) -> str | None:
+    """Why ``m`` is not a message this run could have kept; None when it is."""
+    if m.subject not in SUBJECTS:
+        return f"subject {printable(m.subject)[:80]!r} is none of {sorted(SUBJECTS)}"
+    if not isinstance(m.payload, dict) or not isinstance(m.msg_id, str):
+        return "no payload object or id"
+    try:
+        dotted(*m.msg_id.split("."))
+    except ValueError as e:
+        return f"Nats-Msg-Id: {printable(e)[:120]}"
+    owner = m.payload.get("run_id")
+    if m.msg_id.split(".")[0] != owner or (run_id is not None and owner != run_id):
+        return f"run {printable(owner)[:40]!r}, not this run's ({run_id})"
+    return None
+
+
+def _run_id(run_dir: Path) -> str | None:
+    """The run's id from its run.json, if it has one that reads."""
+    try:
+        found = json.loads((run_dir / RUN_INFO_FILE).read_text()).get("run_id")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return found if isinstance(found, str) else None
 
 
 def _whole_lines(path: Path) -> list[str]:

@@ -134,3 +134,56 @@ def test_resume_replay_and_track_touch_none_of_the_endpoints_a_run_folder_names(
         "dask": 0,
     }
     assert not (tmp_path / "their-cache").exists()
+
+
+def test_replay_publishes_only_this_runs_messages_from_an_outbox(tmp_path: Path) -> None:
+    """An outbox line is data: a JetStream API subject, a foreign run's message or a
+    broken id is logged and left out; the stream survives the replay."""
+    import asyncio
+
+    from pipelines.config import NatsSinkConfig
+    from pipelines.replay import main as replay_main
+    from pipelines.sinks.nats_server import embedded_server
+    from pipelines.sinks.publisher import connect, ensure_stream
+    from tests.nats_helpers import stream_contents
+
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    run_id = "20261207-000000-devops-abc123"
+    cfg = compose_config(["role=devops", "sink=nats", "tracking=none"])
+    write_run_info(run_dir, run_id, cfg)
+    good = {"run_id": run_id, "task_id": "t-1", "status": "COMPLETED"}
+    lines = [
+        {
+            "subject": "agent.response.completed",
+            "msg_id": f"{run_id}.devops.t-1.a1",
+            "payload": good,
+        },
+        {"subject": "$JS.API.STREAM.DELETE.COUNCIL", "msg_id": f"{run_id}.x", "payload": good},
+        {
+            "subject": "agent.response.completed",
+            "msg_id": "other-run.devops.t-1.a1",
+            "payload": {**good, "run_id": "other-run"},
+        },
+        {"subject": "agent.response.completed", "msg_id": f"{run_id}.de vops..a1", "payload": good},
+        ["not", "a", "record"],
+    ]
+    (run_dir / "outbox.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+
+    async def stream_seq(url: str, create: bool = False) -> int:
+        """The stream's first sequence (a deleted and re-created stream starts again)."""
+        nc = await connect(url)
+        js = nc.jetstream()
+        if create:
+            await ensure_stream(js, NatsSinkConfig(url=url))
+            await js.publish("deliberation.completed", b"{}", headers={"Nats-Msg-Id": "first"})
+        info = await js.stream_info("COUNCIL")
+        await nc.close()
+        return info.state.first_seq
+
+    with embedded_server(tmp_path / "nats") as url:
+        assert asyncio.run(stream_seq(url, create=True)) == 1
+        assert replay_main([str(run_dir), "--url", url]) == 0
+        got = stream_contents(url, "COUNCIL")[1:]
+        assert asyncio.run(stream_seq(url)) == 1  # the same stream: never deleted
+    assert [(s, p["run_id"]) for s, p in got] == [("agent.response.completed", run_id)]
