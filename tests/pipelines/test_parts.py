@@ -45,11 +45,14 @@ from pipelines.sinks.messages import Message
 from pipelines.sinks.outbox import append_outbox
 
 run = Path(sys.argv[1])
-small = [Message("agent.response.completed", f"m{i}", {"text": "x" * 100}) for i in range(3)]
+# Messages of run r1 (an outbox line of another run is never read back).
+small = [Message("agent.response.completed", f"r1.m{i}", {"run_id": "r1", "text": "x" * 100})
+         for i in range(3)]
 append_outbox(run, small)
 # The file-size limit: what a full disk does to the next writes (EFBIG, as ENOSPC).
 resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))
-big = [Message("agent.response.completed", f"n{i}", {"text": "y" * 1000}) for i in range(9)]
+big = [Message("agent.response.completed", f"r1.n{i}", {"run_id": "r1", "text": "y" * 1000})
+       for i in range(9)]
 for write in (
     lambda: append_outbox(run, big),
     lambda: write_part(run, 7, pd.DataFrame({"proposal": [os.urandom(20_000).hex()]})),
@@ -81,8 +84,8 @@ def test_a_full_disk_leaves_no_torn_outbox_line_and_no_partial_part(tmp_path: Pa
     )
     assert child.stdout.split() == ["refused", str(errno.EFBIG)] * 2, child.stderr
     # The outbox is cut back to its last whole line; a resume appends after it.
-    append_outbox(tmp_path, [Message("agent.response.completed", "later", {})])
-    assert [m.msg_id for m in read_outbox(tmp_path)] == ["m0", "m1", "m2", "later"]
+    append_outbox(tmp_path, [Message("agent.response.completed", "r1.later", {"run_id": "r1"})])
+    assert [m.msg_id for m in read_outbox(tmp_path)] == ["r1.m0", "r1.m1", "r1.m2", "r1.later"]
     assert part_files(tmp_path) == []
     assert list((tmp_path / "results").iterdir()) == []  # no temporary file left either
 
