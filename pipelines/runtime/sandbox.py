@@ -208,21 +208,26 @@ only the tail is kept)."""
 OUTPUT_TAIL = 2000
 
 
+def _next_chunk(fd: int, deadline: float) -> bytes | None:
+    """What ``fd`` gives next before ``deadline`` (``time.monotonic()``): b"" at its
+    end, None when nothing came in time."""
+    import select
+
+    left = deadline - time.monotonic()
+    if left <= 0 or not select.select([fd], [], [], left)[0]:
+        return None
+    return os.read(fd, 65536)
+
+
 def _read_capped(fd: int, wall_s: float) -> tuple[bool, bytes, bool]:
     """Read ``fd`` to its end within ``wall_s``, keeping only its tail: (ended, the
     last bytes, whether it passed :data:`OUTPUT_CAP`)."""
-    import select
-
     deadline = time.monotonic() + wall_s
     tail, total = b"", 0
     while True:
-        left = deadline - time.monotonic()
-        if left <= 0:
+        chunk = _next_chunk(fd, deadline)
+        if chunk is None:
             return False, tail, False
-        ready, _, _ = select.select([fd], [], [], left)
-        if not ready:
-            return False, tail, False
-        chunk = os.read(fd, 65536)
         if not chunk:
             return True, tail, False
         total += len(chunk)
@@ -316,17 +321,9 @@ class Worker:
 
     def _line(self, timeout_s: float) -> bytes | None:
         """The next reply line, or None (timed out, too long, or the worker ended)."""
-        import select
-
         deadline = time.monotonic() + timeout_s
         while b"\n" not in self._pending:
-            left = deadline - time.monotonic()
-            if left <= 0 or len(self._pending) > LINE_CAP:
-                return None
-            ready, _, _ = select.select([self._replies], [], [], left)
-            if not ready:
-                return None
-            chunk = os.read(self._replies, 65536)
+            chunk = _next_chunk(self._replies, deadline) if len(self._pending) <= LINE_CAP else None
             if not chunk:
                 return None
             self._pending += chunk
