@@ -58,6 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"replay: acked {report.acked} (duplicate {report.duplicate}, "
         f"new {report.acked - report.duplicate}), unpublished {report.pending}"
+        + (f", dead-lettered {report.dead} (over max_payload)" if report.dead else "")
     )
     return EXIT_OK if report.pending == 0 else EXIT_FAILED
 

@@ -29,6 +29,7 @@ import pandas as pd
 from evaluators import coverage, kendall_w, keyword_hits, rank_agreement, standing
 from pipelines.deliberation.accuracy import deliberation_truth
 from pipelines.deliberation.plan import failed
+from pipelines.runtime.durable import write_parquet
 from pipelines.scoring.metrics import Embed, task_figures, truth_means
 from pipelines.spec.metrics import ROUND_METRICS
 from pipelines.spec.protocol import CHAIR, CHAIR_ID, JUDGE, ORDERS, PROPOSE, RANK, chair_order
@@ -104,7 +105,7 @@ def write_tables(
     if chair:
         tables["chair"] = chair_table(steps[PROPOSE], steps[CHAIR], tables["rankings"])
     for name, table in tables.items():
-        table.to_parquet(out_dir / TABLES[name], index=False)
+        write_parquet(out_dir / TABLES[name], table)
     return tables
 
 

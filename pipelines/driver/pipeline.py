@@ -34,7 +34,7 @@ from pipelines.flow.scaling import arm_window_s, expand_arms, scaling_table
 from pipelines.flow.stream import Landing, StreamStats
 from pipelines.flow.tasks import Task, TaskFileError, load_tasks, references
 from pipelines.report import write_report
-from pipelines.runtime.durable import hold_run_folder, write_json
+from pipelines.runtime.durable import hold_run_folder, write_json, write_parquet
 from pipelines.runtime.redact import redact_exc
 from pipelines.scoring.embeddings import load_embedder
 from pipelines.scoring.metrics import (
@@ -233,7 +233,7 @@ def _run_pipeline(
                 )
             scaling = cfg.experiment.name == "scaling"
             columns = [*RESULT_COLUMNS, "council_size"] if scaling else RESULT_COLUMNS
-            results[columns].to_parquet(out_dir / RESULTS_FILE, index=False)
+            write_parquet(out_dir / RESULTS_FILE, results[columns])
             tables = feeder.tables(steps, out_dir)
         with phases.timed("score"):
             metrics, scored = score(cfg, results, tasks, stats, embed, out_dir, steps, tables)
@@ -338,7 +338,7 @@ def score(
         scored, diversity, metrics = evaluate(full, tasks, arm_window_s(full), embed)
         # The other arms are only compared on cost and keywords.
         table = scaling_table(score_rows(results, task_keywords(tasks)))
-        table.to_parquet(out_dir / SCALING_FILE, index=False)
+        write_parquet(out_dir / SCALING_FILE, table)
         metrics["scaling"] = table.to_dict(orient="records")
     else:
         # Every round scored once: the last round's figures and the rounds' share it.
@@ -362,7 +362,7 @@ def score(
             metrics |= deliberation_figures(
                 every_round, diversity, tables, keywords, embed, cfg.judge.name
             )
-    task_metrics(scored, diversity).to_parquet(out_dir / TASK_METRICS_FILE, index=False)
+    write_parquet(out_dir / TASK_METRICS_FILE, task_metrics(scored, diversity))
     metrics = {"wall_s": stats.wall_s, "scoring_s": time.perf_counter() - start, **metrics}
     return metrics, scored
 
@@ -380,6 +380,7 @@ def sink_figures(report: SinkReport) -> dict[str, Any]:
         "acked": report.acked,
         "duplicate": report.duplicate,
         "unpublished": report.pending,
+        "dead_lettered": report.dead,
         "error": report.error,
         "publish_s": report.publish_s,
     }

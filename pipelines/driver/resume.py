@@ -20,7 +20,7 @@ from pipelines.config import DATASET_DIR, NatsSinkConfig, RunConfig
 from pipelines.driver.pipeline import RunOutcome
 from pipelines.driver.runinfo import read_run_config
 from pipelines.executors import HeldExecutors
-from pipelines.runtime.durable import hold_run_folder
+from pipelines.runtime.durable import RunLogHandler, hold_run_folder
 from pipelines.runtime.ids import check_id
 from pipelines.spec.run_folder import RUN_INFO_FILE, RUN_LOG_FILE
 
@@ -142,7 +142,7 @@ def log_to(run_dir: Path) -> Iterator[None]:
     """Log to the console and, while entered, to ``run_dir/run.log`` (appended)."""
     fmt = "[%(asctime)s][%(name)s][%(levelname)s] - %(message)s"
     logging.basicConfig(level=logging.INFO, format=fmt)
-    handler = logging.FileHandler(run_dir / RUN_LOG_FILE)
+    handler = RunLogHandler(run_dir / RUN_LOG_FILE)
     handler.setFormatter(logging.Formatter(fmt))
     logging.getLogger().addHandler(handler)
     try:

@@ -101,6 +101,11 @@ def summary(outcome: RunOutcome) -> str:
         )
         if n.get("open_deliberations"):
             lines.append(f"  {n['open_deliberations']} deliberation(s) did not end")
+        if n.get("dead_lettered"):
+            lines.append(
+                f"  DEAD-LETTERED: {n['dead_lettered']} messages over the server's max_payload, "
+                f"never sent; their ids are in {outcome.out_dir / 'dead.txt'}"
+            )
         if n["unpublished"]:
             lines.append(
                 f"  NOT PUBLISHED: {n['unpublished']} messages ({n['error']}); they are in "

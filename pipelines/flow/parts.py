@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from pipelines.runtime.durable import write_atomic
+from pipelines.runtime.durable import own_dir, write_parquet
 from pipelines.spec.run_folder import PARTS_DIR, upgrade
 
 KEY_COLUMNS = ["role", "task_id", "agent_id", "repeat", "step", "round", "target"]
@@ -28,8 +28,8 @@ def part_path(run_dir: Path, batch_id: int, *, cached: bool = False) -> Path:
 def write_part(run_dir: Path, batch_id: int, rows: pd.DataFrame, *, cached: bool = False) -> Path:
     """Write one batch's rows atomically (temporary name, fsync, rename)."""
     path = part_path(run_dir, batch_id, cached=cached)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return write_atomic(path, lambda tmp: rows.to_parquet(tmp, index=False))
+    own_dir(path.parent)
+    return write_parquet(path, rows)
 
 
 def part_files(run_dir: Path) -> list[Path]:

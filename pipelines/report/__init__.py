@@ -24,6 +24,7 @@ from evaluators import keyword_spans
 from pipelines.deliberation.accuracy import truth_lines as deliberation_truth_lines
 from pipelines.deliberation.rounds import deliberation_notes
 from pipelines.report import plots
+from pipelines.runtime.durable import own_dir, write_text
 from pipelines.scoring.metrics import agent_table
 from pipelines.scoring.truth import truth_lines
 from pipelines.spec.metrics import (
@@ -297,9 +298,7 @@ def write_report(run_dir: Path, page_tasks: int = PAGE_TASKS) -> Path:
     for old in pages.glob("page-*.js"):  # a rebuilt report leaves no stale page
         old.unlink()
     if scripts:
-        pages.mkdir(exist_ok=True)
+        own_dir(pages)
     for n, script in enumerate(scripts, 2):
-        (pages / f"page-{n:04d}.js").write_text(script, encoding="utf-8")
-    path = run_dir / REPORT_FILE
-    path.write_text(html, encoding="utf-8")
-    return path
+        write_text(pages / f"page-{n:04d}.js", script)
+    return write_text(run_dir / REPORT_FILE, html)

@@ -16,7 +16,6 @@ warning; the engines' and frameworks' INFO lines go to ``run.log`` only.
 
 from __future__ import annotations
 
-import json
 import logging
 import logging.config
 import os
@@ -102,9 +101,11 @@ def quiet_console(run_dir: Path | None = None) -> None:
     named = os.environ.get("VLLM_LOGGING_CONFIG_PATH")
     if run_dir is None or log_file is None or (named and not named.endswith(VLLM_CONFIG_FILE)):
         return  # the user's own vLLM logging config wins
+    from pipelines.runtime.durable import write_json
+
     config = vllm_logging(log_file)
     path = run_dir / VLLM_CONFIG_FILE
-    path.write_text(json.dumps(config, indent=2))
+    write_json(path, config)
     os.environ["VLLM_LOGGING_CONFIG_PATH"] = str(path)  # a multirun's next job: its own
     os.environ["VLLM_CONFIGURE_LOGGING"] = "1"
     if "vllm" in sys.modules:  # configured already: apply the file here too

@@ -20,6 +20,8 @@ from pathlib import Path
 
 import psutil
 
+from pipelines.runtime.durable import open_append
+
 log = logging.getLogger(__name__)
 
 
@@ -118,7 +120,7 @@ def child_server(
         niceness: added to the server's scheduling niceness (a server beside an
             engine on the same cores yields to it).
     """
-    out = log_file.open("ab") if log_file else None
+    out = open_append(log_file) if log_file else None
     proc = subprocess.Popen(
         list(cmd),
         stdout=out,

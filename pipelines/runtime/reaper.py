@@ -9,8 +9,11 @@ run killed with SIGKILL cannot, so :func:`reaper` starts a sidecar
 every half second it records the run's descendants (pid, start time) in
 ``<run>/procs.json``; when the run's end of a pipe closes without a goodbye,
 the run died, and it stops every recorded process still alive (SIGTERM, then
-SIGKILL after a grace). A resume stops what the file names, and only that,
-before it starts (:func:`reap_recorded`), in case the sidecar died too.
+SIGKILL after a grace). A resume stops what the file names before it starts
+(:func:`reap_recorded`), in case the sidecar died too; the file is data someone
+else may have written, so only a process of this user that carries the run's
+marker (``COUNCIL_EVAL_RUN_DIR``, the folder's real path, in the environment
+it started with: every process the run starts inherits it) is stopped.
 """
 
 from __future__ import annotations
@@ -24,21 +27,30 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from pipelines.runtime.durable import write_json
 from pipelines.spec.exits import EXIT_OK
 from pipelines.spec.run_folder import PROCS_FILE
+
+if TYPE_CHECKING:
+    import psutil
 
 log = logging.getLogger(__name__)
 
 POLL_S = 0.5
 GRACE_S = 5.0
 GOODBYE = b"done\n"
+MARKER_ENV = "COUNCIL_EVAL_RUN_DIR"
 
 
 @contextmanager
 def reaper(run_dir: Path) -> Iterator[None]:
-    """Watch this process from a sidecar for as long as the block runs."""
+    """Watch this process from a sidecar for as long as the block runs; what
+    the run starts meanwhile carries the run's marker."""
     run_dir.mkdir(parents=True, exist_ok=True)
+    before = os.environ.get(MARKER_ENV)
+    os.environ[MARKER_ENV] = str(run_dir.resolve())
     proc = subprocess.Popen(
         [sys.executable, "-m", "pipelines.runtime.reaper", str(os.getpid()), str(run_dir)],
         stdin=subprocess.PIPE,
@@ -54,19 +66,28 @@ def reaper(run_dir: Path) -> Iterator[None]:
             proc.wait(timeout=10)
         except (OSError, subprocess.TimeoutExpired):
             proc.kill()
+        if before is None:
+            os.environ.pop(MARKER_ENV, None)
+        else:
+            os.environ[MARKER_ENV] = before
 
 
-def stop_processes(procs: dict[int, float]) -> list[str]:
+def stop_processes(procs: dict[int, float], marker: str | None = None) -> list[str]:
     """SIGTERM, then SIGKILL, each process still alive that started at the
-    recorded time (a reused pid is left alone). Returns what was stopped."""
+    recorded time (a reused pid is left alone) and, given a ``marker``, is this
+    user's and carries it. Returns what was stopped."""
     import psutil
 
     alive = []
     for pid, started in procs.items():
         try:
             p = psutil.Process(pid)
-            if abs(p.create_time() - started) < 0.01 and p.status() != psutil.STATUS_ZOMBIE:
-                alive.append(p)
+            if abs(p.create_time() - started) >= 0.01 or p.status() == psutil.STATUS_ZOMBIE:
+                continue
+            if marker is not None and not _marked(p, marker):
+                log.warning("not stopping process %d %s: not this run's", pid, p.name())
+                continue
+            alive.append(p)
         except psutil.Error:
             continue
     names = []
@@ -85,13 +106,24 @@ def stop_processes(procs: dict[int, float]) -> list[str]:
     return names
 
 
+def _marked(p: psutil.Process, marker: str) -> bool:
+    """``p`` is this user's and started with the run's marker."""
+    return p.uids().real == os.getuid() and p.environ().get(MARKER_ENV) == marker
+
+
 def reap_recorded(run_dir: Path) -> list[str]:
-    """Stop what an earlier, killed session of the run left (from ``procs.json``)."""
+    """Stop what an earlier, killed session of the run left (from ``procs.json``):
+    the processes it names that are this user's and carry the run's marker."""
     path = run_dir / PROCS_FILE
     if not path.is_file():
         return []
-    procs = {int(pid): started for pid, started in json.loads(path.read_text()).items()}
-    stopped = stop_processes(procs)
+    try:
+        recorded = json.loads(path.read_text())
+        procs = {int(pid): float(started) for pid, started in recorded.items()}
+    except (ValueError, TypeError, AttributeError) as e:
+        log.warning("%s is unreadable (%s); nothing reaped from it", path, e)
+        procs = {}
+    stopped = stop_processes(procs, marker=str(run_dir.resolve()))
     if stopped:
         log.warning("stopped %d process(es) left by an earlier session: %s", len(stopped), stopped)
     path.unlink(missing_ok=True)
@@ -132,9 +164,7 @@ def watch(driver_pid: int, run_dir: Path) -> int:
                 except psutil.Error:
                     continue
         if new:
-            tmp = path.with_suffix(".tmp")
-            tmp.write_text(json.dumps(seen))
-            tmp.replace(path)
+            write_json(path, seen)
     stopped = stop_processes(seen)
     print(f"reaper: the run died; stopped {len(stopped)} process(es): {stopped}", file=sys.stderr)
     path.unlink(missing_ok=True)

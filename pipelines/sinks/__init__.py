@@ -40,6 +40,8 @@ class SinkReport:
     """Confirmed, but the server already held them (a replay)."""
     pending: int = 0
     """Kept for a later publish (the outbox) and not confirmed."""
+    dead: int = 0
+    """Over the server's ``max_payload``: recorded in ``dead.txt``, never sent."""
     publish_s: float = 0.0
     error: str | None = None
 

@@ -23,12 +23,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pipelines.config import NatsSinkConfig
+from pipelines.runtime.durable import write_text
 from pipelines.runtime.redact import redact_exc
 from pipelines.sinks import SinkReport
 from pipelines.sinks.collector import Collector
 from pipelines.sinks.deliberation import Outcome
 from pipelines.sinks.messages import Message
-from pipelines.sinks.outbox import append_outbox, pending, record_acked
+from pipelines.sinks.outbox import append_outbox, pending, record_acked, record_dead
 from pipelines.sinks.publisher import PublishReport, connect, publish_on
 from pipelines.spec.run_folder import NATS_DIR, URL_FILE
 
@@ -73,7 +74,7 @@ class NatsSink:
         if self.url is None:
             store = self.run_dir / NATS_DIR
             self.url = self._stack.enter_context(embedded_server(store))
-            (store / URL_FILE).write_text(self.url + "\n")
+            write_text(store / URL_FILE, self.url + "\n")
             self._stack.callback((store / URL_FILE).unlink, missing_ok=True)
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(
@@ -216,7 +217,9 @@ class NatsSink:
         elapsed = time.perf_counter() - start
         with self._lock:
             record_acked(self.run_dir, sent.acked_ids)
+            record_dead(self.run_dir, sent.dead_ids)
             r = self._report
+            r.dead += len(sent.dead_ids)
             r.messages += len(messages)
             r.acked += sent.acked
             r.duplicate += sent.duplicate

@@ -10,6 +10,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from pipelines import UserError
+from pipelines.runtime.durable import own_dir
 from pipelines.runtime.procs import child_server, free_port, port_open
 
 log = logging.getLogger(__name__)
@@ -37,7 +38,7 @@ def embedded_server(store_dir: Path, port: int | None = None) -> Iterator[str]:
     Yields the server URL; stops the server on exit.
     """
     port = port or free_port()
-    store_dir.mkdir(parents=True, exist_ok=True)
+    own_dir(store_dir)
     cmd = [server_binary(), "-js", "-a", "127.0.0.1", "-p", str(port), "-sd", str(store_dir)]
     with child_server(
         "nats-server",

@@ -1,8 +1,9 @@
 """The run folder's outbox: every message to publish, and which were acked.
 
 ``outbox.jsonl`` (written before any publish) holds one message a line;
-``acked.txt`` grows with the ids the server confirmed. ``pipelines.replay``
-publishes what is in the first and not in the second.
+``acked.txt`` grows with the ids the server confirmed, ``dead.txt`` with those
+it can never take (over its ``max_payload``). ``pipelines.replay`` publishes
+what is in the first and in neither of the others.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from pipelines.runtime.console import printable
-from pipelines.runtime.durable import fsync_dir
+from pipelines.runtime.durable import fsync_dir, open_append
 from pipelines.runtime.ids import dotted
 from pipelines.sinks.messages import (
     AGENT_COMPLETED,
@@ -25,7 +26,7 @@ from pipelines.sinks.messages import (
     DELIBERATION_FAILED,
     Message,
 )
-from pipelines.spec.run_folder import ACKED_FILE, OUTBOX_FILE, RUN_INFO_FILE
+from pipelines.spec.run_folder import ACKED_FILE, DEAD_FILE, OUTBOX_FILE, RUN_INFO_FILE
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +45,7 @@ def append_outbox(run_dir: Path, messages: list[Message]) -> Path:
 def _append_lines(path: Path, data: bytes) -> Path:
     """Append whole lines to ``path`` durably (file and, when new, its folder)."""
     new = not path.exists()
-    with path.open("a+b") as f:
+    with open_append(path, "a+b") as f:
         size = _cut_torn_tail(f)
         try:
             f.write(data)
@@ -144,15 +145,27 @@ def _whole_lines(path: Path) -> list[str]:
     return lines
 
 
-def acked_ids(run_dir: Path) -> set[str]:
-    path = run_dir / ACKED_FILE
+def _ids(path: Path) -> set[str]:
     return {line.strip() for line in _whole_lines(path)} - {""} if path.is_file() else set()
 
 
-def record_acked(run_dir: Path, ids: list[str]) -> None:
-    """Add ``ids`` to ``acked.txt``, one a line, on disk before returning."""
+def acked_ids(run_dir: Path) -> set[str]:
+    return _ids(run_dir / ACKED_FILE)
+
+
+def dead_ids(run_dir: Path) -> set[str]:
+    return _ids(run_dir / DEAD_FILE)
+
+
+def record_acked(run_dir: Path, ids: list[str], file: str = ACKED_FILE) -> None:
+    """Add ``ids`` to ``acked.txt`` (or ``file``), one a line, on disk before returning."""
     if ids:
-        _append_lines(run_dir / ACKED_FILE, ("\n".join(ids) + "\n").encode())
+        _append_lines(run_dir / file, ("\n".join(ids) + "\n").encode())
+
+
+def record_dead(run_dir: Path, ids: list[str]) -> None:
+    """Add ``ids`` to ``dead.txt``: the server cannot take them, nothing retries them."""
+    record_acked(run_dir, ids, DEAD_FILE)
 
 
 def pending(run_dir: Path) -> list[Message]:
@@ -164,7 +177,7 @@ def pending(run_dir: Path) -> list[Message]:
     """
     if not (run_dir / OUTBOX_FILE).is_file():
         return []
-    done = acked_ids(run_dir)
+    done = acked_ids(run_dir) | dead_ids(run_dir)
     todo: dict[str, Message] = {}
     for m in read_outbox(run_dir):
         if m.msg_id not in done:

@@ -23,6 +23,13 @@ BATCH_SIZE = 256
 """Messages per atomic batch (the server takes at most 1000)."""
 _ENCODE = json.JSONEncoder(separators=(",", ":")).encode
 """Compact JSON; one encoder for all messages (json.dumps with options builds one per call)."""
+HEADER_BYTES = 192
+"""Room for a message's headers besides its id (``NATS/1.0``, an atomic batch's
+id, sequence and commit: 130 bytes at most): the server's ``max_payload``
+counts headers and data together, and closes the connection of a client that
+sends more."""
+
+Encoded = tuple[Message, bytes]
 
 
 @dataclass
@@ -33,6 +40,8 @@ class PublishReport:
     duplicate: int = 0
     failed: int = 0
     acked_ids: list[str] = field(default_factory=list)
+    dead_ids: list[str] = field(default_factory=list)
+    """Over the server's ``max_payload``: not sent, and no retry can send them."""
     error: str | None = None
 
     @property
@@ -139,11 +148,11 @@ async def ensure_stream(js: Any, cfg: NatsSinkConfig) -> bool:
 async def _publish_atomic(
     nc,
     report: PublishReport,
-    messages: list[Message],
+    messages: list[Encoded],
     max_in_flight: int,
     ack_timeout_s: float,
     on_ack: Callable[[int], None] | None,
-) -> list[Message]:
+) -> list[Encoded]:
     """Publish ``messages`` in atomic batches, one ack per batch.
 
     Each message keeps its ``Nats-Msg-Id``; the server stores a batch whole or
@@ -163,9 +172,9 @@ async def _publish_atomic(
 
     sub = await nc.subscribe(f"{inbox}.*", cb=on_reply)
     batch_prefix = uuid.uuid4().hex
-    sent: list[tuple[list[Message], asyncio.Future]] = []
+    sent: list[tuple[list[Encoded], asyncio.Future]] = []
 
-    def acked(chunk: list[Message], fut: asyncio.Future) -> None:
+    def acked(chunk: list[Encoded], fut: asyncio.Future) -> None:
         slots.release()
         if fut.cancelled():
             return
@@ -175,7 +184,7 @@ async def _publish_atomic(
             return
         if "error" not in ack and ack.get("count") == len(chunk):
             report.acked += len(chunk)
-            report.acked_ids.extend(m.msg_id for m in chunk)
+            report.acked_ids.extend(m.msg_id for m, _ in chunk)
             if on_ack is not None:
                 on_ack(report.acked)
 
@@ -192,7 +201,7 @@ async def _publish_atomic(
             waiting[token] = fut
             fut.add_done_callback(lambda f, c=chunk: acked(c, f))
             batch_id = f"{batch_prefix}-{token}"
-            for seq, m in enumerate(chunk, 1):
+            for seq, (m, data) in enumerate(chunk, 1):
                 headers = {
                     "Nats-Msg-Id": m.msg_id,
                     "Nats-Batch-Id": batch_id,
@@ -201,7 +210,6 @@ async def _publish_atomic(
                 last = seq == len(chunk)
                 if last:
                     headers["Nats-Batch-Commit"] = "1"
-                data = _ENCODE(m.payload).encode()
                 await nc.publish(
                     m.subject, data, reply=f"{inbox}.{token}" if last else "", headers=headers
                 )
@@ -215,13 +223,13 @@ async def _publish_atomic(
         with contextlib.suppress(Exception):
             await sub.unsubscribe()
     stored = set(report.acked_ids)
-    return [m for m in messages if m.msg_id not in stored]
+    return [(m, data) for m, data in messages if m.msg_id not in stored]
 
 
 async def _publish_each(
     js,
     report: PublishReport,
-    messages: list[Message],
+    messages: list[Encoded],
     max_in_flight: int,
     ack_timeout_s: float,
     on_ack: Callable[[int], None] | None,
@@ -243,7 +251,7 @@ async def _publish_each(
                 on_ack(acks)
 
     try:
-        for m in messages:
+        for m, data in messages:
             if in_flight >= max_in_flight:
                 # Wait here, for many acks at once: nats-py's own stall wait
                 # (wait_stall) costs a task per message, a third of the rate.
@@ -253,7 +261,6 @@ async def _publish_each(
                 except TimeoutError:
                     report.error = f"no ack for {ack_timeout_s:g} s, {in_flight} in flight"
                     break
-            data = _ENCODE(m.payload).encode()
             fut = await js.publish_async(m.subject, data, headers={"Nats-Msg-Id": m.msg_id})
             in_flight += 1
             fut.add_done_callback(count)
@@ -264,7 +271,7 @@ async def _publish_each(
     done: set = set()
     if futures:
         done, _ = await asyncio.wait(futures, timeout=ack_timeout_s)
-    for m, fut in zip(messages, futures, strict=False):
+    for (m, _), fut in zip(messages, futures, strict=False):
         if fut in done and fut.exception() is None:
             ack = fut.result()
             report.acked += 1
@@ -272,6 +279,25 @@ async def _publish_each(
             report.acked_ids.append(m.msg_id)
         elif not fut.done():
             fut.cancel()
+
+
+def fitting(report: PublishReport, messages: list[Encoded], max_payload: int) -> list[Encoded]:
+    """The messages the server can take; the others' ids go to ``report.dead_ids``."""
+    fit = []
+    for m, data in messages:
+        size = len(data) + len(m.msg_id) + HEADER_BYTES
+        if size > max_payload:
+            log.warning(
+                "nats: message %s is %d bytes with its headers, over the server's max_payload "
+                "(%d): not sent",
+                m.msg_id,
+                size,
+                max_payload,
+            )
+            report.dead_ids.append(m.msg_id)
+        else:
+            fit.append((m, data))
+    return fit
 
 
 async def publish_on(
@@ -286,15 +312,15 @@ async def publish_on(
         return report
     try:
         js = nc.jetstream(publish_async_max_pending=cfg.max_in_flight)
-        rest = messages
+        rest = fitting(report, [(m, _ENCODE(m.payload).encode()) for m in messages], nc.max_payload)
         window, ack_s = cfg.max_in_flight, cfg.ack_timeout_s
         if await ensure_stream(js, cfg) and cfg.atomic_batches:
-            rest = await _publish_atomic(nc, report, messages, window, ack_s, on_ack)
+            rest = await _publish_atomic(nc, report, rest, window, ack_s, on_ack)
         if rest and report.error is None:
             await _publish_each(js, report, rest, window, ack_s, on_ack)
     except Exception as e:  # noqa: BLE001 - reported, the run goes on
         report.error = redact_exc(e)
-    report.failed = len(messages) - report.acked
+    report.failed = len(messages) - report.acked - len(report.dead_ids)
     if report.error:
         log.warning("nats: publishing: %s", report.error)
     return report

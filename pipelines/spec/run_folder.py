@@ -14,6 +14,7 @@ versions wrote, and the rows that stand for the run (its final answers).
       phases.json              PHASES_FILE: where the time went
       report.html report/      REPORT_FILE, PAGE_DIR (the task cards after page 1)
       outbox.jsonl acked.txt   OUTBOX_FILE, ACKED_FILE: messages kept until acked
+      dead.txt                 DEAD_FILE: messages the server cannot take (too big)
       nats/url                 NATS_DIR, URL_FILE: a run's own nats-server (store, URL)
       procs.json .lock run.log PROCS_FILE, LOCK_FILE, RUN_LOG_FILE
 """
@@ -36,6 +37,8 @@ REPORT_FILE = "report.html"
 PAGE_DIR = "report"
 OUTBOX_FILE = "outbox.jsonl"
 ACKED_FILE = "acked.txt"
+DEAD_FILE = "dead.txt"
+"""Ids of outbox messages over the server's ``max_payload``: recorded, never retried."""
 NATS_DIR = "nats"
 URL_FILE = "url"
 """In :data:`NATS_DIR`: the run's own server's URL while it runs."""

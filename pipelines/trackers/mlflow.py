@@ -195,15 +195,18 @@ def track_run(run_dir: Path, cfg: MlflowTrackingConfig) -> Tracked:
         with tempfile.TemporaryDirectory() as tmp:
             for name in ARTIFACTS:
                 path = run_dir / name
-                if not path.is_file():
+                if not path.is_file() or path.is_symlink():  # a link may point anywhere
                     continue
                 if name in REDACTED:  # the config as typed: sink.url=nats://u:pw@h
                     path = Path(tmp) / name
                     path.parent.mkdir(parents=True, exist_ok=True)
                     path.write_text(redact_text((run_dir / name).read_text()))
                 client.log_artifact(mlflow_id, str(path), os.path.dirname(name) or None)
-        if (run_dir / PAGE_DIR).is_dir():  # report.html's later pages
-            client.log_artifacts(mlflow_id, str(run_dir / PAGE_DIR), PAGE_DIR)
+        pages = run_dir / PAGE_DIR
+        if pages.is_dir() and not pages.is_symlink():  # report.html's later pages
+            for page in sorted(pages.glob("page-*.js")):
+                if page.is_file() and not page.is_symlink():
+                    client.log_artifact(mlflow_id, str(page), PAGE_DIR)
         client.log_table(mlflow_id, scalar_lists(task_metrics), "task_metrics.json")
         shown = proposals(run_dir) if cfg.rows or cfg.traces else None
         if cfg.rows:

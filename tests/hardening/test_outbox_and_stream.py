@@ -229,3 +229,39 @@ def test_kept_messages_whose_part_never_landed_give_way_to_the_regenerated_ones(
     append_outbox(tmp_path, old)
     append_outbox(tmp_path, new)
     assert [m.payload["proposal"] for m in pending(tmp_path)] == ["regenerated 1", "regenerated 2"]
+
+
+def test_a_message_over_the_servers_max_payload_is_dead_lettered_and_the_rest_publish(
+    tmp_path: Path,
+) -> None:
+    """A real nats-server with ``max_payload: 4096``: one proposal of 8 KB used to
+    stop every publish after it, on every replay (exit 3 for ever)."""
+    from pipelines.runtime.procs import child_server, free_port, port_open
+    from pipelines.sinks.nats_server import server_binary
+
+    keywords = {("dev", "t-001"): ["k"], ("dev", "t-002"): ["k"]}
+    small = agent_messages(answers("dev", "t-001", 2), "m", keywords, 2)
+    huge = answers("dev", "t-002", 1).assign(proposal="x" * 8000)
+    big = agent_messages(huge, "m", keywords, 1)
+    append_outbox(tmp_path, small[:1] + big + small[1:])
+    port = free_port()
+    conf = tmp_path / "nats.conf"
+    conf.write_text(
+        f"listen: 127.0.0.1:{port}\nmax_payload: 4096\n"
+        f"jetstream {{ store_dir: {json.dumps(str(tmp_path / 'store'))} }}\n"
+    )
+    with child_server(
+        "nats-server", [server_binary(), "-c", str(conf)], lambda: port_open(port), timeout_s=10
+    ):
+        url = f"nats://127.0.0.1:{port}"
+        with NatsSink(NatsSinkConfig(url=url, collector=False), tmp_path) as sink:
+            sink.publish_pending()
+            report = sink.report()
+        stored = [payload["agent_id"] for _, payload in stream_contents(url)]
+        assert stored == ["agent-dev-001", "agent-dev-002"]
+        assert (report.acked, report.pending, report.dead) == (2, 0, 1)
+        assert (tmp_path / "dead.txt").read_text() == f"{big[0].msg_id}\n"
+        with NatsSink(NatsSinkConfig(url=url, collector=False), tmp_path) as sink:
+            sink.publish_pending()  # a replay: nothing left, nothing retried
+            again = sink.report()
+        assert (again.messages, again.pending) == (0, 0)

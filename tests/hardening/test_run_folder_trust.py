@@ -7,12 +7,14 @@ today's credentials, or hand the driver a pickle, once connected).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -187,3 +189,148 @@ def test_replay_publishes_only_this_runs_messages_from_an_outbox(tmp_path: Path)
         got = stream_contents(url, "COUNCIL")[1:]
         assert asyncio.run(stream_seq(url)) == 1  # the same stream: never deleted
     assert [(s, p["run_id"]) for s, p in got] == [("agent.response.completed", run_id)]
+
+
+def sleeper(**env: str) -> subprocess.Popen:
+    return subprocess.Popen(["sleep", "120"], env=os.environ | env)
+
+
+def test_a_planted_procs_json_stops_only_this_users_processes_carrying_the_runs_marker(
+    tmp_path: Path,
+) -> None:
+    """procs.json is data: naming a process (pid and start time, both public) used to
+    get it SIGKILLed by the next resume, whoever's it was."""
+    import psutil
+
+    from pipelines.runtime.reaper import MARKER_ENV, reap_recorded
+
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    victim = sleeper()  # the user's own shell, editor, another service
+    other_run = sleeper(**{MARKER_ENV: str(tmp_path / "another-run")})
+    ours = sleeper(**{MARKER_ENV: str(run_dir.resolve())})
+    try:
+        procs = {str(p.pid): psutil.Process(p.pid).create_time() for p in (victim, other_run, ours)}
+        (run_dir / "procs.json").write_text(json.dumps(procs))
+        stopped = reap_recorded(run_dir)
+        ours.wait(timeout=10)  # stopped: it would sleep for two minutes
+        assert stopped == [f"{ours.pid} sleep"]
+        assert (victim.poll(), other_run.poll()) == (None, None)
+    finally:
+        for p in (victim, other_run, ours):
+            p.kill()
+            p.wait()
+
+
+def test_what_a_run_started_is_reaped_by_the_resume_when_driver_and_sidecar_died(
+    tmp_path: Path,
+) -> None:
+    """The marker is inherited: a real driver under :func:`reaper` starts a child,
+    then the sidecar and the driver are SIGKILLed; the resume's reap stops the child."""
+    import psutil
+
+    from pipelines.runtime.reaper import reap_recorded
+
+    run_dir = tmp_path / "run"
+    driver = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import subprocess, sys, time\nfrom pathlib import Path\n"
+            "from pipelines.runtime.reaper import reaper\n"
+            f"with reaper(Path({str(run_dir)!r})):\n"
+            "    child = subprocess.Popen(['sleep', '120'])\n"
+            "    print(child.pid, flush=True)\n"
+            "    time.sleep(120)\n",
+        ],
+        cwd=PROJECT_ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert driver.stdout is not None
+    child = psutil.Process(int(driver.stdout.readline()))
+    try:
+        deadline = time.monotonic() + 20
+        while str(child.pid) not in _read(run_dir / "procs.json"):
+            assert time.monotonic() < deadline, "the sidecar never recorded the child"
+            time.sleep(0.1)
+        (sidecar,) = [p for p in psutil.Process(driver.pid).children() if p.pid != child.pid]
+        sidecar.kill()  # a zombie of the driver's until the driver dies too
+        driver.kill()
+        driver.wait(10)
+        assert child.is_running() and child.status() != psutil.STATUS_ZOMBIE
+        assert reap_recorded(run_dir) == [f"{child.pid} sleep"]
+        assert not child.is_running() or child.status() == psutil.STATUS_ZOMBIE
+    finally:
+        with contextlib.suppress(psutil.Error):
+            child.kill()
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text()
+    except OSError:
+        return ""
+
+
+PLANTED = (
+    "results.parquet",
+    "task_metrics.parquet",
+    "metrics.json",
+    ".metrics.json.tmp",  # the temporary name writes used to take
+    "phases.json",
+    "report.html",
+    ".report.html.tmp",
+)
+
+
+def test_no_write_in_a_run_folder_follows_a_link_planted_there(tmp_path: Path) -> None:
+    """Links to a stand-in ``~/.bashrc`` under every name a report or a resume writes:
+    ``pipelines.report <dir>`` alone used to overwrite it."""
+    from pipelines.driver.pipeline import run_pipeline
+    from tests.engine_helpers import stand_in_engine
+
+    home = tmp_path / "home"
+    home.mkdir()
+    run_dir = tmp_path / "run"
+    with stand_in_engine() as server:
+        overrides = ["engine=openai", f"engine.url={server}", "executor=local", "sink=none"]
+        cfg = compose_config(
+            ["role=devops", "limit=1", "agents=2", "max_tokens=8", "tracking=none", *overrides]
+        )
+        run_pipeline(cfg, run_dir, executor=None)
+
+        def plant(name: str) -> Path:
+            victim = home / f"bashrc-{name}"
+            victim.write_text("precious\n")
+            (run_dir / name).unlink(missing_ok=True)
+            (run_dir / name).symlink_to(victim)
+            return victim
+
+        def cli(*args: str) -> subprocess.CompletedProcess[str]:
+            env = os.environ | {"VLLM_URL": server}
+            return subprocess.run(
+                [sys.executable, "-m", *args, str(run_dir)],
+                capture_output=True,
+                text=True,
+                timeout=300,
+                cwd=PROJECT_ROOT,
+                env=env,
+            )
+
+        victims = [plant("report.html"), plant(".report.html.tmp")]
+        reported = cli("pipelines.report")  # it reads the run's tables, writes its page
+        assert reported.returncode == 0, reported.stderr[-3000:]
+        assert not (run_dir / "report.html").is_symlink()
+        victims += [plant(name) for name in PLANTED]
+        resumed = cli("pipelines.resume")  # it writes them all again
+        assert resumed.returncode == 0, resumed.stderr[-3000:]
+        for name in ("run.log", ".lock"):  # appended to, or locked and written
+            victims.append(plant(name))
+            refused = cli("pipelines.resume")
+            assert refused.returncode == 2, refused.stderr[-3000:]
+            assert f"{run_dir / name} is a symbolic link" in refused.stderr
+            (run_dir / name).unlink()
+    assert [v.read_text() for v in victims] == ["precious\n"] * len(victims)
+    for name in PLANTED:
+        assert name.endswith(".tmp") or not (run_dir / name).is_symlink(), name
