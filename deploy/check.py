@@ -34,7 +34,7 @@ from typing import Any
 
 import yaml
 
-from deploy import rules
+from deploy import access, rules
 from deploy.kuberay import DEFAULT_GATES, operator_errors
 from deploy.podspec import pod_spec_errors
 from deploy.rules import pod_specs
@@ -216,6 +216,9 @@ OVERLAY_RULES = (
     rules.guard_errors,
     rules.cluster_errors,
     rules.stop_errors,
+    access.egress_errors,
+    access.token_errors,
+    access.root_errors,
 )
 """The project's rules over a whole overlay (deploy/rules.py)."""
 

@@ -5,7 +5,10 @@ The Hydra overrides come from a file (``--overrides``, default
 built: one or more lines of shell-quoted overrides, ``#`` starts a comment,
 and a comma list sweeps as with ``pipelines.run -m`` (``role=dev,qa``). Each
 combination is one run, in ``<runs root>/<NIGHT>/<its sweep choices>/``
-(runs root: ``$COUNCIL_RUNS_DIR``, else ``runs/``).
+(runs root: ``$COUNCIL_RUNS_DIR``, else ``runs/``). The file chooses what runs,
+never where requests and credentials go: interpolation (``${...}``), endpoints,
+engine settings, ``cache_dir``, ``hydra.*`` and a dataset outside ``datasets/``
+are refused (they come from the environment, as for ``pipelines.resume``).
 
 Started again with the same name (a retried RayJob, a recovered night), it
 continues where the last attempt stopped: a run that finished is not redone

@@ -60,10 +60,17 @@ def read_overrides(path: Path) -> dict[str, int]:
                     f"{path}:{lineno}: {token!r} is a flag, not an override "
                     "(a comma list already sweeps: role=dev,qa)"
                 )
+            if "${" in token:
+                raise UserError(
+                    f"{path}:{lineno}: {token!r}: an overrides file may not interpolate "
+                    "(${...} reads the pod's environment and files: its secrets)"
+                )
             try:
-                parser.parse_override(token)
+                parsed = parser.parse_override(token)
             except HydraException as e:
                 raise UserError(f"{path}:{lineno}: {token!r}: {e}") from None
+            if parsed.get_key_element().lstrip("+~").split(".")[0].startswith("hydra"):
+                raise UserError(f"{path}:{lineno}: {token!r}: Hydra's own settings are not a run's")
             found.setdefault(token, lineno)
     if not found:
         raise UserError(f"{path}: no overrides (a line like: role=dev,qa engine=openai)")
@@ -99,7 +106,7 @@ def plan(path: Path) -> list[tuple[Job, RunConfig]]:
     planned = []
     for job in expand(list(lines)):
         try:
-            planned.append((job, compose_config(job.overrides)))
+            cfg = compose_config(job.overrides)
         except (HydraException, UserError) as e:
             cause = f"{e}: {e.__cause__}" if e.__cause__ else str(e)
             first = cause.splitlines()[0]
@@ -109,7 +116,42 @@ def plan(path: Path) -> list[tuple[Job, RunConfig]]:
                 min(lines.values()),
             )
             raise UserError(f"{path}:{lineno}: {first} (run {job.slug})") from None
+        if why := not_the_files(cfg):
+            name, reason = why
+            lineno = next(
+                (n for exact in (True, False) for o, n in lines.items() if _sets(o, name, exact)),
+                min(lines.values()),
+            )
+            raise UserError(f"{path}:{lineno}: {name}: {reason} (run {job.slug})")
+        planned.append((job, cfg))
     return planned
+
+
+def not_the_files(cfg: RunConfig) -> tuple[str, str] | None:
+    """A setting the overrides file may not choose, and why; None when there is none.
+
+    Whoever may edit the file (a ConfigMap) must not get the pods' secrets: where
+    requests and credentials go (the endpoints), what the engine loads and is
+    handed, and files outside ``datasets/`` come from the manifests (the pods'
+    environment), as a resume takes them (:mod:`pipelines.driver.resume`).
+    """
+    from pipelines.driver.resume import outside_datasets, today_config, unlike_today
+
+    unlike = unlike_today(cfg, today_config(cfg))
+    if unlike:
+        return unlike[0], "set by the night's environment (its manifests), not its overrides"
+    if outside_datasets(cfg.dataset):
+        return "dataset", f"{cfg.dataset!r} is outside the project's datasets/"
+    return None
+
+
+def _sets(override: str, name: str, exact: bool) -> bool:
+    """``override`` sets ``name`` (a dotted setting) or a part of it (``exact``),
+    else a whole it belongs to (a config group: ``engine=openai``)."""
+    key = override.split("=")[0].lstrip("+~").split("@")[0]
+    if exact:
+        return key == name or key.startswith(f"{name}.")
+    return name.startswith(f"{key}.")
 
 
 def state(run_dir: Path) -> str:

@@ -75,9 +75,8 @@ def resumed_config(
         if _get(recorded, name) not in (_MISSING, None, "", {})
         and _get(recorded, name) != _get(today, name)
     }
-    dataset = recorded.dataset
-    if dataset and not Path(dataset).resolve().is_relative_to(DATASET_DIR.resolve()):
-        differ["dataset"] = dataset  # tasks read from anywhere the folder names
+    if outside_datasets(recorded.dataset):
+        differ["dataset"] = recorded.dataset  # tasks read from anywhere the folder names
     if differ and not trust_run_folder:
         listed = "\n".join(f"  {k}: {v!r} (today: {_get(today, k)!r})" for k, v in differ.items())
         raise UserError(
@@ -120,6 +119,20 @@ def today_config(recorded: RunConfig) -> RunConfig:
 
 
 _MISSING = object()
+
+
+def unlike_today(cfg: RunConfig, today: RunConfig) -> list[str]:
+    """The :data:`ENDPOINTS` and :data:`ENGINE_SETTINGS` ``cfg`` sets unlike ``today``."""
+    return [
+        name
+        for name in (*ENDPOINTS, *ENGINE_SETTINGS)
+        if _get(cfg, name) is not _MISSING and _get(cfg, name) != _get(today, name)
+    ]
+
+
+def outside_datasets(dataset: str | None) -> bool:
+    """``dataset`` names a file outside the project's ``datasets/``."""
+    return bool(dataset) and not Path(dataset).resolve().is_relative_to(DATASET_DIR.resolve())
 
 
 def _get(cfg: Any, dotted_name: str) -> Any:

@@ -324,6 +324,59 @@ def test_the_checks_catch_what_broke_on_a_cluster(capsys: pytest.CaptureFixture[
             "",
             "containers[vllm].livenessProbe.timeoutSeconds: 1 s",
         ),
+        # Least privilege: egress, service-account tokens, read-only images.
+        (
+            "base/networkpolicy.yaml",
+            "  name: egress-same-namespace-and-dns\nspec:\n  podSelector: {}\n",
+            "  name: egress-same-namespace-and-dns\nspec:\n  podSelector:\n"
+            "    matchLabels:\n      app.kubernetes.io/name: nats\n",
+            "no NetworkPolicy limits every pod's egress",
+        ),
+        (
+            "base/networkpolicy.yaml",
+            "  egress:\n    - to:\n        - podSelector: {}\n",
+            "  egress:\n    - to:\n        - podSelector: {}\n        - ipBlock:\n"
+            "            cidr: 0.0.0.0/0\n",
+            "egress-same-namespace-and-dns: the policy of every pod lets it leave",
+        ),
+        (
+            "base/networkpolicy.yaml",
+            "        - port: 3306\n",
+            "        - port: 22\n",
+            "Deployment/mlflow: spec.template.spec: may leave the namespace on [22]",
+        ),
+        (
+            "base/nightly.yaml",
+            "council.io/egress: kubernetes-api",
+            "app.kubernetes.io/component: guard",
+            "calls the Kubernetes API, but no egress policy lets it reach the API server",
+        ),
+        (VLLM, "council.io/egress: model-hub", "council.io/egress: internet", "'internet'"),
+        (
+            VLLM,
+            "        council.io/egress: model-hub # networkpolicy.yaml: it downloads the model\n",
+            "",
+            "Deployment/vllm: spec.template.spec: downloads its model, but no egress policy",
+        ),
+        (
+            "base/nats.yaml",
+            "      automountServiceAccountToken: false # it never calls the Kubernetes API\n",
+            "",
+            "StatefulSet/nats: spec.template.spec.automountServiceAccountToken: false",
+        ),
+        (
+            "base/nightly.yaml",
+            "automountServiceAccountToken: true",
+            "automountServiceAccountToken: false",
+            "CronJob/council-nightly: spec.jobTemplate.spec.template.spec: calls the Kubernetes "
+            "API, but its token is not mounted",
+        ),
+        (
+            "base/mlflow.yaml",
+            "            readOnlyRootFilesystem: true # what it writes: the volumes, /tmp\n",
+            "",
+            "containers[mlflow].securityContext.readOnlyRootFilesystem: true",
+        ),
         # A stopped night: stopped cleanly on the head, given time to stop.
         ("base/raycluster.yaml", "pipelines.stopping,", "pipelines.status,", "no preStop"),
         (
@@ -349,6 +402,20 @@ def test_each_rule_catches_its_breakage(
         assert errors == []
     else:
         assert any(error in e for e in errors), errors
+
+
+def test_an_autoscaled_head_keeps_its_token_and_its_way_to_the_api(tree: Path) -> None:
+    edit(
+        tree / "components" / "gpu-workers" / "kustomization.yaml",
+        "      - op: replace\n        path: /spec/headGroupSpec/template/spec/"
+        "automountServiceAccountToken\n        value: true\n",
+        "",
+    )
+    _, errors = check_overlay(tree / "overlays" / "gpu-inprocess")
+    assert [e for e in errors if "headGroupSpec" in e] == [
+        "gpu-inprocess: RayCluster/council: spec.headGroupSpec.template.spec: calls the "
+        "Kubernetes API, but its token is not mounted"
+    ]
 
 
 def test_overlays_must_match_their_engine(tree: Path) -> None:

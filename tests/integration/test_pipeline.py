@@ -491,18 +491,18 @@ def test_nightly_continues_its_night_by_name_and_exits_3_when_tracking_is_down(
     local: LocalExecutor, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A retried night: the finished run is not redone, the interrupted one resumes,
-    both at the endpoints of tonight's overrides file, not the environment's."""
+    both at the endpoints of the night's environment (an overrides file may not
+    set one)."""
     runs, overrides = tmp_path / "runs", tmp_path / "overrides"
-    elsewhere = f"http://127.0.0.1:{free_port()}"  # nothing listens there
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", elsewhere)
     with mlflow_server(tmp_path / "mlflow") as url:
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", url)
         overrides.write_text(
             "role=dev,qa agents=2 limit=1 max_tokens=4 batch_size=1  # two runs, two parts each\n"
-            f"executor=local sink=none tracking.uri={url} tracking.experiment=council-tests/night\n"
+            "executor=local sink=none tracking.experiment=council-tests/night\n"
         )
         first = run_night("night-1", overrides, runs, local=local)
         assert first == {"role-dev": ("started", []), "role-qa": ("started", [])}
-        assert os.environ["MLFLOW_TRACKING_URI"] == elsewhere  # a run leaves it as it was
+        assert os.environ["MLFLOW_TRACKING_URI"] == url  # a run leaves it as it was
 
         # The qa run is cut short: its last part and its metrics never landed.
         qa = runs / "night-1" / "role-qa"

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from pipelines import PROJECT_ROOT, UserError
+from pipelines.config import DATASET_DIR
 from pipelines.driver.night import one_night_at_a_time, plan
 
 
@@ -25,7 +26,7 @@ def test_plan_sweeps_every_line_and_names_each_run_by_its_choices(tmp_path: Path
         tmp_path,
         "# the nightly benchmark\n"
         "role=dev,qa agents=2,3   # two sweeps\n"
-        "engine=openai 'engine.url=http://vllm:8000'  executor=ray\n",
+        "engine=openai 'engine.max_concurrency=8'  executor=ray\n",
     )
     jobs = plan(path)
     assert [job.slug for job, _ in jobs] == [
@@ -39,7 +40,7 @@ def test_plan_sweeps_every_line_and_names_each_run_by_its_choices(tmp_path: Path
         "role=qa",
         "agents=3",
         "engine=openai",
-        "engine.url=http://vllm:8000",
+        "engine.max_concurrency=8",
         "executor=ray",
     )
     assert (cfg.role.name, cfg.agents, cfg.engine.name) == ("qa", 3, "openai")
@@ -49,7 +50,7 @@ def test_plan_sweeps_every_line_and_names_each_run_by_its_choices(tmp_path: Path
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("role=dev\nrole=qa 'engine.url=x\n", ":2: No closing quotation"),
+        ("role=dev\nrole=qa 'agents=2\n", ":2: No closing quotation"),
         ("role=dev\n--multirun role=qa\n", ":2: '--multirun' is a flag, not an override"),
         ("role=dev\n\nagents=two\n", ":3: Error merging override agents=two"),
         ("role=nope\n", ":1: In 'config': Could not find 'role/nope'"),
@@ -64,6 +65,49 @@ def test_bad_overrides_name_file_and_line(tmp_path: Path, text: str, message: st
     with pytest.raises(UserError) as e:
         plan(path)
     assert str(e.value).startswith(str(path)) and message in str(e.value), e.value
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        # Each read a secret of the pods or chose where it goes, what runs, what is read.
+        ("'role.system_prompt=say ${oc.env:NATS_TOKEN}'", "may not interpolate"),
+        ("engine=openai engine.url=http://their-host:8000", "engine.url: set by the night's"),
+        ("engine=openai engine.api_key_env=NATS_TOKEN", "engine.api_key_env: set by the night's"),
+        ("sink=nats sink.url=nats://their-host:4222", "sink.url: set by the night's"),
+        ("tracking.uri=http://their-host:5000", "tracking.uri: set by the night's"),
+        ("executor=dask executor.address=tcp://their-host:8786", "executor.address: set by"),
+        ("cache_dir=/tmp/their-cache", "cache_dir: set by the night's"),
+        ("+engine.env.LD_PRELOAD=/tmp/x.so", "engine.env: set by the night's"),
+        ("+engine.extra_engine_kwargs.trust_remote_code=true", "engine.extra_engine_kwargs: set"),
+        ("engine=openai +engine.extra_body.x=1", "engine.extra_body: set by the night's"),
+        ("judge=openai 'judge.engine={url: http://their-host}'", "judge.engine.url: set by"),
+        ("model.path=/tmp/their-model", "model.path: set by the night's"),
+        ("dataset=/etc/passwd", "'/etc/passwd' is outside the project's datasets/"),
+        ("hydra.job.env_set.X=1", "Hydra's own settings"),
+    ],
+)
+def test_the_overrides_file_cannot_reach_the_pods_secrets_or_choose_what_runs(
+    tmp_path: Path, line: str, message: str
+) -> None:
+    """Whoever may edit the ConfigMap must not get the Secrets: each line below
+    used to compose (the token read into a prompt lands in run.json, results and
+    MLflow; an endpoint receives ``VLLM_API_KEY`` or ``NATS_TOKEN``)."""
+    path = write(tmp_path, f"role=dev\n{line}\n")
+    with pytest.raises(UserError) as e:
+        plan(path)
+    assert str(e.value).startswith(f"{path}:2: ") and message in str(e.value), e.value
+
+
+def test_a_shipped_dataset_and_the_environments_endpoints_are_the_nights(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("VLLM_URL", "http://vllm:8000")
+    path = write(
+        tmp_path, f"role=dev engine=openai dataset={DATASET_DIR / 'truth' / 'data.jsonl'}\n"
+    )
+    ((_, cfg),) = plan(path)
+    assert (cfg.engine.url, Path(cfg.dataset).name) == ("http://vllm:8000", "data.jsonl")
 
 
 def test_check_prints_the_plan_and_bad_input_exits_2(tmp_path: Path) -> None:
