@@ -10,6 +10,7 @@ compose, pods the namespace's Pod Security level rejects, an open network.
 from __future__ import annotations
 
 import functools
+import re
 import shlex
 import tempfile
 from collections.abc import Iterator
@@ -25,7 +26,9 @@ from deploy.podspec import quantity
 Obj = dict[str, Any]
 
 EXTERNAL_SECRETS = {
-    "council-auth": "NATS_TOKEN and VLLM_API_KEY (deploy/README.md, Secrets)",
+    "council-auth": "the pipeline's credentials (deploy/README.md, Secrets)",
+    "council-readers": "NATS_READER_PASSWORD, the NATS user of readers",
+    "mlflow-server": "flask_secret_key, the MLflow server's CSRF key",
     "hf-token": "a Hugging Face token, for gated models only",
     "mlflow-backend": "a database URI for MLflow, instead of SQLite on its volume",
 }
@@ -222,12 +225,55 @@ def server_errors(objects: list[Obj]) -> list[str]:
                             "its uid, and torch's getpass.getuser() fails at import without them"
                         )
                 if "/nats:" in image:
-                    token = (env.get("NATS_TOKEN") or {}).get("valueFrom", {}).get("secretKeyRef")
-                    if not token:
-                        errors.append(f"{where}: NATS_TOKEN from a Secret (nats.conf's token)")
+                    errors += nats_errors(objects, where, env)
                 if "/mlflow:" in image:
                     errors += mlflow_errors(where, image, env)
+                    errors += mlflow_auth_errors(objects, where, c, env)
     return errors
+
+
+def nats_errors(objects: list[Obj], where: str, env: dict[str, Obj]) -> list[str]:
+    """Each variable of nats.conf (a password) comes from a Secret, and the pipeline's
+    NATS_USER (council-env) is one of its users."""
+    conf = config_file(objects, "nats-config", "nats.conf") or ""
+    errors = [
+        f"{where}: {name} from a Secret (nats.conf's ${name})"
+        for name in sorted(set(re.findall(r"[:=]\s*\$([A-Za-z_][A-Za-z0-9_]*)", conf)))
+        if not (env.get(name) or {}).get("valueFrom", {}).get("secretKeyRef")
+    ]
+    users = set(re.findall(r"^\s*user:\s*(\S+)", conf, re.MULTILINE))
+    user = (config_literals(objects, "council-env").get("NATS_USER") or "").split("#")[0].strip()
+    if user not in users:
+        errors.append(
+            f"ConfigMap council-env: NATS_USER {user or '(unset)'!r} is none of nats.conf's "
+            f"users {sorted(users)}: the pipeline cannot publish"
+        )
+    return errors
+
+
+def mlflow_auth_errors(objects: list[Obj], where: str, c: Obj, env: dict[str, Obj]) -> list[str]:
+    """MLflow runs its basic-auth app with its secrets from Secrets, and the pipeline
+    has a user to sign in with."""
+    errors = []
+    if "--app-name basic-auth" not in " ".join([*c.get("command", []), *c.get("args", [])]):
+        errors.append(
+            f"{where}: mlflow server --app-name basic-auth: anyone in the namespace "
+            "could read and delete every run"
+        )
+    for name in ("MLFLOW_AUTH_ADMIN_PASSWORD", "MLFLOW_FLASK_SERVER_SECRET_KEY"):
+        if not (env.get(name) or {}).get("valueFrom", {}).get("secretKeyRef"):
+            errors.append(f"{where}: {name} from a Secret")
+    if "MLFLOW_TRACKING_USERNAME" not in config_literals(objects, "council-env"):
+        errors.append("ConfigMap council-env: MLFLOW_TRACKING_USERNAME: the pipeline's MLflow user")
+    return errors
+
+
+def config_literals(objects: list[Obj], configmap: str) -> dict[str, str]:
+    """The data of the ConfigMap whose name starts with ``configmap`` (a hash follows)."""
+    for o in objects:
+        if o.get("kind") == "ConfigMap" and o["metadata"]["name"].startswith(configmap):
+            return dict(o.get("data") or {})
+    return {}
 
 
 def mlflow_errors(where: str, image: str, env: dict[str, Obj]) -> list[str]:

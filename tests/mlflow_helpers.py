@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -9,10 +10,13 @@ from pathlib import Path
 
 from pipelines.runtime.procs import child_server, free_port, http_ok
 
+ADMIN_PASSWORD = "admin-pw-of-the-test"
+
 
 @contextmanager
-def mlflow_server(root: Path) -> Iterator[str]:
-    """``mlflow server`` with a SQLite store and served artifacts under ``root``."""
+def mlflow_server(root: Path, auth_config: Path | None = None) -> Iterator[str]:
+    """``mlflow server`` with a SQLite store and served artifacts under ``root``;
+    with ``auth_config``, its basic-auth app (admin password ``admin-pw``)."""
     port = free_port()
     root.mkdir(parents=True, exist_ok=True)
     cmd = [
@@ -29,12 +33,22 @@ def mlflow_server(root: Path) -> Iterator[str]:
         "--workers",
         "1",
     ]
+    env = None
+    if auth_config is not None:
+        cmd += ["--app-name", "basic-auth"]
+        env = {
+            **os.environ,
+            "MLFLOW_AUTH_CONFIG_PATH": str(auth_config),
+            "MLFLOW_AUTH_ADMIN_PASSWORD": ADMIN_PASSWORD,
+            "MLFLOW_FLASK_SERVER_SECRET_KEY": "csrf-key",
+        }
     url = f"http://127.0.0.1:{port}"
     with child_server(
         "mlflow server",
         cmd,
         lambda: http_ok(f"{url}/health"),
         log_file=root / "server.log",
+        env=env,
         timeout_s=90,
         stop_timeout_s=15,
     ):

@@ -185,10 +185,9 @@ def test_unreachable_server_leaves_everything_in_the_outbox(tmp_path: Path) -> N
         assert len(stream_contents(url)) == 16
 
 
-def test_the_deployed_nats_conf_admits_only_the_token(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """deploy/k8s/base/nats.conf on a real nats-server: NATS_TOKEN from the environment."""
+@contextmanager
+def deployed_nats(tmp_path: Path) -> Iterator[str]:
+    """deploy/k8s/base/nats.conf on a real nats-server, its passwords in its environment."""
     from deploy.check import DEPLOY
     from pipelines.runtime.procs import child_server, port_open
     from pipelines.sinks.nats_server import server_binary
@@ -199,12 +198,81 @@ def test_the_deployed_nats_conf_admits_only_the_token(
     conf = tmp_path / "nats.conf"
     conf.write_text(deployed.replace("store_dir: /data", f"store_dir: {tmp_path / 'store'}"))
     cmd = [server_binary(), "-c", str(conf), "-a", "127.0.0.1", "-p", str(port), "-m", str(monitor)]
-    env = {**os.environ, "NATS_TOKEN": "tok-from-the-secret"}
-    with child_server("nats-server", cmd, lambda: port_open(port), env=env, timeout_s=10):
-        url = f"nats://127.0.0.1:{port}"
-        monkeypatch.delenv("NATS_TOKEN", raising=False)
+    env = {**os.environ, "NATS_PASSWORD": "pipeline-pw", "NATS_READER_PASSWORD": "reader-pw"}
+    log = tmp_path / "nats-server.log"
+    with child_server("nats-server", cmd, lambda: port_open(port), env=env, log_file=log):
+        yield f"nats://127.0.0.1:{port}"
+
+
+def as_user(monkeypatch: pytest.MonkeyPatch, user: str | None, password: str = "") -> None:
+    monkeypatch.delenv("NATS_TOKEN", raising=False)
+    if user is None:
+        monkeypatch.delenv("NATS_USER", raising=False)
+        monkeypatch.delenv("NATS_PASSWORD", raising=False)
+    else:
+        monkeypatch.setenv("NATS_USER", user)
+        monkeypatch.setenv("NATS_PASSWORD", password)
+
+
+def test_the_deployed_nats_gives_each_user_the_least_it_needs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One token with every right used to be in every Ray pod: now the pipeline's user
+    publishes, collects and keeps its stream but cannot delete or purge one, and a
+    reader reads the results and the status, and publishes nothing."""
+    import asyncio
+    import subprocess
+    import sys
+    import time
+
+    from pipelines import PROJECT_ROOT
+    from pipelines.sinks.publisher import connect
+
+    async def attempt(url: str, action: str) -> str:
+        nc = await connect(url)
+        try:
+            js = nc.jetstream(timeout=2)
+            if action == "delete":
+                await js.delete_stream("COUNCIL")
+            elif action == "purge":
+                await js.purge_stream("COUNCIL")
+            else:
+                await js.publish("agent.response.completed", b"{}", timeout=2)
+            return "done"
+        except Exception as e:  # noqa: BLE001 - what the server answered
+            return type(e).__name__
+        finally:
+            await nc.close()
+
+    with deployed_nats(tmp_path) as url:
+        as_user(monkeypatch, None)
         refused = publish(url, NatsSinkConfig(), messages(results()))
         assert refused.failed == 16 and "Authorization Violation" in refused.error
-        monkeypatch.setenv("NATS_TOKEN", "tok-from-the-secret")
-        sent = publish(url, NatsSinkConfig(), messages(results()))
-        assert (sent.failed, sent.acked) == (0, 16)
+
+        as_user(monkeypatch, "council", "pipeline-pw")
+        (tmp_path / "run").mkdir()
+        with NatsSink(NatsSinkConfig(url=url), tmp_path / "run") as sink:
+            sink.follow("run-1", [("dev", "dev-000")], int(time.time() * 1000), timeout_s=30)
+            keywords = {("dev", "dev-000"): ["proposal"]}
+            sink.publish(agent_messages(results(tasks=1), "m", keywords, council_size=3))
+            assert sink.settle(15.0) == 0  # the collector followed and ended it
+            assert (sink.report().acked, sink.report().pending) == (4, 0)  # 3 + its end
+        assert asyncio.run(attempt(url, "delete")) != "done"
+        assert asyncio.run(attempt(url, "purge")) != "done"
+
+        as_user(monkeypatch, "reader", "reader-pw")
+        assert asyncio.run(attempt(url, "publish")) != "done"
+        status = subprocess.run(
+            [sys.executable, "-m", "pipelines.status", "--url", url, "run-1"],
+            capture_output=True,
+            text=True,
+            cwd=PROJECT_ROOT,
+            timeout=60,
+        )
+        assert status.returncode == 0, status.stderr[-2000:]
+        assert "dev-000" in status.stdout and "COMPLETED" in status.stdout
+        subjects = [subject for subject, _ in stream_contents(url)]
+    assert subjects.count(AGENT_COMPLETED) == 3 and subjects.count(DELIBERATION_COMPLETED) == 1
+    log = (tmp_path / "nats-server.log").read_text()
+    assert 'user:council" - Publish Violation - Subject "$JS.API.STREAM.DELETE.COUNCIL"' in log
+    assert 'user:reader" - Publish Violation - Subject "agent.response.completed"' in log
