@@ -10,10 +10,13 @@ credentials it holds, what it may write.
   of an autoscaled RayCluster), and then it does.
 - :func:`root_errors`: every container's image is read-only; what it writes
   goes to its volumes.
+- :func:`digest_errors` (``deploy.check --release``): every image is pinned by
+  digest.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 
 from deploy.rules import Obj, containers, name_of, pod_specs
@@ -183,4 +186,20 @@ def root_errors(objects: list[Obj]) -> list[str]:
         for where, _, _, pod in pods(objects)
         for c in containers(pod)
         if not (c.get("securityContext") or {}).get("readOnlyRootFilesystem")
+    ]
+
+
+DIGEST = re.compile(r"@sha256:[0-9a-f]{64}$")
+
+
+def digest_errors(objects: list[Obj]) -> list[str]:
+    """Every image is pinned by digest (``--release``): a tag can be moved under a
+    night, and the guard's image holds the right to create RayJobs."""
+    return [
+        f"{where}.containers[{c.get('name')}].image: {c.get('image')!r} is not pinned by "
+        "digest (kustomize edit set image NAME=NAME@sha256:..., the digest from "
+        "`crane digest` or `docker buildx imagetools inspect`)"
+        for where, _, _, pod in pods(objects)
+        for c in containers(pod)
+        if not DIGEST.search(c.get("image", ""))
     ]

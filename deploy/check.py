@@ -182,8 +182,9 @@ def embedded(obj: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
                     yield key, doc
 
 
-def check_overlay(overlay: Path) -> tuple[int, list[str]]:
-    """(objects validated, errors) for one overlay."""
+def check_overlay(overlay: Path, release: bool = False) -> tuple[int, list[str]]:
+    """(objects validated, errors) for one overlay; ``release``: its images must be
+    pinned by digest too."""
     objects = [(None, o) for o in render(overlay)]
     objects += [(key, doc) for _, o in list(objects) for key, doc in embedded(o)]
     errors, refused = [], False
@@ -200,7 +201,7 @@ def check_overlay(overlay: Path) -> tuple[int, list[str]]:
     if refused:
         return len(objects), [*errors, f"{overlay.name}: the API server refuses the overlay"]
     every = [obj for _, obj in objects]
-    for rule in OVERLAY_RULES:
+    for rule in (*OVERLAY_RULES, access.digest_errors) if release else OVERLAY_RULES:
         errors += [f"{overlay.name}: {e}" for e in rule(every)]
     return len(objects), errors
 
@@ -248,13 +249,18 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--root", type=Path, default=DEPLOY / "k8s", help="kustomize tree")
     parser.add_argument("overlays", nargs="*", help="overlay names (default: all)")
+    parser.add_argument(
+        "--release",
+        action="store_true",
+        help="what a cluster gets: every image pinned by digest as well",
+    )
     args = parser.parse_args(argv)
 
     errors = lint(sorted(args.root.rglob("*.yaml"))) + pin_errors(args.root)
     names = args.overlays or sorted(p.name for p in (args.root / "overlays").iterdir())
     for name in names:
         try:
-            count, problems = check_overlay(args.root / "overlays" / name)
+            count, problems = check_overlay(args.root / "overlays" / name, args.release)
         except ValueError as e:
             count, problems = 0, [f"{name}: {e}"]
         print(f"{name}: {count} objects, {len(problems)} errors")

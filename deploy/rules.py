@@ -235,7 +235,9 @@ def server_errors(objects: list[Obj]) -> list[str]:
 def nats_errors(objects: list[Obj], where: str, env: dict[str, Obj]) -> list[str]:
     """Each variable of nats.conf (a password) comes from a Secret, and the pipeline's
     NATS_USER (council-env) is one of its users."""
-    conf = config_file(objects, "nats-config", "nats.conf") or ""
+    conf = config_file(objects, "nats-config", "nats.conf")
+    if conf is None or "authorization" not in conf:
+        return [f"{where}: no nats.conf with users (ConfigMap nats-config): anyone may publish"]
     errors = [
         f"{where}: {name} from a Secret (nats.conf's ${name})"
         for name in sorted(set(re.findall(r"[:=]\s*\$([A-Za-z_][A-Za-z0-9_]*)", conf)))
@@ -281,7 +283,7 @@ def mlflow_errors(where: str, image: str, env: dict[str, Obj]) -> list[str]:
 
     errors = []
     backend = (env.get("MLFLOW_BACKEND_STORE_URI") or {}).get("valueFrom")
-    if backend and not image.endswith("-full"):
+    if backend and not image.split("@")[0].endswith("-full"):
         errors.append(f"{where}.image: {image} has no database drivers; use the -full image")
     allowed = (env.get("MLFLOW_SERVER_ALLOWED_HOSTS") or {}).get("value")
     if allowed:

@@ -48,6 +48,11 @@ class UserError(_Redacted):
     """Bad input or set-up that the user can fix; printed without a traceback."""
 
 
+class RunFolderError(UserError):
+    """One run folder's own files are unusable (its ``run.json`` unreadable, or
+    recording what a resume refuses): that run fails, a night's others go on."""
+
+
 class RunStopped(_Redacted, RuntimeError):
     """The run stopped before its end for a reason outside its input (its engine
     failed, its disk is full). What landed is on disk, whole; ``pipelines.resume``

@@ -34,6 +34,7 @@ from pipelines.executors.ray_jobs import (
     job_address,
     parse_args,
     runtime_env,
+    typed_secrets,
     wait_for_end,
     where,
 )
@@ -44,6 +45,15 @@ from pipelines.spec.exits import EXIT_BAD_INPUT, EXIT_OK
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     overrides = [o for o in args.overrides if o != "--"]
+    if secrets := typed_secrets(overrides, args.env):
+        shown = ", ".join(redact_text(s) for s in secrets)
+        print(
+            f"error: {shown}: a credential on the command line reaches the job's entrypoint "
+            "and runtime environment, which the Ray dashboard shows; give it to the cluster's "
+            "environment instead (a Secret: NATS_PASSWORD, VLLM_API_KEY, ...)",
+            file=sys.stderr,
+        )
+        return EXIT_BAD_INPUT
     try:
         address = job_address(args.address)
         jobs = client(address)

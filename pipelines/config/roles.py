@@ -8,7 +8,7 @@ from typing import Dict, List  # noqa: UP035
 from omegaconf import MISSING
 
 from pipelines import PROJECT_ROOT, UserError
-from pipelines.runtime.ids import check_id
+from pipelines.runtime.ids import check_role
 
 ROLE_DIR = PROJECT_ROOT / "conf" / "role"
 DATASET_DIR = PROJECT_ROOT / "datasets"
@@ -82,7 +82,7 @@ class RoleConfig(RolePrompt):
             raise UserError(f"unknown role {self.name!r}; known: {[*known_roles(), ALL_ROLES]}")
         for name in self.prompts:  # it reaches NATS subjects and keys
             try:
-                check_id(name, "role")
+                check_role(name)
             except ValueError as e:
                 raise UserError(str(e)) from None
 
@@ -109,3 +109,4 @@ class DatasetCaps:
     max_keywords: int = 64
     max_keyword_chars: int = 200
     max_tasks: int = 200_000
+    max_total_bytes: int = 1 << 30

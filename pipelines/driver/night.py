@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from pipelines import UserError
+from pipelines import RunFolderError, UserError
 from pipelines.config import RunConfig, compose_config
 from pipelines.executors import HeldExecutors
 from pipelines.executors.local import LocalExecutor
@@ -161,10 +161,15 @@ def state(run_dir: Path) -> str:
     info, metrics = run_dir / RUN_INFO_FILE, run_dir / METRICS_FILE
     if not info.is_file():
         return "new"
-    run_id = json.loads(info.read_text())["run_id"]
-    if metrics.is_file() and json.loads(metrics.read_text()).get("run_id") == run_id:
-        return "finished"
-    return "started"
+    try:
+        run_id = json.loads(info.read_text())["run_id"]
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as e:
+        raise RunFolderError(f"{info} is unreadable ({type(e).__name__}: {e})") from None
+    try:  # torn or foreign: the run did not finish, its resume writes it again
+        finished = json.loads(metrics.read_text()).get("run_id") == run_id
+    except (OSError, UnicodeDecodeError, ValueError, AttributeError):
+        finished = False
+    return "finished" if finished else "started"
 
 
 def start(cfg: RunConfig, run_dir: Path, held: HeldExecutors) -> list[str]:
@@ -244,15 +249,18 @@ def run_night(
         held = stack.enter_context(HeldExecutors(*([local] if local else [])))
         for job, cfg in jobs:
             run_dir = night / job.slug
-            found = state(run_dir)
-            log.info("nightly %s: run %s is %s", name, job.slug, found)
             try:
+                found = state(run_dir)
+                log.info("nightly %s: run %s is %s", name, job.slug, found)
                 if found == "finished":
                     done[job.slug] = ("finished earlier", finish(run_dir, cfg))
                 elif found == "started":
                     done[job.slug] = ("resumed", resume(run_dir, held, cfg))
                 else:
                     done[job.slug] = ("started", start(cfg, run_dir, held))
+            except RunFolderError as e:  # this run's folder, not the night's set-up
+                log.error("nightly %s: run %s: %s", name, job.slug, e)
+                done[job.slug] = ("refused", [f"{e}; move {run_dir} away to start it again"])
             except UserError:
                 raise  # bad set-up: every run would meet it
             except Exception as e:  # the other runs of the night go on

@@ -15,7 +15,7 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-from pipelines import UserError
+from pipelines import RunFolderError
 from pipelines.config import DATASET_DIR, NatsSinkConfig, RunConfig
 from pipelines.driver.pipeline import RunOutcome
 from pipelines.driver.runinfo import read_run_config
@@ -79,7 +79,7 @@ def resumed_config(
         differ["dataset"] = recorded.dataset  # tasks read from anywhere the folder names
     if differ and not trust_run_folder:
         listed = "\n".join(f"  {k}: {v!r} (today: {_get(today, k)!r})" for k, v in differ.items())
-        raise UserError(
+        raise RunFolderError(
             f"{run_dir / RUN_INFO_FILE} records engine settings unlike today's config:\n"
             f"{listed}\nset them as the run had them, or pass --trust-run-folder if you "
             "wrote this run folder yourself"
@@ -190,7 +190,7 @@ def resume_run(
         try:
             check_id(run_id, "run_id")  # it reaches NATS subjects and keys
         except ValueError as e:
-            raise UserError(f"{run_dir / RUN_INFO_FILE}: {e}") from None
+            raise RunFolderError(f"{run_dir / RUN_INFO_FILE}: {e}") from None
         preflight_run(cfg)
         with log_to(run_dir):
             logging.getLogger("pipelines.resume").info("resuming run %s in %s", run_id, run_dir)

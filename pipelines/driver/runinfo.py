@@ -18,7 +18,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from pipelines import PROJECT_ROOT, UserError
+from pipelines import PROJECT_ROOT, RunFolderError, UserError
 from pipelines.config import RunConfig, from_record, to_record
 from pipelines.executors import host_gpus
 from pipelines.runtime.durable import write_json
@@ -116,7 +116,15 @@ def read_run_config(run_dir: Path) -> RunConfig:
     path = run_dir / RUN_INFO_FILE
     if not path.is_file():
         raise UserError(f"{run_dir} is not a run folder (no {RUN_INFO_FILE})")
-    info = json.loads(path.read_text())
-    if "config" not in info:
-        raise UserError(f"{path} records no config (a run made before config records)")
-    return from_record(info["config"])
+    try:
+        info = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise RunFolderError(f"{path} is unreadable ({e})") from None
+    if not isinstance(info, dict) or "config" not in info:
+        raise RunFolderError(f"{path} records no config (a run made before config records)")
+    try:
+        return from_record(info["config"])
+    except UserError:
+        raise
+    except Exception as e:  # noqa: BLE001 - the file is data: any shape may come
+        raise RunFolderError(f"{path}: its config does not load ({e})") from None

@@ -31,10 +31,31 @@ UPLOAD_EXCLUDES = [
     ".pytest_cache",
     ".ruff_cache",
     ".hypothesis",
+    # Credentials a checkout may hold: the job's working directory is readable by
+    # every job of the cluster.
+    ".env",
+    ".env.*",
+    ".envrc",
+    ".netrc",
+    ".pypirc",
+    ".npmrc",
+    ".aws",
+    ".ssh",
+    ".docker",
+    "*.pem",
+    "*.key",
+    "*.p12",
+    "*.pfx",
+    "*.jks",
+    "*.kubeconfig",
+    "kubeconfig",
+    "id_rsa*",
+    "id_ed25519*",
+    "*.creds",
 ]
 """Left out of the uploaded working directory: environments, built models, run
-folders. The cluster has its own Python environment and reads the model from
-its own disk (``model.path``: an absolute path or a hub id)."""
+folders, credentials. The cluster has its own Python environment and reads the
+model from its own disk (``model.path``: an absolute path or a hub id)."""
 RUN_FOLDER = re.compile(r"run folder: (\S+)")
 """The line ``pipelines.run`` logs for each run it starts."""
 INTERRUPTED = 130
@@ -74,6 +95,19 @@ def entrypoint(overrides: Sequence[str], upload: bool) -> str:
         'copy="$(mktemp -d)" && cp -a . "$copy" && cd "$copy" && '
         f'{run}; status=$?; cd / && rm -rf "$copy"; exit $status'
     )
+
+
+def typed_secrets(overrides: Sequence[str], env: Sequence[str]) -> list[str]:
+    """The overrides and ``--env`` items that carry a credential: the dashboard
+    shows every job's entrypoint and runtime environment to whoever reaches it."""
+    from pipelines.runtime.redact import is_secret_name, redact_text
+
+    found = [o for o in overrides if redact_text(o) != o]
+    for item in env:
+        key, _, value = item.partition("=")
+        if is_secret_name(key) or redact_text(value) != value:
+            found.append(f"--env {key}=...")
+    return found
 
 
 def runtime_env(upload: bool, runs_dir: str | None, env: Sequence[str]) -> dict[str, Any]:

@@ -137,6 +137,12 @@ def load_tasks(
     caps = caps or DatasetCaps()
     if not path.is_file():
         raise TaskFileError(f"{path}: dataset file not found")
+    if (size := path.stat().st_size) > caps.max_total_bytes:
+        raise TaskFileError(
+            f"{path}: {size:,} bytes, more than dataset_caps.max_total_bytes "
+            f"({caps.max_total_bytes:,}); raise it to load this file"
+        )
+    total = 0
     allowed = set(roles) if roles is not None else None
     tasks: list[Task] = []
     problems: list[str] = []
@@ -145,6 +151,13 @@ def load_tasks(
     try:
         with path.open("rb") as f:
             for lineno, raw in enumerate(_lines(f, caps.max_line_bytes), 1):
+                total += len(raw) if raw is not TOO_LONG else caps.max_line_bytes
+                if total > caps.max_total_bytes:  # it grew while read (a pipe, a log)
+                    problems.append(
+                        f"{path}:{lineno}: past {caps.max_total_bytes:,} bytes "
+                        "(dataset_caps.max_total_bytes)"
+                    )
+                    break
                 if lineno == 1:
                     raw = raw.removeprefix(b"\xef\xbb\xbf")
                 if not raw.strip():

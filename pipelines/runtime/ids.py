@@ -39,6 +39,23 @@ def check_id(value: object, what: str = "") -> str:
     return value
 
 
+ROLE_MAX = 105
+"""The longest role: a run id holds it with 23 characters more
+(``<YYYYmmdd-HHMMSS>-<role>-<hex6>``), an agent id with 10 (``agent-<role>-001``),
+and each must stay within :data:`ID_PATTERN`'s 128."""
+
+
+def check_role(value: object) -> str:
+    """``value`` when it is an id of at most :data:`ROLE_MAX` characters."""
+    role = check_id(value, "role")
+    if len(role) > ROLE_MAX:
+        raise ValueError(
+            f"role {role[:40]!r}... is {len(role)} characters: at most {ROLE_MAX}, for the run "
+            "and agent ids built from it to stay within 128"
+        )
+    return role
+
+
 Id = Annotated[str, AfterValidator(lambda v: check_id(v))]
 """A pydantic field that obeys :data:`ID_PATTERN` (the error names the value)."""
 

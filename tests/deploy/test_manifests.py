@@ -129,7 +129,7 @@ def test_the_checks_catch_what_broke_on_a_cluster(capsys: pytest.CaptureFixture[
         "Namespace/council: label pod-security.kubernetes.io/enforce: restricted",
         "RayCluster/council: spec.authOptions.mode: token",
         "Deployment/vllm: spec.template.spec.containers[vllm]: VLLM_API_KEY from a Secret",
-        "StatefulSet/nats: spec.template.spec.containers[nats]: NATS_TOKEN from a Secret",
+        "StatefulSet/nats: spec.template.spec.containers[nats]: no nats.conf with users",
     ]:
         assert found in err, found
 
@@ -163,8 +163,8 @@ def test_the_checks_catch_what_broke_on_a_cluster(capsys: pytest.CaptureFixture[
         # A required Secret made optional: the pod would start without auth.
         (
             "base/nats.yaml",
-            "                  key: NATS_TOKEN\n",
-            "                  key: NATS_TOKEN\n                  optional: true\n",
+            "                  key: NATS_PASSWORD\n",
+            "                  key: NATS_PASSWORD\n                  optional: true\n",
             "Secret council-auth is optional",
         ),
         ("base/overrides", "role=dev,qa", "role=dev,nope", "overrides:4: In 'config': Could not"),
@@ -185,8 +185,8 @@ def test_the_checks_catch_what_broke_on_a_cluster(capsys: pytest.CaptureFixture[
         # A council-eval image named outside kustomize's reach.
         (
             "base/nightly.yaml",
-            "image: docker.io/alpine/k8s:1.33.4",
-            "image: ghcr.io/council-eval/council-eval:0.0.9",
+            "              image: council-eval\n",
+            "              image: ghcr.io/council-eval/council-eval:0.0.9\n",
             "council-eval images differ",
         ),
         ("base/mlflow.yaml", "v3.17.2-full", "v3.17.2", "has no database drivers"),
@@ -567,3 +567,25 @@ def test_the_checks_name_what_kuberay_refused_in_the_manifests_of_2026_12_07(
         "CronJob: accepted night 'nnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnn'",
     ]:
         assert found in err, found
+
+
+def test_a_release_pins_every_image_by_digest(tree: Path) -> None:
+    """``deploy.check --release``: a tag may move under a night (and the guard's image
+    holds the right to create RayJobs); a digest cannot."""
+    _, errors = check_overlay(tree / "overlays" / "gpu", release=True)
+    unpinned = sorted(e.split("'")[1] for e in errors if "is not pinned by digest" in e)
+    assert unpinned == [
+        "docker.io/library/nats:2.15.1-alpine",
+        "docker.io/vllm/vllm-openai:v0.32.0",
+        "ghcr.io/council-eval/council-eval:0.1.0",
+        "ghcr.io/council-eval/council-eval:0.1.0",
+        "ghcr.io/council-eval/council-eval:0.1.0",
+        "ghcr.io/mlflow/mlflow:v3.17.2-full",
+    ]
+    digest = "@sha256:" + "0" * 64  # what `kustomize edit set image` writes
+    edit(tree / "base" / "kustomization.yaml", "    newTag: 0.1.0\n", f"    digest: {digest[1:]}\n")
+    edit(tree / "base" / "nats.yaml", ":2.15.1-alpine", digest)
+    edit(tree / "base" / "mlflow.yaml", ":v3.17.2-full", f":v3.17.2-full{digest}")  # tag@digest
+    edit(tree / VLLM, ":v0.32.0", digest)
+    _, errors = check_overlay(tree / "overlays" / "gpu", release=True)
+    assert not [e for e in errors if "pinned by digest" in e], errors

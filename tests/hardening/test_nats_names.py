@@ -165,3 +165,17 @@ def test_a_refused_connection_names_its_url_without_the_password(caplog) -> None
         asyncio.run(connect(url))
     shown = redact_exc(e.value) + str(e.value) + caplog.text
     assert "S3cretPW" not in shown
+
+
+def test_the_longest_role_still_makes_valid_run_and_agent_ids() -> None:
+    """A role of 107 to 128 characters passed the id rule, then its run id (23
+    characters longer) failed it at the first batch."""
+    from pipelines.driver.pipeline import new_run_id
+    from pipelines.runtime.ids import ROLE_MAX, agent_id, check_id, check_role
+
+    longest = "r" * ROLE_MAX
+    assert check_role(longest) == longest
+    check_id(new_run_id(longest), "run_id")
+    check_id(agent_id(longest, 1000), "agent_id")
+    with pytest.raises(ValueError, match=f"at most {ROLE_MAX}"):
+        check_role("r" * (ROLE_MAX + 1))

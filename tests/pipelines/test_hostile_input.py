@@ -83,6 +83,25 @@ def test_too_many_tasks_are_refused_at_the_first_one_past_the_cap(tmp_path: Path
         load_tasks(path, caps=DatasetCaps(max_tasks=3))
 
 
+def test_a_dataset_past_the_total_bytes_cap_is_refused_before_it_is_read(tmp_path: Path) -> None:
+    """Every line under its caps, yet no cap on the whole: 200,000 tasks of 100,000
+    characters each would have been read (20 GB). A 2 GiB file is refused at once."""
+    import time
+
+    path = tmp_path / "huge.jsonl"
+    with path.open("wb") as f:
+        f.truncate(2 << 30)  # sparse: 2 GiB that take no disk
+    start = time.monotonic()
+    with pytest.raises(TaskFileError, match=r"2,147,483,648 bytes, more than dataset_caps"):
+        load_tasks(path)
+    assert time.monotonic() - start < 1.0
+    lines = write(tmp_path / "t.jsonl", *({**GOOD, "task_id": f"t{i}"} for i in range(5)))
+    one_line = len(lines.read_bytes().splitlines()[0]) + 1
+    assert len(load_tasks(lines, caps=DatasetCaps(max_total_bytes=5 * one_line))) == 5
+    with pytest.raises(TaskFileError, match=r"dataset_caps\.max_total_bytes"):
+        load_tasks(lines, caps=DatasetCaps(max_total_bytes=5 * one_line - 1))
+
+
 def test_limit_stops_reading_once_every_role_has_its_tasks(tmp_path: Path) -> None:
     path = write(tmp_path / "t.jsonl", GOOD, {**GOOD, "task_id": "devops-002"}, "{torn")
     assert [t.task_id for t in load_tasks(path, roles=["devops"], limit=2)] == [

@@ -250,3 +250,27 @@ def test_the_deadline_stops_the_night_as_sigterm_does_and_exits_143(tmp_path: Pa
         "resumes them"
     ) in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_one_unreadable_run_json_fails_its_run_and_the_night_goes_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """It used to stop the whole night at that run: the runs after it never ran."""
+    from pipelines.driver.night import run_night
+    from tests.engine_helpers import stand_in_engine
+
+    overrides = write(
+        tmp_path,
+        "role=dev,qa limit=1 agents=1 max_tokens=4 embeddings=false\n"
+        "engine=openai executor=local sink=none tracking=none\n",
+    )
+    broken = tmp_path / "runs" / "night-1" / "role-dev"
+    broken.mkdir(parents=True)
+    (broken / "run.json").write_text('{"run_id": "20261207-0')  # torn by a full disk
+    with stand_in_engine() as server:
+        monkeypatch.setenv("VLLM_URL", server)
+        done = run_night("night-1", overrides, tmp_path / "runs")
+    what, problems = done["role-dev"]
+    assert what == "refused" and f"{broken / 'run.json'} is unreadable" in problems[0]
+    assert done["role-qa"] == ("started", [])
+    assert (tmp_path / "runs" / "night-1" / "role-qa" / "metrics.json").is_file()

@@ -286,6 +286,10 @@ def test_every_writable_place_is_a_bounded_tmpfs_and_the_code_is_read_only() -> 
         "    open('/sandbox/code/main.py', 'a').write('#')\n"
         "except OSError as e:\n"
         "    print('code', e.errno)\n"
+        "try:  # the host's TemporaryDirectory cleanup would follow it (CVE-2023-6597)\n"
+        "    os.symlink('/etc/passwd', '/sandbox/code/link')\n"
+        "except OSError as e:\n"
+        "    print('link', e.errno)\n"
     )
     done = run_python(program, Limits(wall_s=30))
     lines = dict(line.split(" ", 1) for line in done.output.splitlines())
@@ -293,3 +297,4 @@ def test_every_writable_place_is_a_bounded_tmpfs_and_the_code_is_read_only() -> 
         written, errno = map(int, lines[place].split())
         assert written <= 16 and errno == 28, (place, lines)  # ENOSPC
     assert int(lines["code"]) in (13, 30)  # EACCES / EROFS
+    assert int(lines["link"]) in (13, 30)

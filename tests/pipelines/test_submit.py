@@ -6,6 +6,7 @@ from __future__ import annotations
 import shlex
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -59,3 +60,58 @@ def test_help_names_the_job_api() -> None:
     )
     assert done.returncode == 0
     assert "--address" in done.stdout and "8265" in done.stdout
+
+
+def test_the_upload_leaves_a_checkouts_credentials_behind(tmp_path: Path) -> None:
+    """Ray's own packaging of a working directory with the excludes: the job's files
+    are readable by every job of the cluster (they used to carry .env and keys)."""
+    import zipfile
+
+    from ray._private.runtime_env.packaging import create_package
+
+    from pipelines.executors.ray_jobs import UPLOAD_EXCLUDES
+
+    checkout = tmp_path / "checkout"
+    kept = ["pipelines/run.py", "conf/config.yaml", "datasets/dev/tasks.jsonl", "README.md"]
+    secret = [
+        ".env",
+        ".env.production",
+        ".envrc",
+        "deploy/tls.key",
+        "certs/ca.pem",
+        "conf/.env",
+        ".aws/credentials",
+        "kubeconfig",
+        "id_ed25519",
+        "nats.creds",
+    ]
+    for name in kept + secret:
+        (checkout / name).parent.mkdir(parents=True, exist_ok=True)
+        (checkout / name).write_text("x")
+    package = tmp_path / "package.zip"
+    create_package(str(checkout), package, include_gitignore=True, excludes=UPLOAD_EXCLUDES)
+    names = {n for n in zipfile.ZipFile(package).namelist() if not n.endswith("/")}
+    assert names == set(kept)
+
+
+def test_a_credential_typed_on_the_command_line_is_refused_before_submitting() -> None:
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pipelines.submit",
+            "--address",
+            "http://127.0.0.1:9",  # nothing is reached: refused first
+            "--env",
+            "NATS_TOKEN=S3cretTok",
+            "role=dev",
+            "sink.url=nats://council:S3cretPW@nats:4222",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=PROJECT_ROOT,
+    )
+    assert done.returncode == 2, done.stderr
+    assert "the Ray dashboard shows" in done.stderr and "--env NATS_TOKEN=" in done.stderr
+    assert "S3cret" not in done.stderr + done.stdout
