@@ -76,6 +76,9 @@ class RunConfig(CouncilSpec):
     dataset_caps: DatasetCaps = field(default_factory=DatasetCaps)
     # Compute embedding_diversity when the embedding model is installed.
     embeddings: bool = True
+    # Seconds of sandboxed code checks (python_tests tasks) in one scoring; past
+    # them a code proposal is "unscored" (not run, not wrong). null: no limit.
+    code_budget_s: Optional[float] = 1800.0  # noqa: UP045
     # A deliberation whose agents answer further apart than this is TIMEOUT.
     deliberation_timeout_s: float = 300.0
     # Response cache (pipelines/flow/cache.py): true answers hits and keeps the rest,
@@ -90,6 +93,8 @@ class RunConfig(CouncilSpec):
             raise UserError(f"limit must be >= 1 (or null), got {self.limit}")
         if self.batch_size < 1:
             raise UserError(f"batch_size must be >= 1, got {self.batch_size}")
+        if self.code_budget_s is not None and self.code_budget_s <= 0:
+            raise UserError(f"code_budget_s must be > 0 (or null), got {self.code_budget_s}")
         self.cache = str(self.cache).lower()  # `cache=true` arrives as a bool
         if self.cache not in CACHE_MODES:
             raise UserError(f"cache must be one of {CACHE_MODES}, got {self.cache!r}")

@@ -123,11 +123,13 @@ def evaluate(
     wall_s: float,
     embed: Embed | None,
     chair: pd.DataFrame | None = None,
+    code_budget_s: float | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
     """Score a results table: per row, per task, and run-level metrics (``chair``: the
     council's final answers, when a chair wrote them)."""
     refs = references(tasks)
-    return measure(score_rows(results, task_keywords(tasks), refs), refs, wall_s, embed, chair)
+    scored = score_rows(results, task_keywords(tasks), refs, code_budget_s)
+    return measure(scored, refs, wall_s, embed, chair)
 
 
 def measure(
@@ -335,7 +337,9 @@ def score(
     if cfg.experiment.name == "scaling":
         # Quality figures describe the full council (the largest arm), over its own time.
         full = results[results["council_size"] == max(cfg.experiment.agents)]
-        scored, diversity, metrics = evaluate(full, tasks, arm_window_s(full), embed)
+        scored, diversity, metrics = evaluate(
+            full, tasks, arm_window_s(full), embed, code_budget_s=cfg.code_budget_s
+        )
         # The other arms are only compared on cost and keywords.
         table = scaling_table(score_rows(results, task_keywords(tasks)))
         write_parquet(out_dir / SCALING_FILE, table)
@@ -343,7 +347,7 @@ def score(
     else:
         # Every round scored once: the last round's figures and the rounds' share it.
         keywords, refs = task_keywords(tasks), references(tasks)
-        every_round = score_rows(results, keywords, refs)
+        every_round = score_rows(results, keywords, refs, cfg.code_budget_s)
         last = final(every_round)
         chair = (tables or {}).get("chair")
         scored, diversity, metrics = measure(last, refs, stats.wall_s, embed, chair)

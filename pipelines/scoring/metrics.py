@@ -47,9 +47,10 @@ def score_rows(
     results: pd.DataFrame,
     keywords: dict[tuple[str, str], list[str]],
     refs: References | None = None,
+    code_budget_s: float | None = None,
 ) -> pd.DataFrame:
     """``results`` plus per-proposal keyword columns, and the truth columns when
-    some task has a reference answer.
+    some task has a reference answer (code checks within ``code_budget_s``).
 
     Adds ``keywords`` (expected), ``keyword_hits`` (bool per keyword),
     ``keyword_relevance`` and ``keyword_full`` (every keyword hit). A failed
@@ -75,7 +76,7 @@ def score_rows(
     scored["keyword_hits"] = hits
     scored["keyword_relevance"] = [coverage(h) for h in hits]
     scored["keyword_full"] = [bool(h) and all(h) for h in hits]
-    return score_truth(scored, refs) if refs else scored
+    return score_truth(scored, refs, code_budget_s) if refs else scored
 
 
 def task_figures(

@@ -3,7 +3,9 @@
 Per proposal (:func:`score_truth`): ``answer_extracted`` (the answer it states,
 :func:`evaluators.answers.extract_answer`), ``verdict`` (``correct``, ``wrong``,
 ``no_answer`` when it states none, ``failed`` when its request failed) and
-``correct`` (1.0 or 0.0; NaN for a task without a reference). Per task and
+``correct`` (1.0 or 0.0; NaN for a task without a reference, and for a code
+proposal left ``unscored`` once the scoring's sandbox time, ``code_budget_s``,
+is spent: not run is not wrong). Per task and
 repeat (:func:`task_truth`): ``majority_accuracy`` (the council's majority
 answer is right) and ``pass_at_n`` (some agent is right). Tasks without a
 reference have none of these figures.
@@ -11,6 +13,8 @@ reference have none of these figures.
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -20,9 +24,13 @@ from scipy.stats import mannwhitneyu
 
 from evaluators.answers import majority
 from pipelines.scoring.stats import bootstrap_ci
-from pipelines.spec.verifiers import Reference
+from pipelines.spec.verifiers import PYTHON_TESTS, Reference
+
+log = logging.getLogger(__name__)
 
 CORRECT, WRONG, NO_ANSWER, FAILED = "correct", "wrong", "no_answer", "failed"
+UNSCORED = "unscored"
+"""A code proposal not run: the scoring's sandbox time was spent."""
 TRUTH_COLUMNS = ["answer_extracted", "verdict", "correct", "no_answer"]
 GROUP = ["role", "task_id", "repeat"]
 
@@ -30,30 +38,66 @@ GROUP = ["role", "task_id", "repeat"]
 References = Mapping[tuple[str, str], Reference]
 
 
-def verdict(text: str, failed: bool, reference: Reference) -> tuple[str | None, str]:
+class CodeClock:
+    """What is left of one scoring's sandbox time (None: no limit)."""
+
+    def __init__(self, budget_s: float | None) -> None:
+        self.left = budget_s
+        self.unscored = 0
+
+    def check(self, reference: Reference, answer: str) -> str:
+        """The verdict of ``answer``; a code check only while time is left."""
+        if reference.verifier != PYTHON_TESTS:
+            return CORRECT if reference.check(answer) else WRONG
+        if self.left is not None and self.left <= 0:
+            self.unscored += 1
+            return UNSCORED
+        start = time.monotonic()
+        right = reference.check(answer)
+        if self.left is not None:
+            self.left -= time.monotonic() - start
+        return CORRECT if right else WRONG
+
+
+def verdict(
+    text: str, failed: bool, reference: Reference, clock: CodeClock | None = None
+) -> tuple[str | None, str]:
     """A proposal's extracted answer and verdict."""
     if failed:
         return None, FAILED
     answer = reference.extract(text)
     if answer is None:
         return None, NO_ANSWER
-    return answer, CORRECT if reference.check(answer) else WRONG
+    return answer, (clock or CodeClock(None)).check(reference, answer)
 
 
-def score_truth(scored: pd.DataFrame, refs: References) -> pd.DataFrame:
-    """``scored`` plus :data:`TRUTH_COLUMNS` (NaN ``correct`` where a task has no reference)."""
+def score_truth(
+    scored: pd.DataFrame, refs: References, code_budget_s: float | None = None
+) -> pd.DataFrame:
+    """``scored`` plus :data:`TRUTH_COLUMNS` (NaN ``correct`` where a task has no
+    reference, or a code proposal was not run within ``code_budget_s`` seconds of
+    sandboxed checks in all)."""
     out = scored.copy()
     keys = zip(out["role"].tolist(), out["task_id"].tolist(), strict=True)
     rows = zip(keys, out["proposal"].tolist(), out["error"].notna().tolist(), strict=True)
+    clock = CodeClock(code_budget_s)
     extracted, verdicts = [], []
     for key, text, failed in rows:
         ref = refs.get(key)
-        answer, v = verdict(text or "", failed, ref) if ref is not None else (None, None)
+        answer, v = verdict(text or "", failed, ref, clock) if ref is not None else (None, None)
         extracted.append(answer)
         verdicts.append(v)
+    if clock.unscored:
+        log.warning(
+            "%d code proposal(s) not run: the scoring's %g s of sandboxed checks were spent "
+            "(code_budget_s); their verdict is %r, not wrong",
+            clock.unscored,
+            code_budget_s,
+            UNSCORED,
+        )
     out["answer_extracted"] = extracted
     out["verdict"] = verdicts
-    known = [v is not None for v in verdicts]
+    known = [v not in (None, UNSCORED) for v in verdicts]
     out["correct"] = [
         float(v == CORRECT) if k else np.nan for v, k in zip(verdicts, known, strict=True)
     ]
@@ -81,13 +125,16 @@ def task_truth(
 ) -> pd.DataFrame:
     """Per (role, task_id, repeat) of a task with a reference: ``majority_answer``,
     ``majority_accuracy`` and ``pass_at_n`` over its proposals (``scored`` holds
-    :data:`TRUTH_COLUMNS`; a failed or answerless proposal does not vote), and
+    :data:`TRUTH_COLUMNS`; a failed or answerless proposal does not vote; a task with
+    a proposal left :data:`UNSCORED` has no row), and
     ``answer_accuracy``: the council's answer is right, the chair's where ``chaired``
     (:func:`chair_verdicts`) holds one (also as ``chair_answer`` and ``chair_verdict``),
     else the vote's."""
     rows = []
     known = scored[scored["verdict"].notna()]
     for (role, task_id, repeat), group in known.groupby(GROUP, sort=False):
+        if (group["verdict"] == UNSCORED).any():
+            continue  # a vote with proposals not run cannot be judged
         group = group.sort_values("agent_index")
         # pandas keeps a missing answer as NaN in a string column
         answers = [a if isinstance(a, str) else None for a in group["answer_extracted"]]

@@ -177,6 +177,37 @@ def test_a_proposal_that_exits_0_before_the_tests_is_not_a_pass(exit_early: str)
     assert not ref.check(ref.extract(proposal) or "")  # ... and is scored wrong
 
 
+def test_code_scoring_stops_at_its_time_budget_and_leaves_the_rest_unscored() -> None:
+    """Each proposal may take its whole wall limit: 1,000 proposals sleeping 10 s each
+    held the scoring for hours. Past ``code_budget_s`` a proposal is not run, and
+    not run is not wrong."""
+    import time
+
+    import pandas as pd
+
+    from pipelines.scoring.truth import UNSCORED, score_truth, task_truth
+
+    ref = Reference(
+        "def add(a, b):\n    return a + b",
+        PYTHON_TESTS,
+        tests="def check(candidate):\n    assert candidate(2, 3) == 5\n",
+        entry_point="add",
+    )
+    slow = "```python\nimport time\ntime.sleep(1)\ndef add(a, b):\n    return a + b\n```"
+    rows = pd.DataFrame(
+        {"role": "dev", "task_id": "c1", "proposal": [slow] * 5, "error": [None] * 5}
+    )
+    start = time.monotonic()
+    scored = score_truth(rows, {("dev", "c1"): ref}, code_budget_s=1.5)
+    took = time.monotonic() - start
+    assert scored["verdict"].tolist() == ["correct", "correct", UNSCORED, UNSCORED, UNSCORED]
+    assert scored["correct"].tolist()[:2] == [1.0, 1.0] and scored["correct"][2:].isna().all()
+    assert took < 4.5, took  # two runs, not five
+    assert task_truth(scored).empty  # a council vote with unrun proposals is not judged
+    unlimited = score_truth(rows.head(2), {("dev", "c1"): ref})
+    assert unlimited["verdict"].tolist() == ["correct", "correct"]
+
+
 def test_code_tasks_are_refused_without_bubblewrap_faked_missing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
