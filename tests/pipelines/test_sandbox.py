@@ -195,7 +195,14 @@ def test_code_scoring_stops_at_its_time_budget_and_leaves_the_rest_unscored() ->
     )
     slow = "```python\nimport time\ntime.sleep(1)\ndef add(a, b):\n    return a + b\n```"
     rows = pd.DataFrame(
-        {"role": "dev", "task_id": "c1", "proposal": [slow] * 5, "error": [None] * 5}
+        {
+            "role": "dev",
+            "task_id": "c1",
+            "repeat": 0,
+            "agent_index": range(1, 6),
+            "proposal": [slow] * 5,
+            "error": [None] * 5,
+        }
     )
     start = time.monotonic()
     scored = score_truth(rows, {("dev", "c1"): ref}, code_budget_s=1.5)
