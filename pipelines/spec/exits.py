@@ -20,6 +20,9 @@ EXIT_RUN_FAILED = 3
 """A run finished but failed a ``fail_on`` rule."""
 EXIT_STOPPED = 4
 """A run raised :class:`pipelines.RunStopped` (its engine, a full disk)."""
+EXIT_REGRESSED = 5
+"""``compare --gate``: run B is worse than run A on a gated metric (its corrected
+test rejects and its drop exceeds the metric's tolerance)."""
 EXIT_LOCKED = 75
 """``nightly``: another night still held the runs volume's lock after ``--lock-wait``
 (EX_TEMPFAIL of sysexits.h): nothing ran, a later try may."""
@@ -31,6 +34,7 @@ EXIT_STATUSES = {
     EXIT_BAD_INPUT: "bad input or set-up: nothing ran",
     EXIT_RUN_FAILED: "a run finished but failed a fail_on rule",
     EXIT_STOPPED: "the run stopped before its end (its engine, a full disk): resume it",
+    EXIT_REGRESSED: "compare --gate: B regressed against A on a gated metric",
     EXIT_LOCKED: "nightly: another night held the lock past --lock-wait: nothing ran",
     EXIT_TERMINATED: "stopped by SIGTERM (or nightly's --deadline): resume it",
 }
