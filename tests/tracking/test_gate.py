@@ -71,6 +71,9 @@ def test_the_power_figures_invert_each_other() -> None:
     detects = detectable_drop(sd=0.5, n=60, level=0.025)
     assert detects == pytest.approx((1.96 + 0.8416) * 0.5 / 60**0.5, rel=1e-3)
     assert tasks_for(detects, sd=0.5, level=0.025) == 60
+    # The README's figure: 0/1 answers at p = 0.5 drawn twice (sd of a drop
+    # sqrt(2 * 0.25)), Holm over the 2 default metrics, a 5-point drop.
+    assert tasks_for(0.05, sd=0.5**0.5, level=0.025) == 1570
 
 
 def test_compare_gate_fails_a_worse_run_and_passes_an_equal_one(tmp_path: Path) -> None:
@@ -104,9 +107,9 @@ def test_compare_gate_fails_a_worse_run_and_passes_an_equal_one(tmp_path: Path) 
 
     good, same, worse = run("a", every_keyword), run("a2", every_keyword), run("b", "no idea")
 
-    def gate_cli(a: str, b: str) -> subprocess.CompletedProcess[str]:
+    def gate_cli(a: str, b: str, *more: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [sys.executable, "-m", "pipelines.compare", "--uri", uri, a, b, "--gate"],
+            [sys.executable, "-m", "pipelines.compare", "--uri", uri, a, b, "--gate", *more],
             capture_output=True,
             text=True,
             timeout=300,
@@ -116,7 +119,9 @@ def test_compare_gate_fails_a_worse_run_and_passes_an_equal_one(tmp_path: Path) 
     regressed = gate_cli(good, worse)
     assert regressed.returncode == 5, regressed.stdout + regressed.stderr[-2000:]
     assert regressed.stdout.startswith("REGRESSED: keyword_relevance dropped +")
-    passed = gate_cli(good, same)
+    passed = gate_cli(good, same, "--tasks-for", "0.05")
     assert passed.returncode == 0, passed.stdout + passed.stderr[-2000:]
     assert passed.stdout.startswith("passed: no gated metric regressed")
     assert f"{len(tasks)} shared tasks" in passed.stdout
+    # Identical answers: the drops never vary, so any drop would show at once.
+    assert "keyword_relevance: 2 paired tasks detect a drop of 0.05 (80% power)" in passed.stdout
