@@ -167,12 +167,12 @@ def gate_two(uri: str, refs: list[str], args: argparse.Namespace) -> int:
         "Wilcoxon signed-rank; detects: the drop found with 80% power at this many tasks"
     )
     if args.tasks_for:
-        level = args.alpha / len(gated) if args.correction == "holm" else args.alpha
-        for m, (x, y) in pairs.items():
-            d = (x - y)[~(pd.isna(x) | pd.isna(y))]
-            if len(d) > 1:  # drops that never vary: any drop shows at once
-                n = tasks_for(args.tasks_for, float(d.std(ddof=1)), level)
-                print(f"{m}: {n} paired tasks detect a drop of {args.tasks_for:g} (80% power)")
+        for g in gated:
+            if g.tasks > 1:  # drops that never vary: any drop shows at once
+                n = tasks_for(args.tasks_for, g.spread, g.level)
+                print(
+                    f"{g.metric}: {n} paired tasks detect a drop of {args.tasks_for:g} (80% power)"
+                )
     write_tables(table, table, args)
     return EXIT_REGRESSED if regressed else EXIT_OK
 

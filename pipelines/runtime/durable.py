@@ -55,16 +55,20 @@ def _umask() -> int:
 NO_LINK = os.O_NOFOLLOW | os.O_CLOEXEC
 
 
+def _linked(path: Path) -> UserError:
+    return UserError(
+        f"{path} is a symbolic link: a run folder's files are written in it, "
+        "never through a link out of it"
+    )
+
+
 def _no_link(path: Path, flags: int) -> int:
     """``os.open(path, flags)`` that refuses a symbolic link at ``path``."""
     try:
         return os.open(path, flags | NO_LINK, 0o666)
     except OSError as e:
         if e.errno == errno.ELOOP:
-            raise UserError(
-                f"{path} is a symbolic link: a run folder's files are written in it, "
-                "never through a link out of it"
-            ) from None
+            raise _linked(path) from None
         raise
 
 
@@ -72,10 +76,7 @@ def own_dir(path: Path) -> Path:
     """``path`` as a folder of its own (made if missing), never a link elsewhere."""
     path.mkdir(parents=True, exist_ok=True)
     if path.is_symlink():
-        raise UserError(
-            f"{path} is a symbolic link: a run folder's files are written in it, "
-            "never through a link out of it"
-        )
+        raise _linked(path)
     return path
 
 

@@ -51,9 +51,16 @@ class GatedMetric:
     """One-sided p-value for "B is worse" (None: under 2 tasks)."""
     p_adjusted: float | None
     tolerance: float
-    detectable: float | None
-    """The drop this pair of runs detects with 80 % power (None: under 2 tasks)."""
+    spread: float
+    """Standard deviation of the per-task drops (NaN: under 2 tasks)."""
+    level: float
+    """The level its power is figured at (``alpha / metrics`` under Holm)."""
     regressed: bool
+
+    @property
+    def detectable(self) -> float | None:
+        """The drop this pair of runs detects with 80 % power (None: under 2 tasks)."""
+        return detectable_drop(self.spread, self.tasks, self.level) if self.tasks > 1 else None
 
 
 def drops(a: np.ndarray, b: np.ndarray, higher_is_better: bool) -> np.ndarray:
@@ -139,7 +146,6 @@ def gate(
         a, b = (np.asarray(x, dtype=float) for x in pairs[m])
         keep = ~(np.isnan(a) | np.isnan(b))
         drop = float(d[m].mean()) if len(d[m]) else math.nan
-        sd = float(d[m].std(ddof=1)) if len(d[m]) > 1 else math.nan
         tolerance = float(tolerances.get(m, 0.0))
         out.append(
             GatedMetric(
@@ -152,7 +158,8 @@ def gate(
                 p=p,
                 p_adjusted=q,
                 tolerance=tolerance,
-                detectable=detectable_drop(sd, len(d[m]), level) if len(d[m]) > 1 else None,
+                spread=float(d[m].std(ddof=1)) if len(d[m]) > 1 else math.nan,
+                level=level,
                 regressed=q is not None and q <= alpha and drop > tolerance,
             )
         )
